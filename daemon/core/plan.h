@@ -1,0 +1,97 @@
+/* plan: the phases a VM's devices pass through for one operation */
+#pragma once
+
+/*
+ * Pure logic: from the devices' flags and current states, an operation and a strategy,
+ * build the ordered phases the sequencer runs. No I/O, no globals.
+ *
+ * Source:      PRE_COPY (optional) -> "p2p" (every P2P device to RUNNING_P2P / PRE_COPY_P2P)
+ *              -> barrier -> "stop" (every device to STOP, or STOP_COPY when it is in a
+ *              pre-copy session, keeping its data fd) -> "stop-copy" (open the save
+ *              sessions) -> "save" stream -> "stopped" (STOP_COPY -> STOP).
+ * Destination: "resuming" (every device to RESUMING) -> "load" stream -> "validate"
+ *              (RESUMING -> STOP) -> "p2p" -> barrier -> "run" (RUNNING).
+ * Abort:       "reset" (devices in ERROR or RESUMING) -> "p2p" -> "run".
+ *
+ * The serial strategy is the one-device-at-a-time sequence QEMU uses: each device goes
+ * through its whole journey alone, one phase per device, which lets a stopped device
+ * receive P2P DMA from a peer that is still running. It exists to compare against.
+ *
+ * Errors: plan_build() returns 0, or -EINVAL with *ret_reason set (a sentence naming the
+ * device and its state) when the operation cannot start from the devices' states.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/mig-state.h"
+
+enum plan_op {
+        PLAN_OP_PRECOPY,  /* RUNNING -> PRE_COPY on every device that supports it */
+        PLAN_OP_QUIESCE,  /* p2p phase, barrier, stop phase */
+        PLAN_OP_SAVE,     /* stop-copy, stream out, stopped (quiesces first if needed) */
+        PLAN_OP_RESUME,   /* resuming, stream in, validate, p2p, run */
+        PLAN_OP_START,    /* from stopped back to RUNNING: p2p, run */
+        PLAN_OP_ABORT,    /* back to RUNNING from anywhere: reset, p2p, run */
+        PLAN_OP_RESET,    /* every device reset (destination rollback: no state to keep) */
+        PLAN_OP_COUNT,
+};
+
+enum plan_strategy {
+        PLAN_STRATEGY_PARALLEL, /* vfio-migd: phases with barriers, devices in parallel */
+        PLAN_STRATEGY_SERIAL,   /* one device at a time, QEMU's order (for comparison) */
+};
+
+enum plan_p2p_mode {
+        PLAN_P2P_REQUIRE, /* several devices: every device must have P2P */
+        PLAN_P2P_BLOCKED, /* operator asserts no P2P mappings: non-P2P devices may join */
+};
+
+enum plan_phase_kind {
+        PLAN_PHASE_TRANSITION, /* steps: set_state(target) in parallel */
+        PLAN_PHASE_RESET,      /* steps: reset (target is RUNNING) */
+        PLAN_PHASE_SAVE,       /* stream every device's data fd out */
+        PLAN_PHASE_LOAD,       /* stream in to every device's data fd */
+};
+
+typedef struct PlanDevice {
+        const char *name;
+        uint32_t flags;
+        enum mig_state state;
+} PlanDevice;
+
+typedef struct PlanStep {
+        size_t device;          /* index into the PlanDevice array */
+        enum mig_state from;    /* predicted state when the step starts */
+        enum mig_state target;
+        enum mig_state path[MIG_PATH_MAX]; /* the kernel's walk, from first to last */
+        size_t path_len;
+} PlanStep;
+
+typedef struct PlanPhase {
+        char *name;             /* "p2p", "stop", "device nic0", ... */
+        enum plan_phase_kind kind;
+        PlanStep *steps;
+        size_t n_steps;
+} PlanPhase;
+
+typedef struct Plan {
+        enum plan_op op;
+        enum plan_strategy strategy;
+        PlanPhase *phases;
+        size_t n_phases;
+} Plan;
+
+int plan_build(enum plan_op op, enum plan_strategy strategy, enum plan_p2p_mode mode,
+               const PlanDevice *devices, size_t n, Plan **ret, char **ret_reason);
+void plan_free(Plan *p);
+
+const char *plan_op_to_string(enum plan_op op);
+int plan_op_from_string(const char *s, enum plan_op *ret);
+const char *plan_strategy_to_string(enum plan_strategy s);
+int plan_strategy_from_string(const char *s, enum plan_strategy *ret);
+const char *plan_p2p_mode_to_string(enum plan_p2p_mode m);
+int plan_p2p_mode_from_string(const char *s, enum plan_p2p_mode *ret);
+/* The operation that returns the devices to a consistent state after op failed. */
+enum plan_op plan_op_rollback(enum plan_op op);

@@ -1,0 +1,79 @@
+/* device: one migratable device behind a backend's ops table */
+#pragma once
+
+/*
+ * Errors: every int-returning function returns 0 or a negative errno, passed up unchanged
+ * from the backend. A Device is reference counted and safe to use from several threads as
+ * long as only one thread drives its state at a time (the sequencer guarantees that).
+ */
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "core/mig-state.h"
+
+typedef struct Device Device;
+typedef struct Backend Backend;
+
+typedef struct DeviceInfo {
+        char *name;        /* unique within the backend: sim name, PCI address, mdev UUID */
+        char *driver;      /* e.g. "mlx5_vfio_pci" */
+        char *iommu_group; /* IOMMU group (or sim context) label; NULL if unknown */
+        uint16_t vendor_id;
+        uint16_t device_id;
+        uint32_t migration_flags; /* MIG_FLAG_*; 0: the device cannot migrate */
+} DeviceInfo;
+
+typedef struct DeviceOps {
+        /* VFIO_DEVICE_FEATURE_MIGRATION: refreshes info.migration_flags as well. */
+        int (*query_flags)(Device *d, uint32_t *ret_flags);
+        /* VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE GET. */
+        int (*get_state)(Device *d, enum mig_state *ret_state);
+        /*
+         * VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE SET: the backend walks the kernel's path
+         * (mig_path) to target. *ret_data_fd is set to a new fd owned by the caller when
+         * the walk contains an arc that opens a data session (mig_arc_opens_data_fd),
+         * else to -1. On failure the device may be in the original state, any state on
+         * the path or ERROR: callers ask get_state.
+         */
+        int (*set_state)(Device *d, enum mig_state target, int *ret_data_fd);
+        /* VFIO_DEVICE_RESET: leaves the device RUNNING with its state discarded. */
+        int (*reset)(Device *d);
+        /* Optional (may be NULL): make a blocked set_state return -ECANCELED promptly. */
+        void (*cancel)(Device *d);
+        /* Release backend resources; called once when the last reference goes. */
+        void (*close)(Device *d);
+} DeviceOps;
+
+struct Device {
+        const DeviceOps *ops;
+        DeviceInfo info;
+        void *backend_data;
+        gint refcount;
+};
+
+struct Backend {
+        const char *name; /* "sim", "kernel" */
+        /* Names of the devices this backend can open now, sorted; caller frees (g_ptr_array_unref). */
+        int (*enumerate)(Backend *b, GPtrArray **ret_names);
+        /* -ENOENT: no such device; -EBUSY: held by another user. */
+        int (*open_device)(Backend *b, const char *name, Device **ret);
+        void (*free)(Backend *b);
+        void *data;
+};
+
+Device *device_ref(Device *d);
+void device_unref(Device *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Device, device_unref)
+
+/* Convenience wrappers that check for NULL ops and keep errno conventions. */
+int device_get_state(Device *d, enum mig_state *ret);
+int device_set_state(Device *d, enum mig_state target, int *ret_data_fd);
+int device_reset(Device *d);
+void device_cancel(Device *d);
+
+void device_info_clear(DeviceInfo *info);
+void device_info_copy(DeviceInfo *dst, const DeviceInfo *src);
+
+void backend_free(Backend *b);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Backend, backend_free)
