@@ -18,7 +18,13 @@
  * receive P2P DMA from a peer that is still running. It exists to compare against.
  *
  * Errors: plan_build() returns 0, or -EINVAL with *ret_reason set (a sentence naming the
- * device and its state) when the operation cannot start from the devices' states.
+ * device and its state) when the operation cannot start from the devices' states, or -EPERM
+ * with *ret_reason naming the device when the multi-device rule refuses it (a device without
+ * STOP_COPY; a device without P2P among several in PLAN_P2P_REQUIRE mode). Abort and reset
+ * are never refused. The caller frees *ret_reason.
+ *
+ * Steps of RESET phases carry path {from, RUNNING} (where VFIO_DEVICE_RESET lands, not a
+ * walk); steps of SAVE and LOAD phases carry path {state} and target == from.
  */
 
 #include <stdbool.h>
