@@ -85,7 +85,13 @@ typedef struct SimDevice {
         GArray *faults;          /* SimFault */
         GPtrArray *events;       /* SimEvent*: corruption events */
         uint64_t loads, saves, resets;
+        uint64_t seed;           /* what the blob's pages are generated from */
+        uint64_t events_dropped; /* older events dropped to keep the newest SIM_EVENTS_MAX */
 } SimDevice;
+
+/* A naive sequence over many peers records events on every arc; the file is read on every
+ * arc, so it keeps only the newest ones. */
+#define SIM_EVENTS_MAX 64
 
 void sim_device_free(SimDevice *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SimDevice, sim_device_free)
@@ -108,6 +114,13 @@ int sim_device_force_state(const char *dir, const char *name, enum mig_state s, 
 int sim_fault_parse_arc(const char *s, SimFault *f, GError **error);
 const char *sim_fault_action_to_string(enum sim_fault_action a);
 int sim_fault_action_from_string(const char *s, enum sim_fault_action *ret);
+/* "original" | "intermediate". */
+const char *sim_fault_leave_to_string(enum sim_fault_leave l);
+int sim_fault_leave_from_string(const char *s, enum sim_fault_leave *ret);
+/* "FROM>TO" with "*" for MIG_STATE_COUNT; "*" when both are. Returns buf. */
+char *sim_fault_format_arc(const SimFault *f, char *buf, size_t size);
+/* "EIO", "eio" or "5" into a positive errno; -EINVAL otherwise. */
+int sim_errno_from_string(const char *s, int *ret);
 
 /* JSON of one device, for --json output: a jansson json_t* owned by the caller. */
 struct json_t;

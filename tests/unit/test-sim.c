@@ -1,6 +1,998 @@
+/* test-sim: simulated devices behave as the kernel's uAPI says a migration device does */
+#include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
+#include <glib/gstdio.h>
+#include <jansson.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/mig-state.h"
+#include "devices/device.h"
+#include "devices/sim-stream.h"
+#include "devices/sim.h"
+#include "log.h"
+
+#define ALL_FLAGS (MIG_FLAG_STOP_COPY | MIG_FLAG_P2P | MIG_FLAG_PRE_COPY)
+
+typedef struct Fixture {
+        char *dir;
+        Backend *backend;
+} Fixture;
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+
+        f->dir = g_dir_make_tmp("test-sim-XXXXXX", &error);
+        g_assert_no_error(error);
+        g_assert_cmpint(sim_backend_new(f->dir, &f->backend, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+        GDir *d = g_dir_open(f->dir, 0, NULL);
+        const char *e;
+
+        while (d && (e = g_dir_read_name(d))) {
+                g_autofree char *p = g_build_filename(f->dir, e, NULL);
+                g_unlink(p);
+        }
+        if (d)
+                g_dir_close(d);
+        g_assert_cmpint(g_rmdir(f->dir), ==, 0);
+        backend_free(f->backend);
+        g_free(f->dir);
+}
+
+/* ---- helpers ---- */
+
+static void create_full(Fixture *f, const char *name, const char *driver, uint16_t vendor,
+                        uint16_t device, uint32_t flags, const char *p2p_group)
+{
+        g_autoptr(GError) error = NULL;
+        SimSpec spec = {
+                .name = name,
+                .driver = driver,
+                .vendor_id = vendor,
+                .device_id = device,
+                .flags = flags,
+                .p2p_group = p2p_group,
+        };
+
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+/* An mlx5-like device: the identity every stream test shares. */
+static void create_device(Fixture *f, const char *name, uint32_t flags, const char *p2p_group)
+{
+        create_full(f, name, "mlx5_vfio_pci", 0x15b3, 0x101e, flags, p2p_group);
+}
+
+static Device *open_device(Fixture *f, const char *name)
+{
+        Device *dev = NULL;
+
+        g_assert_cmpint(f->backend->open_device(f->backend, name, &dev), ==, 0);
+        g_assert_nonnull(dev);
+        return dev;
+}
+
+static SimDevice *read_device(Fixture *f, const char *name)
+{
+        g_autoptr(GError) error = NULL;
+        SimDevice *d = NULL;
+
+        g_assert_cmpint(sim_device_read(f->dir, name, &d, &error), ==, 0);
+        g_assert_no_error(error);
+        return d;
+}
+
+static enum mig_state state_of(Fixture *f, const char *name)
+{
+        g_autoptr(SimDevice) d = read_device(f, name);
+
+        return d->state;
+}
+
+static void add_fault(Fixture *f, const char *name, const char *arc,
+                      enum sim_fault_action action, enum sim_fault_leave leave, int err,
+                      unsigned times)
+{
+        g_autoptr(GError) error = NULL;
+        SimFault fault = {.action = action, .leave = leave, .error = err, .remaining = times};
+
+        g_assert_cmpint(sim_fault_parse_arc(arc, &fault, &error), ==, 0);
+        g_assert_cmpint(sim_device_add_fault(f->dir, name, &fault, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+static void force_state(Fixture *f, const char *name, enum mig_state s)
+{
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpint(sim_device_force_state(f->dir, name, s, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+static GByteArray *read_to_end(int fd)
+{
+        GByteArray *b = g_byte_array_new();
+        guint8 buf[8192];
+        ssize_t n;
+
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                g_byte_array_append(b, buf, (guint)n);
+        g_assert_cmpint(n, ==, 0);
+        return b;
+}
+
+static void write_all(int fd, const guint8 *data, gsize len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, data, len);
+                g_assert_cmpint(n, >, 0);
+                data += n;
+                len -= (gsize)n;
+        }
+}
+
+/* Saves src (RUNNING -> STOP_COPY) and returns the whole stream. */
+static GByteArray *save_stream(Fixture *f, const char *src)
+{
+        g_autoptr(Device) dev = open_device(f, src);
+        GByteArray *stream;
+        int fd = -1;
+
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP_COPY, &fd), ==, 0);
+        g_assert_cmpint(fd, >=, 0);
+        stream = read_to_end(fd);
+        close(fd);
+        return stream;
+}
+
+/* Puts dst in RESUMING, writes data, asks for STOP; returns set_state's result. */
+static int load_stream(Device *dst, const guint8 *data, gsize len)
+{
+        int fd = -1, r;
+
+        g_assert_cmpint(device_set_state(dst, MIG_STATE_RESUMING, &fd), ==, 0);
+        g_assert_cmpint(fd, >=, 0);
+        write_all(fd, data, len);
+        close(fd);
+        r = device_set_state(dst, MIG_STATE_STOP, NULL);
+        return r;
+}
+
+/* Runs fn with stderr captured, so a test can check what was logged. */
+static char *capture_stderr(void (*fn)(gpointer), gpointer data)
+{
+        int saved = dup(STDERR_FILENO), mfd = memfd_create("stderr", MFD_CLOEXEC);
+        GByteArray *b;
+
+        g_assert_cmpint(mfd, >=, 0);
+        dup2(mfd, STDERR_FILENO);
+        fn(data);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        lseek(mfd, 0, SEEK_SET);
+        b = read_to_end(mfd);
+        close(mfd);
+        g_byte_array_append(b, (const guint8 *)"", 1);
+        return (char *)g_byte_array_free(b, FALSE);
+}
+
+/* ---- management API ---- */
+
+static void test_create_read_list_remove(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) devices = NULL;
+        g_autoptr(SimDevice) d = NULL;
+
+        create_full(f, "nic1", "mlx5_vfio_pci", 0x15b3, 0x101e, ALL_FLAGS, "vm1");
+        create_device(f, "nic0", MIG_FLAG_STOP_COPY, NULL);
+        d = read_device(f, "nic1");
+        g_assert_cmpstr(d->name, ==, "nic1");
+        g_assert_cmpstr(d->driver, ==, "mlx5_vfio_pci");
+        g_assert_cmphex(d->vendor_id, ==, 0x15b3);
+        g_assert_cmphex(d->device_id, ==, 0x101e);
+        g_assert_cmphex(d->flags, ==, ALL_FLAGS);
+        g_assert_cmpstr(d->iommu_group, ==, "nic1");
+        g_assert_cmpstr(d->p2p_group, ==, "vm1");
+        g_assert_cmpint(d->state, ==, MIG_STATE_RUNNING);
+        g_assert_cmpuint(d->blob_size, ==, 65536);
+        g_assert_cmpuint(strlen(d->blob_sha256), ==, 64);
+        g_assert_cmpuint(d->faults->len + d->events->len, ==, 0);
+
+        g_assert_cmpint(sim_device_list(f->dir, &devices, &error), ==, 0);
+        g_assert_cmpuint(devices->len, ==, 2);
+        g_assert_cmpstr(((SimDevice *)devices->pdata[0])->name, ==, "nic0");
+        g_assert_cmpstr(((SimDevice *)devices->pdata[1])->name, ==, "nic1");
+
+        g_assert_cmpint(sim_device_remove(f->dir, "nic1", &error), ==, 0);
+        g_clear_pointer(&devices, g_ptr_array_unref);
+        g_assert_cmpint(sim_device_list(f->dir, &devices, &error), ==, 0);
+        g_assert_cmpuint(devices->len, ==, 1);
+        g_assert_cmpint(sim_device_read(f->dir, "nic1", &d, &error), ==, -ENOENT);
+        g_assert_nonnull(strstr(error->message, "nic1"));
+}
+
+static void test_bad_names_and_duplicates(Fixture *f, gconstpointer data)
+{
+        static const char *const bad[] = {"", "a/b", ".hidden", "sp ace", "x*",
+                                          "0123456789012345678901234567890123456789012345678901"
+                                          "2345678901234"}; /* 65 */
+        SimDevice *d = NULL;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autoptr(GError) error = NULL;
+                SimSpec spec = {.name = bad[i], .flags = ALL_FLAGS};
+
+                g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EINVAL);
+                g_assert_nonnull(strstr(error->message, "name"));
+                g_clear_error(&error);
+                g_assert_cmpint(sim_device_read(f->dir, bad[i], &d, &error), ==, -EINVAL);
+        }
+        create_device(f, "dev:0.1_a-b", ALL_FLAGS, NULL);
+        {
+                g_autoptr(GError) error = NULL;
+                SimSpec spec = {.name = "dev:0.1_a-b", .flags = ALL_FLAGS};
+
+                g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EEXIST);
+                g_assert_nonnull(strstr(error->message, "already exists"));
+                g_clear_error(&error);
+                spec.name = "noflags";
+                spec.flags = MIG_FLAG_P2P; /* P2P without STOP_COPY does not exist */
+                g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EINVAL);
+                g_clear_error(&error);
+                g_assert_cmpint(sim_device_remove(f->dir, "ghost", &error), ==, -ENOENT);
+        }
+}
+
+static void test_malformed_file_is_an_error(Fixture *f, gconstpointer data)
+{
+        g_autofree char *garbage = g_build_filename(f->dir, "junk.json", NULL);
+        g_autofree char *badstate = g_build_filename(f->dir, "nic0.json", NULL);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) devices = NULL;
+        g_autofree char *text = NULL;
+        SimDevice *d = NULL;
+        Device *dev = NULL;
+
+        g_assert_true(g_file_set_contents(garbage, "{ \"name\": ", -1, NULL));
+        g_assert_cmpint(sim_device_read(f->dir, "junk", &d, &error), ==, -EBADMSG);
+        g_assert_nonnull(strstr(error->message, garbage));
+        g_assert_nonnull(strstr(error->message, "not valid JSON"));
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_list(f->dir, &devices, &error), ==, -EBADMSG);
+        g_clear_error(&error);
+        g_assert_cmpint(f->backend->open_device(f->backend, "junk", &dev), ==, -EBADMSG);
+
+        /* A well-formed file with one bad field names that field. */
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        g_assert_true(g_file_get_contents(badstate, &text, NULL, NULL));
+        {
+                g_autofree char *broken = NULL;
+                char *at = strstr(text, "\"RUNNING\"");
+
+                g_assert_nonnull(at);
+                broken = g_strdup_printf("%.*s\"SPRINTING\"%s", (int)(at - text), text,
+                                         at + strlen("\"RUNNING\""));
+                g_assert_true(g_file_set_contents(badstate, broken, -1, NULL));
+        }
+        g_assert_cmpint(sim_device_read(f->dir, "nic0", &d, &error), ==, -EBADMSG);
+        g_assert_nonnull(strstr(error->message, "'state'"));
+        g_clear_error(&error);
+        /* Removing is how one gets rid of a broken device. */
+        g_assert_cmpint(sim_device_remove(f->dir, "junk", &error), ==, 0);
+}
+
+static void test_fault_arc_strings(Fixture *f, gconstpointer data)
+{
+        static const char *const bad[] = {"RUNNING", "FOO>STOP", "A>B>C", "", "STOP>",
+                                          "ERROR>STOP"};
+        SimFault fault;
+        enum sim_fault_action a;
+        char buf[64];
+
+        g_assert_cmpint(sim_fault_parse_arc("RUNNING_P2P>STOP", &fault, NULL), ==, 0);
+        g_assert_cmpint(fault.from, ==, MIG_STATE_RUNNING_P2P);
+        g_assert_cmpint(fault.to, ==, MIG_STATE_STOP);
+        g_assert_cmpint(sim_fault_parse_arc("*>STOP", &fault, NULL), ==, 0);
+        g_assert_cmpint(fault.from, ==, MIG_STATE_COUNT);
+        g_assert_cmpstr(sim_fault_format_arc(&fault, buf, sizeof(buf)), ==, "*>STOP");
+        g_assert_cmpint(sim_fault_parse_arc("running>*", &fault, NULL), ==, 0);
+        g_assert_cmpint(fault.to, ==, MIG_STATE_COUNT);
+        g_assert_cmpint(sim_fault_parse_arc("*", &fault, NULL), ==, 0);
+        g_assert_cmpstr(sim_fault_format_arc(&fault, buf, sizeof(buf)), ==, "*");
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autoptr(GError) error = NULL;
+                g_assert_cmpint(sim_fault_parse_arc(bad[i], &fault, &error), ==, -EINVAL);
+                g_assert_nonnull(strstr(error->message, "FROM>TO"));
+        }
+        g_assert_cmpint(sim_fault_action_from_string("hang", &a), ==, 0);
+        g_assert_cmpint(a, ==, SIM_FAULT_HANG);
+        g_assert_cmpint(sim_fault_action_from_string("explode", &a), ==, -EINVAL);
+        g_assert_cmpstr(sim_fault_action_to_string(SIM_FAULT_ERROR), ==, "error");
+}
+
+/* ---- the backend ---- */
+
+static void test_enumerate_and_open(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GPtrArray) names = NULL;
+        g_autoptr(Device) dev = NULL;
+        Device *none = NULL;
+        uint32_t flags = 0;
+        enum mig_state s;
+
+        create_full(f, "b", "pds_vfio_pci", 0x1dd8, 0x1003, MIG_FLAG_STOP_COPY | MIG_FLAG_P2P,
+                    NULL);
+        create_device(f, "a", ALL_FLAGS, NULL);
+        g_assert_cmpint(f->backend->enumerate(f->backend, &names), ==, 0);
+        g_assert_cmpuint(names->len, ==, 2);
+        g_assert_cmpstr(names->pdata[0], ==, "a");
+        g_assert_cmpstr(names->pdata[1], ==, "b");
+
+        dev = open_device(f, "b");
+        g_assert_cmpstr(dev->info.name, ==, "b");
+        g_assert_cmpstr(dev->info.driver, ==, "pds_vfio_pci");
+        g_assert_cmpstr(dev->info.iommu_group, ==, "b");
+        g_assert_cmphex(dev->info.vendor_id, ==, 0x1dd8);
+        g_assert_cmphex(dev->info.migration_flags, ==, MIG_FLAG_STOP_COPY | MIG_FLAG_P2P);
+        g_assert_cmpint(dev->ops->query_flags(dev, &flags), ==, 0);
+        g_assert_cmphex(flags, ==, MIG_FLAG_STOP_COPY | MIG_FLAG_P2P);
+        g_assert_cmpint(device_get_state(dev, &s), ==, 0);
+        g_assert_cmpint(s, ==, MIG_STATE_RUNNING);
+        g_assert_cmpint(f->backend->open_device(f->backend, "c", &none), ==, -ENOENT);
+}
+
+static void test_invalid_request_leaves_device_untouched(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) before = NULL, after = NULL;
+
+        create_device(f, "nic0", MIG_FLAG_STOP_COPY | MIG_FLAG_P2P, NULL);
+        dev = open_device(f, "nic0");
+        before = read_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_PRE_COPY, NULL), ==, -EINVAL);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_ERROR, NULL), ==, -EINVAL);
+        force_state(f, "nic0", MIG_STATE_STOP_COPY);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_PRE_COPY_P2P, NULL), ==, -EINVAL);
+        after = read_device(f, "nic0");
+        g_assert_cmpint(after->state, ==, MIG_STATE_STOP_COPY);
+        g_assert_cmpuint(after->generation, ==, before->generation);
+        g_assert_cmpstr(after->blob_sha256, ==, before->blob_sha256);
+}
+
+/* A fault on arc k, leaving the device at the arc's start, shows each state of the walk. */
+static void test_set_state_walks_the_kernel_path(Fixture *f, gconstpointer data)
+{
+        enum mig_state path[MIG_PATH_MAX];
+        g_autoptr(Device) dev = NULL;
+        size_t len = 0;
+        int fd = -1;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(mig_path(ALL_FLAGS, MIG_STATE_PRE_COPY, MIG_STATE_RESUMING, path, &len),
+                        ==, 0);
+        g_assert_cmpuint(len, ==, 5); /* PRE_COPY RUNNING RUNNING_P2P STOP RESUMING */
+        for (size_t k = 0; k + 1 < len; k++) {
+                char arc[64];
+
+                snprintf(arc, sizeof(arc), "%s>%s", mig_state_to_string(path[k]),
+                         mig_state_to_string(path[k + 1]));
+                force_state(f, "nic0", MIG_STATE_PRE_COPY);
+                add_fault(f, "nic0", arc, SIM_FAULT_FAIL, SIM_LEAVE_INTERMEDIATE, EIO, 1);
+                g_assert_cmpint(device_set_state(dev, MIG_STATE_RESUMING, &fd), ==, -EIO);
+                g_assert_cmpint(fd, ==, -1);
+                g_assert_cmpint(state_of(f, "nic0"), ==, path[k]);
+        }
+        force_state(f, "nic0", MIG_STATE_PRE_COPY);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RESUMING, &fd), ==, 0);
+        g_assert_cmpint(fd, >=, 0); /* STOP->RESUMING opens a session */
+        close(fd);
+        g_assert_cmpint(state_of(f, "nic0"), ==, MIG_STATE_RESUMING);
+}
+
+static void test_latency_is_honoured(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(Device) dev = NULL;
+        gint64 start;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", NULL, 10, &error), ==, 0);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "running_p2p>stop", 60, &error),
+                        ==, 0);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "*>STOP", 1, &error), ==,
+                        -EINVAL);
+        dev = open_device(f, "nic0");
+        start = g_get_monotonic_time();
+        /* RUNNING>RUNNING_P2P (10 ms default), RUNNING_P2P>STOP (60 ms of its own) */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        g_assert_cmpint(g_get_monotonic_time() - start, >=, 70 * 1000);
+        start = g_get_monotonic_time();
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, 0);
+        g_assert_cmpint(g_get_monotonic_time() - start, >=, 2 * 10 * 1000);
+}
+
+static void test_fail_leaves_original_state(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) d = NULL;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        add_fault(f, "nic0", "RUNNING_P2P>STOP", SIM_FAULT_FAIL, SIM_LEAVE_ORIGINAL, EBUSY, 0);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, -EBUSY);
+        g_assert_cmpint(state_of(f, "nic0"), ==, MIG_STATE_RUNNING);
+        /* remaining 0: it fires every time and stays */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, -EBUSY);
+        d = read_device(f, "nic0");
+        g_assert_cmpuint(d->faults->len, ==, 1);
+}
+
+static void test_fail_leaves_intermediate_state(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        add_fault(f, "nic0", "*>STOP", SIM_FAULT_FAIL, SIM_LEAVE_INTERMEDIATE, ETIMEDOUT, 0);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, -ETIMEDOUT);
+        g_assert_cmpint(state_of(f, "nic0"), ==, MIG_STATE_RUNNING_P2P);
+}
+
+static void test_error_then_reset_loses_state(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) before = NULL, after = NULL;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        add_fault(f, "nic0", "RUNNING_P2P>STOP", SIM_FAULT_ERROR, SIM_LEAVE_ORIGINAL, 0, 1);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, -EIO);
+        before = read_device(f, "nic0");
+        g_assert_cmpint(before->state, ==, MIG_STATE_ERROR);
+        /* ERROR is left only by reset, as the kernel's devices do. */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, -EINVAL);
+        g_assert_cmpint(device_reset(dev), ==, 0);
+        after = read_device(f, "nic0");
+        g_assert_cmpint(after->state, ==, MIG_STATE_RUNNING);
+        g_assert_cmpuint(after->resets, ==, 1);
+        g_assert_cmpuint(after->generation, >, before->generation);
+        g_assert_cmpstr(after->blob_sha256, !=, before->blob_sha256);
+}
+
+static void test_fault_times_counts_down(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) d = NULL;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        add_fault(f, "nic0", "RUNNING>RUNNING_P2P", SIM_FAULT_FAIL, SIM_LEAVE_ORIGINAL, EAGAIN,
+                  2);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING_P2P, NULL), ==, -EAGAIN);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING_P2P, NULL), ==, -EAGAIN);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING_P2P, NULL), ==, 0);
+        d = read_device(f, "nic0");
+        g_assert_cmpuint(d->faults->len, ==, 0);
+        g_assert_cmpint(d->state, ==, MIG_STATE_RUNNING_P2P);
+}
+
+typedef struct Walker {
+        Device *dev;
+        enum mig_state target;
+        int result;
+        gint64 done_us;
+} Walker;
+
+static gpointer walker_run(gpointer p)
+{
+        Walker *w = p;
+
+        w->result = device_set_state(w->dev, w->target, NULL);
+        w->done_us = g_get_monotonic_time();
+        return NULL;
+}
+
+/* Starts a walk to STOP that hangs on RUNNING_P2P>STOP; returns once it hangs there. */
+static GThread *start_hanging_walk(Fixture *f, Walker *w)
+{
+        GThread *t;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        add_fault(f, "nic0", "RUNNING_P2P>STOP", SIM_FAULT_HANG, SIM_LEAVE_ORIGINAL, 0, 0);
+        w->dev = open_device(f, "nic0");
+        w->target = MIG_STATE_STOP;
+        t = g_thread_new("walker", walker_run, w);
+        while (state_of(f, "nic0") != MIG_STATE_RUNNING_P2P)
+                g_usleep(1000);
+        g_usleep(30 * 1000);
+        g_assert_cmpint(w->done_us, ==, 0);
+        return t;
+}
+
+static void test_hang_cancelled(Fixture *f, gconstpointer data)
+{
+        Walker w = {0};
+        GThread *t = start_hanging_walk(f, &w);
+        gint64 cancelled = g_get_monotonic_time();
+
+        device_cancel(w.dev);
+        g_thread_join(t);
+        g_assert_cmpint(w.result, ==, -ECANCELED);
+        g_assert_cmpint(w.done_us - cancelled, <, 100 * 1000);
+        g_assert_cmpint(state_of(f, "nic0"), ==, MIG_STATE_RUNNING_P2P);
+        /* The cancel was for that walk only: once released, the next one completes. */
+        g_assert_cmpint(sim_device_clear_faults(f->dir, "nic0", NULL), ==, 0);
+        g_assert_cmpint(device_set_state(w.dev, MIG_STATE_STOP, NULL), ==, 0);
+        device_unref(w.dev);
+}
+
+static void test_hang_released_by_clearing_faults(Fixture *f, gconstpointer data)
+{
+        Walker w = {0};
+        GThread *t = start_hanging_walk(f, &w);
+
+        g_assert_cmpint(sim_device_clear_faults(f->dir, "nic0", NULL), ==, 0);
+        g_thread_join(t);
+        g_assert_cmpint(w.result, ==, 0);
+        g_assert_cmpint(state_of(f, "nic0"), ==, MIG_STATE_STOP);
+        device_unref(w.dev);
+}
+
+/* ---- data sessions ---- */
+
+static void test_save_loads_on_same_kind(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GByteArray) stream = NULL;
+        g_autoptr(Device) dst = NULL;
+        g_autoptr(SimDevice) s = NULL, d = NULL;
+
+        create_device(f, "src", ALL_FLAGS, NULL);
+        create_device(f, "dst", ALL_FLAGS, NULL);
+        stream = save_stream(f, "src");
+        g_assert_cmpuint(stream->len, >, 65536);
+        dst = open_device(f, "dst");
+        g_assert_cmpint(load_stream(dst, stream->data, stream->len), ==, 0);
+        s = read_device(f, "src");
+        d = read_device(f, "dst");
+        g_assert_cmpint(d->state, ==, MIG_STATE_STOP);
+        g_assert_cmpstr(d->blob_sha256, ==, s->blob_sha256);
+        g_assert_cmpuint(d->generation, ==, s->generation);
+        g_assert_cmpuint(d->seed, ==, s->seed);
+        g_assert_cmpuint(s->saves, ==, 1);
+        g_assert_cmpuint(d->loads, ==, 1);
+        /* Leaving STOP_COPY ends the session; the source goes back to running. */
+        g_assert_cmpint(device_set_state(dst, MIG_STATE_RUNNING, NULL), ==, 0);
+}
+
+static void test_precopy_then_stop_copy_share_the_fd(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) src = NULL, dst = NULL;
+        g_autoptr(GByteArray) early = NULL, rest = NULL;
+        g_autoptr(SimDevice) at_precopy = NULL, at_stop = NULL, loaded = NULL;
+        int fd = -1, again = -1;
+
+        create_device(f, "src", ALL_FLAGS, NULL);
+        create_device(f, "dst", ALL_FLAGS, NULL);
+        src = open_device(f, "src");
+        g_assert_cmpint(device_set_state(src, MIG_STATE_PRE_COPY, &fd), ==, 0);
+        g_assert_cmpint(fd, >=, 0);
+        at_precopy = read_device(f, "src");
+        early = read_to_end(fd); /* PRE_COPY: what is there so far */
+        g_assert_cmpuint(early->len, >, 65536);
+        g_assert_cmpint(device_set_state(src, MIG_STATE_STOP_COPY, &again), ==, 0);
+        g_assert_cmpint(again, ==, -1); /* the same fd carries on */
+        rest = read_to_end(fd);
+        g_assert_cmpuint(rest->len, ==, early->len); /* the FINAL record, same size */
+        close(fd);
+        at_stop = read_device(f, "src");
+        g_assert_cmpstr(at_stop->blob_sha256, !=, at_precopy->blob_sha256);
+
+        g_byte_array_append(early, rest->data, rest->len);
+        dst = open_device(f, "dst");
+        g_assert_cmpint(load_stream(dst, early->data, early->len), ==, 0);
+        loaded = read_device(f, "dst");
+        g_assert_cmpstr(loaded->blob_sha256, ==, at_stop->blob_sha256);
+}
+
+typedef struct BadLoad {
+        Fixture *f;
+        Device *dst;
+        GByteArray *stream;
+} BadLoad;
+
+static void bad_load_run(gpointer p)
+{
+        BadLoad *b = p;
+
+        g_assert_cmpint(load_stream(b->dst, b->stream->data, b->stream->len), ==, -EINVAL);
+        g_assert_cmpint(state_of(b->f, "dst"), ==, MIG_STATE_RESUMING);
+        g_assert_cmpint(device_reset(b->dst), ==, 0);
+}
+
+/* The stream is rejected, the device stays RESUMING, and the log names device and defect. */
+static void assert_rejected(Fixture *f, Device *dst, GByteArray *stream, const char *defect)
+{
+        BadLoad b = {f, dst, stream};
+        g_autofree char *log = NULL;
+        int saved = log_get_max_level();
+
+        log_set_max_level(LOG_WARNING);
+        log = capture_stderr(bad_load_run, &b);
+        log_set_max_level(saved);
+        g_test_message("log: %s", g_strchomp(log));
+        g_assert_nonnull(strstr(log, "dst"));
+        g_assert_nonnull(strstr(log, defect));
+}
+
+static void test_bad_streams_are_rejected(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GByteArray) good = NULL, foreign = NULL, bad = NULL;
+        g_autoptr(Device) dst = NULL;
+        g_autoptr(SimDevice) d = NULL;
+
+        create_device(f, "src", ALL_FLAGS, NULL);
+        create_device(f, "dst", ALL_FLAGS, NULL);
+        create_full(f, "gpu", "xe_vfio_pci", 0x8086, 0x56c0, MIG_FLAG_STOP_COPY | MIG_FLAG_P2P,
+                    NULL);
+        good = save_stream(f, "src");
+        foreign = save_stream(f, "gpu");
+        dst = open_device(f, "dst");
+
+        bad = g_byte_array_new();
+        g_byte_array_append(bad, good->data, good->len - 1);
+        assert_rejected(f, dst, bad, "truncated");
+        g_byte_array_set_size(bad, 0);
+        g_byte_array_append(bad, good->data, good->len);
+        bad->data[good->len / 2] ^= 0x10;
+        assert_rejected(f, dst, bad, "SHA-256");
+        assert_rejected(f, dst, foreign, "foreign");
+        g_byte_array_set_size(bad, 0);
+        assert_rejected(f, dst, bad, "empty");
+        g_byte_array_append(bad, good->data, good->len);
+        g_byte_array_append(bad, (const guint8 *)"x", 1);
+        assert_rejected(f, dst, bad, "trailing bytes");
+
+        d = read_device(f, "dst");
+        g_assert_cmpuint(d->loads, ==, 0);
+        g_assert_cmpint(load_stream(dst, good->data, good->len), ==, 0);
+}
+
+static void test_stream_without_final_is_rejected(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) src = NULL, dst = NULL;
+        g_autoptr(GByteArray) early = NULL;
+        int fd = -1;
+
+        create_device(f, "src", ALL_FLAGS, NULL);
+        create_device(f, "dst", ALL_FLAGS, NULL);
+        src = open_device(f, "src");
+        g_assert_cmpint(device_set_state(src, MIG_STATE_PRE_COPY, &fd), ==, 0);
+        early = read_to_end(fd);
+        close(fd);
+        dst = open_device(f, "dst");
+        assert_rejected(f, dst, early, "without a FINAL");
+}
+
+/* ---- internal state ---- */
+
+static void test_generation_changes_leaving_running_states(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) a = NULL, b = NULL, c = NULL, e = NULL;
+
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        dev = open_device(f, "nic0");
+        a = read_device(f, "nic0");
+        /* RUNNING>RUNNING_P2P>STOP leaves two running states */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        b = read_device(f, "nic0");
+        g_assert_cmpuint(b->generation, ==, a->generation + 2);
+        g_assert_cmpstr(b->blob_sha256, !=, a->blob_sha256);
+        /* a stopped device does not change */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP_COPY, NULL), ==, 0);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        c = read_device(f, "nic0");
+        g_assert_cmpuint(c->generation, ==, b->generation);
+        g_assert_cmpstr(c->blob_sha256, ==, b->blob_sha256);
+        /* STOP>RUNNING_P2P>RUNNING leaves one */
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, 0);
+        e = read_device(f, "nic0");
+        g_assert_cmpuint(e->generation, ==, c->generation + 1);
+        g_assert_cmpstr(e->blob_sha256, !=, c->blob_sha256);
+}
+
+static void test_blob_digest_matches_state_file(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        g_autofree char *path = g_build_filename(f->dir, "odd.state", NULL);
+        SimBlob blob = {0};
+        char hex[2 * SIM_DIGEST_LEN + 1];
+        SimSpec spec = {.name = "odd", .flags = ALL_FLAGS, .blob_size = 3 * 4096 + 17};
+
+        /* mutated in place page by page, the file still hashes to the recorded digest */
+        g_assert_cmpint(sim_device_create(f->dir, &spec, NULL), ==, 0);
+        dev = open_device(f, "odd");
+        for (int i = 0; i < 5; i++) {
+                g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+                g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, 0);
+        }
+        d = read_device(f, "odd");
+        g_assert_cmpint(sim_blob_read_file(path, d->blob_size, &blob, NULL), ==, 0);
+        sim_blob_adopt(&blob, g_steal_pointer(&blob.data), blob.size); /* rehash from bytes */
+        sim_blob_digest_hex(&blob, hex);
+        g_assert_cmpstr(hex, ==, d->blob_sha256);
+        sim_blob_clear(&blob);
+}
+
+/* ---- peers ---- */
+
+static guint events_of(Fixture *f, const char *name)
+{
+        g_autoptr(SimDevice) d = read_device(f, name);
+
+        return d->events->len;
+}
+
+static void test_corruption_when_peer_still_running(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) a = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        const SimEvent *e;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        create_device(f, "stranger", ALL_FLAGS, NULL);
+        a = open_device(f, "a");
+        g_assert_cmpint(device_set_state(a, MIG_STATE_STOP, NULL), ==, 0);
+        d = read_device(f, "a");
+        g_assert_cmpuint(d->events->len, ==, 1); /* from b only: stranger is no peer */
+        e = d->events->pdata[0];
+        g_assert_cmpint(e->state, ==, MIG_STATE_STOP);
+        g_assert_cmpstr(e->peer, ==, "b");
+        g_assert_cmpint(e->peer_state, ==, MIG_STATE_RUNNING);
+        g_assert_true(g_str_has_suffix(e->time, "Z"));
+        g_assert_cmpuint(events_of(f, "b"), ==, 0);
+        g_assert_cmpint(sim_device_clear_events(f->dir, "a", NULL), ==, 0);
+        g_assert_cmpuint(events_of(f, "a"), ==, 0);
+}
+
+static void test_corruption_when_peer_starts_running(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) b = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        const SimEvent *e;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        force_state(f, "a", MIG_STATE_STOP);
+        force_state(f, "b", MIG_STATE_STOP);
+        b = open_device(f, "b");
+        g_assert_cmpint(device_set_state(b, MIG_STATE_RUNNING, NULL), ==, 0);
+        d = read_device(f, "a");
+        g_assert_cmpuint(d->events->len, ==, 1);
+        e = d->events->pdata[0];
+        g_assert_cmpint(e->state, ==, MIG_STATE_STOP);
+        g_assert_cmpstr(e->peer, ==, "b");
+        g_assert_cmpint(e->peer_state, ==, MIG_STATE_RUNNING);
+}
+
+static void test_events_are_capped(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) a = NULL;
+        g_autoptr(SimDevice) d = NULL;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        a = open_device(f, "a");
+        for (int i = 0; i < SIM_EVENTS_MAX + 6; i++) {
+                g_assert_cmpint(device_set_state(a, MIG_STATE_STOP, NULL), ==, 0);
+                force_state(f, "a", MIG_STATE_RUNNING);
+        }
+        d = read_device(f, "a");
+        g_assert_cmpuint(d->events->len, ==, SIM_EVENTS_MAX);
+        g_assert_cmpuint(d->events_dropped, ==, 6);
+        g_assert_cmpint(sim_device_clear_events(f->dir, "a", NULL), ==, 0);
+        g_clear_pointer(&d, sim_device_free);
+        d = read_device(f, "a");
+        g_assert_cmpuint(d->events->len + d->events_dropped, ==, 0);
+}
+
+static void move_all(Device **devs, size_t n, enum mig_state target)
+{
+        for (size_t i = 0; i < n; i++)
+                g_assert_cmpint(device_set_state(devs[i], target, NULL), ==, 0);
+}
+
+static void test_no_corruption_when_quiesced_first(Fixture *f, gconstpointer data)
+{
+        static const char *const names[] = {"a", "b", "c"};
+        Device *devs[G_N_ELEMENTS(names)];
+
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                create_device(f, names[i], ALL_FLAGS, "vm1");
+                devs[i] = open_device(f, names[i]);
+        }
+        /* source: everyone RUNNING_P2P before anyone stops */
+        move_all(devs, G_N_ELEMENTS(devs), MIG_STATE_RUNNING_P2P);
+        move_all(devs, G_N_ELEMENTS(devs), MIG_STATE_STOP);
+        /* destination: everyone RUNNING_P2P before anyone runs */
+        move_all(devs, G_N_ELEMENTS(devs), MIG_STATE_RUNNING_P2P);
+        move_all(devs, G_N_ELEMENTS(devs), MIG_STATE_RUNNING);
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                g_assert_cmpuint(events_of(f, names[i]), ==, 0);
+                device_unref(devs[i]);
+        }
+}
+
+/* ---- concurrency ---- */
+
+#define HAMMER_ROUNDS 150
+
+typedef struct Hammer {
+        Fixture *f;
+        const char *name;
+        int kind; /* 0 set_state, 1 force_state, 2 add_fault, 3 reader */
+        gint *stop;
+        int failures;
+} Hammer;
+
+static void hammer_round(Hammer *h, int i)
+{
+        static const enum mig_state states[] = {MIG_STATE_STOP, MIG_STATE_RUNNING};
+        g_autoptr(SimDevice) d = NULL;
+        Device *dev = NULL;
+        SimFault fault = {MIG_STATE_STOP_COPY, MIG_STATE_RESUMING, SIM_FAULT_FAIL,
+                          SIM_LEAVE_ORIGINAL, EIO, 0};
+
+        switch (h->kind) {
+        case 0:
+                h->f->backend->open_device(h->f->backend, h->name, &dev);
+                h->failures += dev ? device_set_state(dev, states[i % 2], NULL) < 0 : 1;
+                device_unref(dev);
+                break;
+        case 1:
+                h->failures += sim_device_force_state(h->f->dir, h->name, states[i % 2], NULL) < 0;
+                break;
+        case 2:
+                h->failures += sim_device_add_fault(h->f->dir, h->name, &fault, NULL) < 0;
+                break;
+        default:
+                h->failures += sim_device_read(h->f->dir, h->name, &d, NULL) < 0;
+        }
+}
+
+static gpointer hammer_run(gpointer p)
+{
+        Hammer *h = p;
+
+        for (int i = 0; i < HAMMER_ROUNDS || (h->kind == 3 && !g_atomic_int_get(h->stop)); i++)
+                hammer_round(h, i);
+        return NULL;
+}
+
+static void test_concurrent_writers_never_corrupt(Fixture *f, gconstpointer data)
+{
+        gint stop = 0;
+        Hammer hs[] = {
+                {f, "a", 0, &stop, 0}, {f, "b", 1, &stop, 0}, {f, "a", 2, &stop, 0},
+                {f, "c", 2, &stop, 0}, {f, "c", 2, &stop, 0}, {f, "a", 3, &stop, 0},
+                {f, "c", 3, &stop, 0},
+        };
+        GThread *threads[G_N_ELEMENTS(hs)];
+        g_autoptr(SimDevice) a = NULL, c = NULL;
+
+        create_device(f, "a", ALL_FLAGS, NULL);
+        create_device(f, "b", ALL_FLAGS, NULL);
+        create_device(f, "c", ALL_FLAGS, NULL);
+        for (size_t i = 0; i < G_N_ELEMENTS(hs); i++)
+                threads[i] = g_thread_new("hammer", hammer_run, &hs[i]);
+        for (size_t i = 0; i < G_N_ELEMENTS(hs); i++) {
+                if (hs[i].kind == 3)
+                        g_atomic_int_set(&stop, 1);
+                g_thread_join(threads[i]);
+                g_assert_cmpint(hs[i].failures, ==, 0);
+        }
+        a = read_device(f, "a");
+        c = read_device(f, "c");
+        /* no update lost, even to set_state's own writes */
+        g_assert_cmpuint(a->faults->len, ==, HAMMER_ROUNDS);
+        g_assert_cmpuint(c->faults->len, ==, 2 * HAMMER_ROUNDS);
+        g_assert_cmpint(a->state, ==, MIG_STATE_RUNNING);
+        g_assert_cmpint(state_of(f, "b"), ==, MIG_STATE_RUNNING);
+}
+
+/* ---- cost ---- */
+
+/* Microseconds per arc for 64 devices stepping RUNNING <-> target, zero latency. */
+static double arc_cost_us(Fixture *f, const char *p2p_group, enum mig_state target)
+{
+        enum { N = 64, ROUNDS = 10 };
+        Device *devs[N];
+        gint64 start, spent;
+
+        for (int i = 0; i < N; i++) {
+                g_autofree char *name = g_strdup_printf("%s%02d", p2p_group ? p2p_group : "d", i);
+                create_device(f, name, ALL_FLAGS, p2p_group);
+                devs[i] = open_device(f, name);
+        }
+        start = g_get_monotonic_time();
+        for (int r = 0; r < ROUNDS; r++) {
+                move_all(devs, N, target);
+                move_all(devs, N, MIG_STATE_RUNNING);
+        }
+        spent = g_get_monotonic_time() - start;
+        for (int i = 0; i < N; i++)
+                device_unref(devs[i]);
+        return (double)spent / (2.0 * N * ROUNDS);
+}
+
+static void test_transition_cost(Fixture *f, gconstpointer data)
+{
+        double alone, quiesce, stop;
+
+        if (!g_test_perf()) {
+                g_test_skip("a measurement: run with -m perf");
+                return;
+        }
+        alone = arc_cost_us(f, NULL, MIG_STATE_RUNNING_P2P);
+        /* RUNNING_P2P neither stops nor initiates P2P: no peer scan */
+        quiesce = arc_cost_us(f, "q", MIG_STATE_RUNNING_P2P);
+        /* RUNNING->STOP walks 2 arcs, 1 of 2 arcs back scans 63 peers */
+        stop = arc_cost_us(f, "s", MIG_STATE_STOP);
+        g_test_minimized_result(alone, "one arc, no p2p_group: %.1f us", alone);
+        g_test_message("one arc, 64 devices in one p2p_group, RUNNING<->RUNNING_P2P: %.1f us",
+                       quiesce);
+        g_test_message("one set_state, 64 devices in one p2p_group, RUNNING<->STOP: %.1f us",
+                       stop);
+}
+
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
+        /* The tests provoke failures on purpose; their log lines are noise unless asked. */
+        log_set_max_level(g_test_verbose() ? LOG_DEBUG : LOG_ERR);
+
+        ADD("/sim/create-read-list-remove", test_create_read_list_remove);
+        ADD("/sim/bad-names-and-duplicates", test_bad_names_and_duplicates);
+        ADD("/sim/malformed-file-is-an-error", test_malformed_file_is_an_error);
+        ADD("/sim/fault-arc-strings", test_fault_arc_strings);
+        ADD("/sim/enumerate-and-open", test_enumerate_and_open);
+        ADD("/sim/invalid-request-leaves-device-untouched",
+            test_invalid_request_leaves_device_untouched);
+        ADD("/sim/set-state-walks-the-kernel-path", test_set_state_walks_the_kernel_path);
+        ADD("/sim/latency-is-honoured", test_latency_is_honoured);
+        ADD("/sim/fail-leaves-original-state", test_fail_leaves_original_state);
+        ADD("/sim/fail-leaves-intermediate-state", test_fail_leaves_intermediate_state);
+        ADD("/sim/error-then-reset-loses-state", test_error_then_reset_loses_state);
+        ADD("/sim/fault-times-counts-down", test_fault_times_counts_down);
+        ADD("/sim/hang-cancelled", test_hang_cancelled);
+        ADD("/sim/hang-released-by-clearing-faults", test_hang_released_by_clearing_faults);
+        ADD("/sim/save-loads-on-same-kind", test_save_loads_on_same_kind);
+        ADD("/sim/precopy-then-stop-copy-share-the-fd", test_precopy_then_stop_copy_share_the_fd);
+        ADD("/sim/bad-streams-are-rejected", test_bad_streams_are_rejected);
+        ADD("/sim/stream-without-final-is-rejected", test_stream_without_final_is_rejected);
+        ADD("/sim/generation-changes-leaving-running-states",
+            test_generation_changes_leaving_running_states);
+        ADD("/sim/blob-digest-matches-state-file", test_blob_digest_matches_state_file);
+        ADD("/sim/corruption-when-peer-still-running", test_corruption_when_peer_still_running);
+        ADD("/sim/corruption-when-peer-starts-running", test_corruption_when_peer_starts_running);
+        ADD("/sim/no-corruption-when-quiesced-first", test_no_corruption_when_quiesced_first);
+        ADD("/sim/events-are-capped", test_events_are_capped);
+        ADD("/sim/concurrent-writers-never-corrupt", test_concurrent_writers_never_corrupt);
+        ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
