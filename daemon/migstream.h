@@ -19,6 +19,18 @@
 #include <glib.h>
 #include <stdint.h>
 
+/* The numbers behind the format above. */
+#define MIGSTREAM_MAGIC         "VFIOMIG1"
+#define MIGSTREAM_VERSION       1u
+#define MIGSTREAM_FRAME_MAGIC   0x52464d56u
+#define MIGSTREAM_TRAILER_INDEX 0xffffffffu
+#define MIGSTREAM_CHUNK_MAX     (1024u * 1024u)
+enum migstream_frame_kind {
+        MIGSTREAM_FRAME_DATA = 1,
+        MIGSTREAM_FRAME_END = 2,
+        MIGSTREAM_FRAME_TRAILER = 3,
+};
+
 typedef struct MigStreamDevice {
         const char *name;
         uint32_t flags;
@@ -37,6 +49,9 @@ int migstream_writer_pump(MigStreamWriter *w, size_t index, int data_fd, uint64_
 /* Writes the trailer; every device must have been pumped. */
 int migstream_writer_finish(MigStreamWriter *w, GError **error);
 void migstream_writer_free(MigStreamWriter *w);
+/* Fail with -ETIMEDOUT when no byte moves on an fd for this long (0, the default: wait
+ * forever). A stall bound, not a total: a big device over a slow link still completes. */
+void migstream_writer_set_stall_timeout(MigStreamWriter *w, uint64_t usec);
 
 /* Reads and checks the header from in_fd (not owned). */
 int migstream_reader_new(int in_fd, MigStreamReader **ret, GError **error);
@@ -47,6 +62,8 @@ const MigStreamDevice *migstream_reader_device(const MigStreamReader *r, size_t 
 int migstream_reader_pump(MigStreamReader *r, const int *data_fds, size_t n, uint64_t *ret_bytes,
                           GError **error);
 void migstream_reader_free(MigStreamReader *r);
+/* As migstream_writer_set_stall_timeout(), for the stream and the device fds. */
+void migstream_reader_set_stall_timeout(MigStreamReader *r, uint64_t usec);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigStreamWriter, migstream_writer_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MigStreamReader, migstream_reader_free)
