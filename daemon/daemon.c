@@ -1,1 +1,227 @@
-/* placeholder until the module lands */
+/* daemon: the vfio-migd process: event loop, bus connection, registry, options */
+#include "daemon.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "bus/bus-device.h"
+#include "bus/bus-errors.h"
+#include "bus/bus-manager.h"
+#include "bus/bus-vm.h"
+#include "devices/sim.h"
+#include "log.h"
+
+static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **error)
+{
+        if (g_strcmp0(o->backend, "sim") == 0)
+                return sim_backend_new(o->sim_dir, ret, error);
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EOPNOTSUPP),
+                    "Backend '%s' is not available; use --backend=sim.", o->backend);
+        return -EOPNOTSUPP;
+}
+
+static void daemon_begin_stop(Daemon *d, const char *why)
+{
+        if (d->stopping) {
+                log_notice("%s again: still waiting for running sequences to finish.", why);
+                return;
+        }
+        d->stopping = true;
+        /* The name stays until exit: whoever watches a running sequence by the bus name
+         * keeps receiving its signals; new changes are refused with Busy meanwhile. */
+        (void)sd_notify(0, "STOPPING=1");
+        if (!registry_busy(d->registry)) {
+                log_info("%s: stopping.", why);
+                (void)sd_event_exit(d->event, 0);
+                return;
+        }
+        log_info("%s: stopping once the running sequences finish.", why);
+        (void)sd_notify(0, "STATUS=Stopping: waiting for running sequences.");
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        daemon_begin_stop(userdata, si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        return 0;
+}
+
+void daemon_sequence_finished(Daemon *d)
+{
+        if (d->stopping && !registry_busy(d->registry)) {
+                log_info("Every sequence finished: stopping.");
+                (void)sd_event_exit(d->event, 0);
+        }
+}
+
+static int daemon_setup_event(Daemon *d, GError **error)
+{
+        sigset_t mask;
+        int r;
+
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                goto fail;
+        /* sd_event_add_signal() needs the signals blocked, or they kill us first. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_signal(d->event, NULL, SIGTERM, on_signal, d);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+        if (r < 0)
+                goto fail;
+        /* Pings systemd from the loop when WatchdogSec= is set: a stuck loop gets restarted. */
+        r = sd_event_set_watchdog(d->event, true);
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                    "Cannot set up the event loop: %s.", g_strerror(-r));
+        return r;
+}
+
+static int daemon_setup_bus(Daemon *d, GError **error)
+{
+        int r;
+
+        r = bus_errors_register();
+        if (r < 0)
+                goto fail;
+        /* Honours DBUS_SYSTEM_BUS_ADDRESS, which is how the tests bring their own bus. */
+        r = sd_bus_open_system(&d->bus);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot connect to the system bus: %s.", g_strerror(-r));
+                return r;
+        }
+        (void)sd_bus_set_description(d->bus, "vfio-migd");
+        r = sd_bus_attach_event(d->bus, d->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                goto fail;
+        /* Without the bus there is nobody to serve: leave the loop (systemd restarts us). */
+        r = sd_bus_set_exit_on_disconnect(d->bus, true);
+        if (r < 0)
+                goto fail;
+
+        r = bus_manager_register(d);
+        if (r < 0)
+                goto fail;
+        r = bus_vm_register(d);
+        if (r < 0)
+                goto fail;
+        r = bus_device_register(d);
+        if (r < 0)
+                goto fail;
+
+        /* Last: a caller woken by the name finds every object already there. */
+        r = sd_bus_request_name(d->bus, BUS_NAME, 0);
+        if (r == -EEXIST) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EEXIST),
+                            "Another process owns %s on this bus; stop it first.", BUS_NAME);
+                return r;
+        }
+        if (r == -EACCES || r == -EPERM) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EPERM),
+                            "The bus policy does not let this user own %s; install "
+                            "org.vfiomig.Coordinator1.conf into the bus's system.d directory or "
+                            "run as root.",
+                            BUS_NAME);
+                return r;
+        }
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot acquire the bus name %s: %s.", BUS_NAME, g_strerror(-r));
+                return r;
+        }
+        return 0;
+fail:
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                    "Cannot publish the D-Bus objects: %s.", g_strerror(-r));
+        return r;
+}
+
+static void slot_unref(gpointer slot)
+{
+        sd_bus_slot_unref(slot);
+}
+
+int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
+{
+        g_autoptr(Daemon) d = g_new0(Daemon, 1);
+        Backend *backend = NULL;
+        int r;
+
+        d->slots = g_ptr_array_new_with_free_func(slot_unref);
+        r = bus_auth_init(&d->auth, options->operator_group);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Operator group '%s' %s; create it (groupadd %s) or name an "
+                            "existing group in --operator-group.",
+                            options->operator_group,
+                            r == -ENOENT ? "does not exist" : g_strerror(-r),
+                            options->operator_group);
+                return r;
+        }
+        r = daemon_setup_event(d, error);
+        if (r < 0)
+                return r;
+
+        r = daemon_open_backend(options, &backend, error);
+        if (r < 0)
+                return r;
+        r = registry_new(backend, d->event, &options->vm_defaults, &d->registry);
+        if (r < 0) {
+                backend_free(backend);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot set up the registry: %s.", g_strerror(-r));
+                return r;
+        }
+        r = registry_rescan(d->registry, error);
+        if (r < 0)
+                return r;
+        log_info("Backend %s: %d devices.", registry_backend_name(d->registry), r);
+
+        r = daemon_setup_bus(d, error);
+        if (r < 0)
+                return r;
+
+        *ret = g_steal_pointer(&d);
+        return 0;
+}
+
+int daemon_run(Daemon *d)
+{
+        int r;
+
+        (void)sd_notifyf(0, "READY=1\nSTATUS=Serving %s with %zu devices.", BUS_NAME,
+                         registry_n_devices(d->registry));
+        log_info("Ready: %s on the system bus.", BUS_NAME);
+        r = sd_event_loop(d->event);
+        if (r < 0) {
+                log_error("The event loop failed: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+void daemon_free(Daemon *d)
+{
+        if (!d)
+                return;
+        /* The registry first: a sequence still running finishes and replies on the bus. */
+        registry_free(d->registry);
+        if (d->slots)
+                g_ptr_array_free(d->slots, true);
+        sd_bus_flush_close_unref(d->bus);
+        sd_event_unref(d->event);
+        bus_auth_clear(&d->auth);
+        g_free(d);
+}

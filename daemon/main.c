@@ -1,1 +1,191 @@
-int main(void){return 0;}
+/* vfio-migd: sequences the VFIO migration of every device of a VM, on the system bus */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define EXIT_USAGE 2
+/* parse_args(): go on and run the daemon (any other value is the exit status). */
+#define ARGS_RUN (-1)
+
+static void print_help(void)
+{
+        printf("Usage: vfio-migd [OPTIONS]\n"
+               "Coordinates the VFIO migration of every device of a VM and serves\n"
+               "org.vfiomig.Coordinator1 on the system bus (DBUS_SYSTEM_BUS_ADDRESS selects\n"
+               "another bus).\n"
+               "\n"
+               "  --backend=NAME               device backend: sim (default: sim)\n"
+               "  --sim-dir=DIR                the simulated devices' directory\n"
+               "                               (default: /var/lib/vfio-migd/sim)\n"
+               "  --operator-group=GROUP       members may change things as root can\n"
+               "                               (default: none, root only)\n"
+               "  --strategy=parallel|serial   default strategy of new VMs (default: parallel)\n"
+               "  --phase-deadline-ms=N        default phase deadline of new VMs, 1..%" PRIu32
+               " (default: 10000)\n"
+               "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
+               ", 0: one per device\n"
+               "                               (default: 0)\n"
+               "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
+               "info)\n"
+               "  --version                    print the version and exit\n"
+               "  --help                       print this help and exit\n",
+               VM_PHASE_DEADLINE_MAX, VM_PARALLELISM_MAX);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("vfio-migd: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'vfio-migd --help'.\n", stderr);
+        return EXIT_USAGE;
+}
+
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (!s || !*s || *s == '-' || *s == '+')
+                return false;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v < min || v > max)
+                return false;
+        *ret = (uint32_t)v;
+        return true;
+}
+
+enum {
+        ARG_BACKEND = 0x100,
+        ARG_SIM_DIR,
+        ARG_OPERATOR_GROUP,
+        ARG_STRATEGY,
+        ARG_PHASE_DEADLINE,
+        ARG_PARALLELISM,
+        ARG_LOG_LEVEL,
+        ARG_VERSION,
+        ARG_HELP,
+};
+
+/* ARGS_RUN, or the status to exit with, having said why. */
+static int parse_args(int argc, char **argv, DaemonOptions *o)
+{
+        static const struct option longopts[] = {
+            {"backend", required_argument, NULL, ARG_BACKEND},
+            {"sim-dir", required_argument, NULL, ARG_SIM_DIR},
+            {"operator-group", required_argument, NULL, ARG_OPERATOR_GROUP},
+            {"strategy", required_argument, NULL, ARG_STRATEGY},
+            {"phase-deadline-ms", required_argument, NULL, ARG_PHASE_DEADLINE},
+            {"parallelism", required_argument, NULL, ARG_PARALLELISM},
+            {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {"version", no_argument, NULL, ARG_VERSION},
+            {"help", no_argument, NULL, ARG_HELP},
+            {},
+        };
+        int c, level;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":", longopts, NULL)) >= 0) {
+                switch (c) {
+                case ARG_BACKEND:
+                        if (strcmp(optarg, "kernel") == 0)
+                                return usage_error("--backend=kernel: the kernel backend is not "
+                                                   "built yet; use --backend=sim.");
+                        if (strcmp(optarg, "sim") != 0)
+                                return usage_error("--backend: unknown backend '%s'; use sim.",
+                                                   optarg);
+                        o->backend = optarg;
+                        break;
+                case ARG_SIM_DIR:
+                        if (!*optarg)
+                                return usage_error("--sim-dir: give a directory.");
+                        o->sim_dir = optarg;
+                        break;
+                case ARG_OPERATOR_GROUP:
+                        if (!*optarg)
+                                return usage_error("--operator-group: give a group name.");
+                        o->operator_group = optarg;
+                        break;
+                case ARG_STRATEGY:
+                        if (plan_strategy_from_string(optarg, &o->vm_defaults.strategy) < 0)
+                                return usage_error("--strategy: '%s' is neither parallel nor "
+                                                   "serial.",
+                                                   optarg);
+                        break;
+                case ARG_PHASE_DEADLINE:
+                        if (!parse_u32(optarg, 1, VM_PHASE_DEADLINE_MAX,
+                                       &o->vm_defaults.phase_deadline_ms))
+                                return usage_error("--phase-deadline-ms: '%s' is not a number "
+                                                   "from 1 to %" PRIu32 ".",
+                                                   optarg, VM_PHASE_DEADLINE_MAX);
+                        break;
+                case ARG_PARALLELISM:
+                        if (!parse_u32(optarg, 0, VM_PARALLELISM_MAX, &o->vm_defaults.parallelism))
+                                return usage_error("--parallelism: '%s' is not a number from 0 "
+                                                   "to %" PRIu32 ".",
+                                                   optarg, VM_PARALLELISM_MAX);
+                        break;
+                case ARG_LOG_LEVEL:
+                        if (log_level_from_string(optarg, &level) < 0)
+                                return usage_error("--log-level: '%s' is not one of err, "
+                                                   "warning, notice, info, debug.",
+                                                   optarg);
+                        log_set_max_level(level);
+                        break;
+                case ARG_VERSION:
+                        printf("vfio-migd %s\n", VFIO_MIGD_VERSION);
+                        return EXIT_SUCCESS;
+                case ARG_HELP:
+                        print_help();
+                        return EXIT_SUCCESS;
+                case ':':
+                        return usage_error("%s needs a value.", argv[optind - 1]);
+                default:
+                        return usage_error("unknown option '%s'.", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'; vfio-migd takes options only.",
+                                   argv[optind]);
+        return ARGS_RUN;
+}
+
+int main(int argc, char **argv)
+{
+        DaemonOptions options = {
+            .backend = "sim",
+            .sim_dir = "/var/lib/vfio-migd/sim",
+        };
+        g_autoptr(Daemon) d = NULL;
+        g_autoptr(GError) error = NULL;
+        int r;
+
+        vm_options_init(&options.vm_defaults);
+        r = parse_args(argc, argv, &options);
+        if (r != ARGS_RUN)
+                return r;
+
+        /* Idle GLib pool threads would otherwise outlive the sequence that needed them and
+         * linger until exit: a sequence starts its workers afresh, which costs microseconds. */
+        g_thread_pool_set_max_unused_threads(0);
+
+        r = daemon_new(&options, &d, &error);
+        if (r < 0) {
+                log_error("%s", error ? error->message : strerror(-r));
+                return EXIT_FAILURE;
+        }
+        r = daemon_run(d);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,1 +1,504 @@
-/* placeholder until the module lands */
+/* bus-manager: org.vfiomig.Coordinator1.Manager at /org/vfiomig/Coordinator1 */
+#include "bus/bus-manager.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus/bus-errors.h"
+#include "bus/bus-util.h"
+#include "log.h"
+
+/* Methods that change things refuse while the daemon stops (see daemon.h). */
+static int refuse_if_stopping(const Daemon *d, sd_bus_error *error)
+{
+        if (!d->stopping)
+                return 0;
+        return sd_bus_error_set(error, BUS_ERROR_BUSY,
+                                "vfio-migd is shutting down; retry once it has restarted.");
+}
+
+static int reply_gerror(sd_bus_error *error, int r, const GError *gerr)
+{
+        return bus_error_set_model(error, r, gerr ? gerr->message : NULL);
+}
+
+static int method_list_vms(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(so)");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < vms->len; i++) {
+                const char *name = vm_name(vms->pdata[i]);
+                g_autofree char *path = bus_vm_path(name);
+
+                if (!path)
+                        return -ENOMEM;
+                r = sd_bus_message_append(reply, "(so)", name, path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *name)
+{
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *path = bus_device_path(name);
+        g_autofree char *vm_path = NULL;
+        const char *driver = "", *state = "unavailable";
+        uint32_t flags = 0;
+        enum mig_state s;
+        Device *dev;
+        Vm *vm;
+
+        if (!path)
+                return -ENOMEM;
+        vm = registry_device_vm(d->registry, name);
+        vm_path = vm ? bus_vm_path(vm_name(vm)) : g_strdup("/");
+        if (!vm_path)
+                return -ENOMEM;
+        /* One device that cannot be opened must not hide the others. */
+        if (registry_open_device(d->registry, name, &dev, &gerr) >= 0) {
+                driver = dev->info.driver ? dev->info.driver : "";
+                flags = dev->info.migration_flags;
+                if (registry_device_state(d->registry, name, &s, &gerr) >= 0)
+                        state = mig_state_to_string(s);
+        }
+        if (gerr)
+                log_debug("ListDevices: %s", gerr->message);
+        return sd_bus_message_append(reply, "(ssusoo)", name, driver, flags, state, vm_path, path);
+}
+
+static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) names = registry_device_names(d->registry);
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssusoo)");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < names->len; i++) {
+                r = append_device_entry(reply, d, names->pdata[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autofree char *path = NULL;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        if (!registry_get_vm(d->registry, name))
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
+                                         "No VM named %s is registered; ListVMs shows the "
+                                         "registered ones.",
+                                         name);
+        path = bus_vm_path(name);
+        if (!path)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(m, "o", path);
+}
+
+static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autofree char *path = NULL;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        if (!registry_has_device(d->registry, name))
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
+                                         "The %s backend knows no device named %s; Rescan if "
+                                         "it was just created, ListDevices shows the known "
+                                         "ones.",
+                                         registry_backend_name(d->registry), name);
+        path = bus_device_path(name);
+        if (!path)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(m, "o", path);
+}
+
+enum {
+        OPT_STRATEGY = 1 << 0,
+        OPT_P2P_MODE = 1 << 1,
+        OPT_PHASE_DEADLINE = 1 << 2,
+        OPT_PARALLELISM = 1 << 3,
+};
+
+/* One entry of the options a{sv}: the container is entered, the key read. */
+static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, VmOptions *o,
+                          sd_bus_error *error)
+{
+        static const struct {
+                const char *key, *type;
+                unsigned bit;
+        } known[] = {
+            {"strategy", "s", OPT_STRATEGY},
+            {"p2p-mode", "s", OPT_P2P_MODE},
+            {"phase-deadline-ms", "u", OPT_PHASE_DEADLINE},
+            {"parallelism", "u", OPT_PARALLELISM},
+        };
+        const char *contents = NULL, *s;
+        unsigned bit = 0;
+        int r;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(known); i++) {
+                if (strcmp(key, known[i].key) != 0)
+                        continue;
+                bit = known[i].bit;
+                r = sd_bus_message_peek_type(m, NULL, &contents);
+                if (r < 0)
+                        return r;
+                if (!contents || strcmp(contents, known[i].type) != 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option '%s' must be of type '%s', not '%s'.", key,
+                                                 known[i].type, contents ? contents : "");
+        }
+        if (!bit)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Unknown option '%s'; the options are strategy, "
+                                         "p2p-mode, phase-deadline-ms and parallelism.",
+                                         key);
+        if (*seen & bit)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option '%s' is given twice; give it once.", key);
+        *seen |= bit;
+
+        switch (bit) {
+        case OPT_STRATEGY:
+                r = sd_bus_message_read(m, "v", "s", &s);
+                if (r >= 0 && plan_strategy_from_string(s, &o->strategy) < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option 'strategy' is '%s'; use 'parallel' or "
+                                                 "'serial'.",
+                                                 s);
+                return r;
+        case OPT_P2P_MODE:
+                r = sd_bus_message_read(m, "v", "s", &s);
+                if (r >= 0 && plan_p2p_mode_from_string(s, &o->p2p_mode) < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option 'p2p-mode' is '%s'; use 'require-p2p' "
+                                                 "or 'p2p-blocked'.",
+                                                 s);
+                return r;
+        case OPT_PHASE_DEADLINE:
+                return sd_bus_message_read(m, "v", "u", &o->phase_deadline_ms);
+        default:
+                return sd_bus_message_read(m, "v", "u", &o->parallelism);
+        }
+}
+
+static int read_vm_options(sd_bus_message *m, VmOptions *o, sd_bus_error *error)
+{
+        unsigned seen = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                r = read_vm_option(m, key, &seen, o, error);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static void emit_device_vm_changed(Daemon *d, Vm *vm)
+{
+        Device *dev;
+
+        VM_FOREACH_DEVICE (vm, i, dev) {
+                g_autofree char *path = bus_device_path(dev->info.name);
+                if (path)
+                        (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_DEVICE, "VM",
+                                                             NULL);
+        }
+}
+
+static void emit_vm_signal(Daemon *d, const char *member, const char *name)
+{
+        g_autofree char *path = bus_vm_path(name);
+
+        if (path)
+                (void)sd_bus_emit_signal(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER, member, "so",
+                                         name, path);
+}
+
+static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_auto(GStrv) devices = NULL;
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *action = NULL, *path = NULL;
+        VmOptions options = *registry_defaults(d->registry);
+        size_t n_devices, devices_before;
+        const char *name;
+        Vm *vm;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_strv(m, &devices);
+        if (r < 0)
+                return r;
+        n_devices = devices ? g_strv_length(devices) : 0;
+        r = read_vm_options(m, &options, error);
+        if (r < 0)
+                return r;
+        r = registry_check_vm_args(name, (const char *const *)devices, n_devices, &options, &gerr);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+
+        action = g_strdup_printf("register VM %s", name);
+        r = bus_authorize(m, &d->auth, action, error);
+        if (r < 0)
+                return r;
+        r = refuse_if_stopping(d, error);
+        if (r < 0)
+                return r;
+
+        devices_before = registry_n_devices(d->registry);
+        r = registry_register_vm(d->registry, name, (const char *const *)devices, n_devices,
+                                 &options, &vm, &gerr);
+        /* A rescan may have found devices even when the registration failed. */
+        if (registry_n_devices(d->registry) != devices_before)
+                bus_manager_emit_counts(d, false, true);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+
+        bus_manager_emit_counts(d, true, false);
+        emit_device_vm_changed(d, vm);
+        emit_vm_signal(d, "VMNew", name);
+        path = bus_vm_path(name);
+        if (!path)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(m, "o", path);
+}
+
+static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *action = NULL, *vm_name_copy = NULL;
+        g_autoptr(GPtrArray) device_names = NULL;
+        size_t devices_before;
+        const char *name;
+        Device *dev;
+        Vm *vm;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        action = g_strdup_printf("unregister VM %s", name);
+        r = bus_authorize(m, &d->auth, action, error);
+        if (r < 0)
+                return r;
+        r = refuse_if_stopping(d, error);
+        if (r < 0)
+                return r;
+
+        /* The VM's devices change their VM property once it is gone. */
+        vm = registry_get_vm(d->registry, name);
+        device_names = g_ptr_array_new_with_free_func(g_free);
+        if (vm)
+                VM_FOREACH_DEVICE (vm, i, dev)
+                        g_ptr_array_add(device_names, g_strdup(dev->info.name));
+        vm_name_copy = g_strdup(name);
+
+        devices_before = registry_n_devices(d->registry);
+        r = registry_unregister_vm(d->registry, name, &gerr);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+
+        bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
+        for (guint i = 0; i < device_names->len; i++) {
+                g_autofree char *path = bus_device_path(device_names->pdata[i]);
+                if (path && registry_has_device(d->registry, device_names->pdata[i]))
+                        (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_DEVICE, "VM",
+                                                             NULL);
+        }
+        emit_vm_signal(d, "VMRemoved", vm_name_copy);
+        return sd_bus_reply_method_return(m, "");
+}
+
+static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autoptr(GError) gerr = NULL;
+        size_t before;
+        int r;
+
+        r = bus_authorize(m, &d->auth, "rescan the devices", error);
+        if (r < 0)
+                return r;
+        r = refuse_if_stopping(d, error);
+        if (r < 0)
+                return r;
+        before = registry_n_devices(d->registry);
+        r = registry_rescan(d->registry, &gerr);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+        if ((size_t)r != before)
+                bus_manager_emit_counts(d, false, true);
+        log_info("Rescan: %d devices.", r);
+        return sd_bus_reply_method_return(m, "u", (uint32_t)r);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface,
+                                const char *property, sd_bus_message *reply, void *userdata,
+                                sd_bus_error *error)
+{
+        return sd_bus_message_append(reply, "s", VFIO_MIGD_VERSION);
+}
+
+static int property_get_backend(sd_bus *bus, const char *path, const char *interface,
+                                const char *property, sd_bus_message *reply, void *userdata,
+                                sd_bus_error *error)
+{
+        Daemon *d = userdata;
+
+        return sd_bus_message_append(reply, "s", registry_backend_name(d->registry));
+}
+
+static int property_get_count(sd_bus *bus, const char *path, const char *interface,
+                              const char *property, sd_bus_message *reply, void *userdata,
+                              sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        size_t n = strcmp(property, "VMCount") == 0 ? registry_n_vms(d->registry)
+                                                    : registry_n_devices(d->registry);
+
+        return sd_bus_message_append(reply, "u", (uint32_t)n);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("VMCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("DeviceCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+
+    SD_BUS_METHOD_WITH_ARGS("ListVMs", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", vms), method_list_vms,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ListDevices", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssusoo)", devices),
+                            method_list_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetVM", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", vm), method_get_vm,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetDevice", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", device),
+                            method_get_device, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("RegisterVM", SD_BUS_ARGS("s", name, "as", devices, "a{sv}", options),
+                            SD_BUS_RESULT("o", vm), method_register_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("UnregisterVM", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT,
+                            method_unregister_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Rescan", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", devices), method_rescan,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+
+    SD_BUS_SIGNAL_WITH_ARGS("VMNew", SD_BUS_ARGS("s", name, "o", vm), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("VMRemoved", SD_BUS_ARGS("s", name, "o", vm), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("DeviceStateChanged",
+                            SD_BUS_ARGS("s", device, "o", path, "s", old_state, "s", new_state), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("SequenceProgress",
+                            SD_BUS_ARGS("s", vm, "o", path, "s", operation, "s", phase, "u", index,
+                                        "u", count, "s", status, "t", elapsed_us),
+                            0),
+    SD_BUS_VTABLE_END,
+};
+
+int bus_manager_register(Daemon *d)
+{
+        sd_bus_slot *slot = NULL;
+        int r;
+
+        r = sd_bus_add_object_vtable(d->bus, &slot, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                     manager_vtable, d);
+        if (r < 0)
+                return r;
+        g_ptr_array_add(d->slots, slot);
+        return 0;
+}
+
+void bus_manager_emit_counts(Daemon *d, bool vm_count, bool device_count)
+{
+        int r = 0;
+
+        if (vm_count && device_count)
+                r = sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                                   "VMCount", "DeviceCount", NULL);
+        else if (vm_count || device_count)
+                r = sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                                   vm_count ? "VMCount" : "DeviceCount", NULL);
+        if (r < 0)
+                log_debug("Cannot emit PropertiesChanged on the Manager: %s", strerror(-r));
+}
+
+void bus_manager_emit_device_state_changed(Daemon *d, const char *device, const char *old_state,
+                                           const char *new_state)
+{
+        g_autofree char *path = bus_device_path(device);
+        int r;
+
+        if (!path)
+                return;
+        r = sd_bus_emit_signal(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER, "DeviceStateChanged",
+                               "soss", device, path, old_state, new_state);
+        if (r < 0)
+                log_debug("Cannot emit DeviceStateChanged: %s", strerror(-r));
+}
+
+void bus_manager_emit_sequence_progress(Daemon *d, const char *vm, const char *operation,
+                                        const char *phase, unsigned index, unsigned count,
+                                        const char *status, uint64_t elapsed_us)
+{
+        g_autofree char *path = bus_vm_path(vm);
+        int r;
+
+        if (!path)
+                return;
+        r = sd_bus_emit_signal(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER, "SequenceProgress",
+                               "sossuust", vm, path, operation, phase, (uint32_t)index,
+                               (uint32_t)count, status, elapsed_us);
+        if (r < 0)
+                log_debug("Cannot emit SequenceProgress: %s", strerror(-r));
+}

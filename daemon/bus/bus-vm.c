@@ -1,1 +1,528 @@
-/* placeholder until the module lands */
+/* bus-vm: org.vfiomig.Coordinator1.VM at /org/vfiomig/Coordinator1/vm/<name> */
+#include "bus/bus-vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "bus/bus-device.h"
+#include "bus/bus-errors.h"
+#include "bus/bus-manager.h"
+#include "bus/bus-util.h"
+#include "log.h"
+
+/* A method call whose reply waits for its sequence. */
+typedef struct VmCall {
+        Daemon *daemon;
+        sd_bus_message *message;
+} VmCall;
+
+/* The find function checks the name; handlers look the VM up from the path (it cannot go
+ * away in between: both run on the loop thread). */
+static int vm_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                          void **found, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autofree char *name = bus_path_name(path, BUS_PATH_VM);
+
+        if (!name || !registry_get_vm(d->registry, name))
+                return 0;
+        *found = d;
+        return 1;
+}
+
+static int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
+                              sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+        g_auto(GStrv) paths = g_new0(char *, vms->len + 1);
+
+        for (guint i = 0; i < vms->len; i++) {
+                paths[i] = bus_vm_path(vm_name(vms->pdata[i]));
+                if (!paths[i])
+                        return -ENOMEM;
+        }
+        *nodes = g_steal_pointer(&paths);
+        return 0;
+}
+
+static Vm *vm_from_path(Daemon *d, const char *path, sd_bus_error *error)
+{
+        g_autofree char *name = bus_path_name(path, BUS_PATH_VM);
+        Vm *vm = name ? registry_get_vm(d->registry, name) : NULL;
+
+        if (!vm)
+                sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM, "No VM is registered at %s.", path);
+        return vm;
+}
+
+/* ---- the report a{sv} (docs/dbus-api.md, "The report") ---- */
+
+static int append_strings(sd_bus_message *m, const char *key, const GPtrArray *strings)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", key);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'v', "as");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        for (guint i = 0; strings && i < strings->len; i++) {
+                r = sd_bus_message_append(m, "s", (const char *)strings->pdata[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+/* errno values go on the wire positive, as errno(3) names them; 0 when there was none. */
+static int32_t wire_errno(int error)
+{
+        return error < 0 ? -error : error;
+}
+
+static int append_phase(sd_bus_message *m, const SeqPhaseTiming *t)
+{
+        return sd_bus_message_append(m, "a{sv}", 4, "name", "s", t->name ? t->name : "", "start-us",
+                                     "t", t->start_us, "duration-us", "t", t->duration_us, "errno",
+                                     "i", wire_errno(t->error));
+}
+
+static int append_step(sd_bus_message *m, const Vm *vm, const SeqStep *s)
+{
+        Device *dev = vm_device(vm, s->device);
+
+        return sd_bus_message_append(
+            m, "a{sv}", 11, "device", "s", dev ? dev->info.name : "", "phase", "s",
+            s->phase ? s->phase : "", "from", "s", mig_state_to_string(s->from), "target", "s",
+            mig_state_to_string(s->target), "reached", "s", mig_state_to_string(s->reached), "path",
+            "s", s->path ? s->path : "", "start-us", "t", s->start_us, "duration-us", "t",
+            s->duration_us, "errno", "i", wire_errno(s->error), "message", "s",
+            s->message ? s->message : "", "bytes", "t", s->bytes);
+}
+
+/* key -> aa{sv}, one dictionary per element of array (of elem_size bytes). */
+static int append_dict_array(sd_bus_message *m, const char *key, const Vm *vm, const GArray *a,
+                             bool steps)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", key);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'v', "aa{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "a{sv}");
+        if (r < 0)
+                return r;
+        for (guint i = 0; a && i < a->len; i++) {
+                r = steps ? append_step(m, vm, &g_array_index(a, SeqStep, i))
+                          : append_phase(m, &g_array_index(a, SeqPhaseTiming, i));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+static const char *report_result(const SeqReport *rep)
+{
+        if (rep->error == 0)
+                return "ok";
+        return rep->rolled_back ? "rolled-back" : "failed";
+}
+
+/* The report as a{sv}; an empty dictionary for NULL (no sequence yet). */
+static int append_report(sd_bus_message *m, const Vm *vm, const SeqReport *rep)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (rep) {
+                r = sd_bus_message_append(
+                    m, "{sv}{sv}{sv}{sv}{sv}", "operation", "s", plan_op_to_string(rep->op),
+                    "strategy", "s", plan_strategy_to_string(rep->strategy), "result", "s",
+                    report_result(rep), "error", "s",
+                    rep->message && rep->error ? rep->message : "", "total-us", "t", rep->total_us);
+                if (r < 0)
+                        return r;
+                r = append_dict_array(m, "phases", vm, rep->phases, false);
+                if (r < 0)
+                        return r;
+                r = append_dict_array(m, "steps", vm, rep->steps, true);
+                if (r < 0)
+                        return r;
+                r = append_strings(m, "lost-state", rep->lost_state);
+                if (r < 0)
+                        return r;
+                r = append_strings(m, "hung", rep->hung);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+/* ---- sequences: the loop-thread callbacks of vm_start_operation() ---- */
+
+static const char *progress_status(SeqEventKind kind)
+{
+        switch (kind) {
+        case SEQ_EVENT_PHASE_START:
+                return "started";
+        case SEQ_EVENT_PHASE_DONE:
+                return "done";
+        case SEQ_EVENT_PHASE_FAILED:
+                return "failed";
+        case SEQ_EVENT_ROLLBACK_START:
+                return "rollback";
+        default:
+                return NULL;
+        }
+}
+
+static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        VmCall *call = userdata;
+        const char *status;
+        enum plan_op op = PLAN_OP_COUNT;
+
+        if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
+                Device *dev = vm_device(vm, ev->device);
+                if (dev)
+                        bus_device_emit_state_changed(call->daemon, dev->info.name, ev->old_state,
+                                                      ev->new_state);
+                return;
+        }
+        status = progress_status(ev->kind);
+        if (!status)
+                return;
+        (void)vm_is_busy(vm, &op);
+        bus_manager_emit_sequence_progress(call->daemon, vm_name(vm), plan_op_to_string(op),
+                                           ev->phase ? ev->phase : "", (unsigned)ev->phase_index,
+                                           (unsigned)ev->n_phases, status, ev->elapsed_us);
+}
+
+static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other)
+{
+        g_autofree char *path = bus_vm_path(vm_name(vm));
+        int r;
+
+        if (!path)
+                return;
+        r = sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, property, other, NULL);
+        if (r < 0)
+                log_debug("Cannot emit PropertiesChanged for VM %s: %s", vm_name(vm), strerror(-r));
+}
+
+static int reply_report(sd_bus_message *call, const Vm *vm, const SeqReport *rep)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        r = append_report(reply, vm, rep);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static void on_sequence_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        VmCall *call = userdata;
+        int r;
+
+        emit_vm_changed(call->daemon, vm, "State", "LastSequence");
+        if (error == 0) {
+                r = reply_report(call->message, vm, rep);
+        } else {
+                _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                bus_error_set_sequence(&e, error, rep ? rep->message : NULL);
+                r = sd_bus_reply_method_error(call->message, &e);
+        }
+        /* The caller may have left; the report stays in LastSequence. */
+        if (r < 0)
+                log_debug("Cannot reply to the caller of VM %s's sequence: %s", vm_name(vm),
+                          strerror(-r));
+        sd_bus_message_unref(call->message);
+        daemon_sequence_finished(call->daemon);
+        g_free(call);
+}
+
+/* ---- methods ---- */
+
+/* Save and Resume: our own copy of the caller's fd, checked for the direction it is used in. */
+static int read_stream_fd(sd_bus_message *m, enum plan_op op, int *ret, sd_bus_error *error)
+{
+        _cleanup_close_ int fd = -1;
+        int borrowed, flags, r;
+        bool saving = op == PLAN_OP_SAVE;
+
+        r = sd_bus_message_read(m, "h", &borrowed);
+        if (r < 0)
+                return r;
+        /* The message owns the fd it carried and may be gone before the sequence ends. */
+        fd = fcntl(borrowed, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return -errno;
+        if ((flags & O_ACCMODE) == (saving ? O_RDONLY : O_WRONLY))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The fd given to %s is not open for %s; pass the %s "
+                                         "end of a pipe or a file opened for %s.",
+                                         saving ? "Save" : "Resume", saving ? "writing" : "reading",
+                                         saving ? "write" : "read", saving ? "writing" : "reading");
+        *ret = steal_fd(&fd);
+        return 0;
+}
+
+static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_error *error)
+{
+        _cleanup_close_ int fd = -1;
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *action = NULL;
+        VmCall *call;
+        Vm *vm;
+        int r;
+
+        vm = vm_from_path(d, sd_bus_message_get_path(m), error);
+        if (!vm)
+                return -ENOENT;
+        if (op == PLAN_OP_SAVE || op == PLAN_OP_RESUME) {
+                r = read_stream_fd(m, op, &fd, error);
+                if (r < 0)
+                        return r;
+        }
+        action = g_strdup_printf("run %s on VM %s", plan_op_to_string(op), vm_name(vm));
+        r = bus_authorize(m, &d->auth, action, error);
+        if (r < 0)
+                return r;
+        if (d->stopping)
+                return sd_bus_error_set(error, BUS_ERROR_BUSY,
+                                        "vfio-migd is shutting down; retry once it has "
+                                        "restarted.");
+
+        call = g_new0(VmCall, 1);
+        call->daemon = d;
+        call->message = sd_bus_message_ref(m);
+        r = vm_start_operation(vm, op, steal_fd(&fd), on_sequence_event, on_sequence_done, call,
+                               &gerr);
+        if (r < 0) {
+                sd_bus_message_unref(call->message);
+                g_free(call);
+                return bus_error_set_model(error, r, gerr ? gerr->message : NULL);
+        }
+        emit_vm_changed(d, vm, "State", NULL);
+        return 1; /* the reply follows when the sequence ends */
+}
+
+static int method_precopy(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_PRECOPY, error);
+}
+
+static int method_quiesce(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_QUIESCE, error);
+}
+
+static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_SAVE, error);
+}
+
+static int method_resume(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_RESUME, error);
+}
+
+static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_START, error);
+}
+
+static int method_abort(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_ABORT, error);
+}
+
+/* ---- properties ---- */
+
+#define VM_PROPERTY_GETTER(fn)                                                                     \
+        static int fn(sd_bus *bus, const char *path, const char *interface, const char *property,  \
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error)
+
+static int append_string_array(sd_bus_message *reply, const GPtrArray *strings)
+{
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < strings->len; i++) {
+                r = sd_bus_message_append(reply, "s", (const char *)strings->pdata[i]);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+VM_PROPERTY_GETTER(property_get_scalar)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+        const VmOptions *o;
+
+        if (!vm)
+                return -ENOENT;
+        o = vm_options(vm);
+        if (strcmp(property, "Name") == 0)
+                return sd_bus_message_append(reply, "s", vm_name(vm));
+        if (strcmp(property, "State") == 0)
+                return sd_bus_message_append(reply, "s", vm_state(vm));
+        if (strcmp(property, "P2PMode") == 0)
+                return sd_bus_message_append(reply, "s", plan_p2p_mode_to_string(o->p2p_mode));
+        if (strcmp(property, "Strategy") == 0)
+                return sd_bus_message_append(reply, "s", plan_strategy_to_string(o->strategy));
+        if (strcmp(property, "PhaseDeadlineMs") == 0)
+                return sd_bus_message_append(reply, "u", o->phase_deadline_ms);
+        return sd_bus_message_append(reply, "u", o->parallelism);
+}
+
+VM_PROPERTY_GETTER(property_get_devices)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+        g_autofree const char **names = NULL;
+        Device *dev;
+
+        if (!vm)
+                return -ENOENT;
+        names = g_new0(const char *, vm_n_devices(vm));
+        VM_FOREACH_DEVICE (vm, i, dev)
+                names[i] = dev->info.name;
+        return bus_append_paths(reply, BUS_PATH_DEVICE, names, vm_n_devices(vm));
+}
+
+VM_PROPERTY_GETTER(property_get_device_names)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+        g_autoptr(GPtrArray) names = NULL;
+        Device *dev;
+
+        if (!vm)
+                return -ENOENT;
+        names = g_ptr_array_new();
+        VM_FOREACH_DEVICE (vm, i, dev)
+                g_ptr_array_add(names, dev->info.name);
+        return append_string_array(reply, names);
+}
+
+VM_PROPERTY_GETTER(property_get_groups)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+        g_autoptr(GPtrArray) groups = NULL;
+
+        if (!vm)
+                return -ENOENT;
+        groups = vm_groups(vm);
+        return append_string_array(reply, groups);
+}
+
+VM_PROPERTY_GETTER(property_get_blockers)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+        g_autoptr(GPtrArray) blockers = NULL;
+
+        if (!vm)
+                return -ENOENT;
+        blockers = vm_compute_blockers(vm);
+        if (strcmp(property, "Migratable") == 0)
+                return sd_bus_message_append(reply, "b", blockers->len == 0);
+        return append_string_array(reply, blockers);
+}
+
+VM_PROPERTY_GETTER(property_get_last_sequence)
+{
+        Vm *vm = vm_from_path(userdata, path, error);
+
+        if (!vm)
+                return -ENOENT;
+        return append_report(reply, vm, vm_last_report(vm));
+}
+
+static const sd_bus_vtable vm_vtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Name", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Devices", "ao", property_get_devices, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("DeviceNames", "as", property_get_device_names, 0,
+                    SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Groups", "as", property_get_groups, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("State", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    /* Computed from the devices' flags today; a policy engine may change them later. */
+    SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0, 0),
+    SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0, 0),
+    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("LastSequence", "a{sv}", property_get_last_sequence, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+
+    SD_BUS_METHOD_WITH_ARGS("PreCopy", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report),
+                            method_precopy, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Quiesce", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report),
+                            method_quiesce, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Save", SD_BUS_ARGS("h", fd), SD_BUS_RESULT("a{sv}", report),
+                            method_save, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Resume", SD_BUS_ARGS("h", fd), SD_BUS_RESULT("a{sv}", report),
+                            method_resume, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_start,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Abort", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_abort,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END,
+};
+
+int bus_vm_register(Daemon *d)
+{
+        sd_bus_slot *slot = NULL;
+        int r;
+
+        r = sd_bus_add_fallback_vtable(d->bus, &slot, BUS_PATH_VM, BUS_IFACE_VM, vm_vtable,
+                                       vm_object_find, d);
+        if (r < 0)
+                return r;
+        g_ptr_array_add(d->slots, slot);
+        r = sd_bus_add_node_enumerator(d->bus, &slot, BUS_PATH_VM, vm_node_enumerator, d);
+        if (r < 0)
+                return r;
+        g_ptr_array_add(d->slots, slot);
+        return 0;
+}

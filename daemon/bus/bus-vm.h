@@ -1,0 +1,7 @@
+/* bus-vm: org.vfiomig.Coordinator1.VM at /org/vfiomig/Coordinator1/vm/<name> */
+#pragma once
+
+#include "daemon.h"
+
+/* The fallback vtable and node enumerator for every registered VM. */
+int bus_vm_register(Daemon *d);

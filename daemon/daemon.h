@@ -1,0 +1,52 @@
+/* daemon: the vfio-migd process: event loop, bus connection, registry, options */
+#pragma once
+
+/*
+ * daemon_new() opens the backend, connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS
+ * selects another one, as the tests do), registers every object and only then requests
+ * the bus name, so a caller woken by the name finds the whole API. daemon_run() tells
+ * systemd READY=1 and runs the loop until SIGTERM or SIGINT.
+ *
+ * Stopping: the first SIGTERM/SIGINT makes every changing method fail with Busy (reads go
+ * on), then the daemon waits for running sequences, whose callers still get their replies
+ * and whose signals still go out under the bus name; the loop exits once none runs.
+ * Sequences are bounded by their phase deadlines, so this ends; a device that hangs past
+ * cancel is left to its worker and does not hold the exit up.
+ *
+ * Errors: negative errno, with a GError sentence from daemon_new().
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "bus/bus-util.h"
+#include "registry.h"
+#include "vm.h"
+
+typedef struct DaemonOptions {
+        const char *backend; /* "sim" */
+        const char *sim_dir;
+        const char *operator_group; /* NULL: root only */
+        VmOptions vm_defaults;
+} DaemonOptions;
+
+typedef struct Daemon {
+        sd_event *event;
+        sd_bus *bus;
+        Registry *registry;
+        BusAuth auth;
+        bool stopping;
+        GPtrArray *slots; /* sd_bus_slot*: every vtable, enumerator and match */
+} Daemon;
+
+int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);
+/* Returns 0 after a clean stop, else the loop's negative errno. */
+int daemon_run(Daemon *d);
+void daemon_free(Daemon *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Daemon, daemon_free)
+
+/* Called by the bus layer when a sequence's reply went out: a stopping daemon exits once
+ * no sequence runs. */
+void daemon_sequence_finished(Daemon *d);

@@ -1,0 +1,76 @@
+/* registry: the backend's devices and the registered VMs, by name */
+#pragma once
+
+/*
+ * Model only: knows nothing of D-Bus. The registry owns the Backend, every device the backend
+ * listed (by name; a Device is opened on first use and kept) and every VM. A device belongs
+ * to at most one VM.
+ *
+ * Errors: negative errno, with a GError whose message names the input and what would fix it:
+ *   -EINVAL  malformed arguments (VM name, device list, option values)
+ *   -ENOENT  no VM of that name
+ *   -ENODEV  the backend knows no device of that name
+ *   -EEXIST  a VM of that name is registered
+ *   -EBUSY   the device belongs to another VM (named) or is held outside the daemon
+ *   -EAGAIN  a sequence is running on the VM
+ * plus the backend's errnos, passed up unchanged.
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "devices/device.h"
+#include "vm.h"
+
+typedef struct Registry Registry;
+
+/* Takes ownership of backend; VMs registered without an option get it from defaults. */
+int registry_new(Backend *backend, sd_event *event, const VmOptions *defaults, Registry **ret);
+/* Waits for running sequences (delivering their callbacks), then frees everything. */
+void registry_free(Registry *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Registry, registry_free)
+
+const char *registry_backend_name(const Registry *r);
+const VmOptions *registry_defaults(const Registry *r);
+
+/*
+ * Re-reads the backend's device list; returns the number of devices known afterwards.
+ * A device that vanished stays known while a VM holds it.
+ */
+int registry_rescan(Registry *r, GError **error);
+size_t registry_n_devices(const Registry *r);
+/* Names of the known devices, sorted; the strings belong to the registry (valid until the
+ * next rescan), the array to the caller. */
+GPtrArray *registry_device_names(const Registry *r);
+bool registry_has_device(const Registry *r, const char *name);
+/* The device, opened on first use; it stays the registry's. */
+int registry_open_device(Registry *r, const char *name, Device **ret, GError **error);
+/* The device's state; while its VM sequences, the last one the sequencer reported. */
+int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GError **error);
+/* The VM holding the device, or NULL. */
+Vm *registry_device_vm(const Registry *r, const char *name);
+
+size_t registry_n_vms(const Registry *r);
+/* Vm*, sorted by name; the VMs belong to the registry, the array to the caller. */
+GPtrArray *registry_vms(const Registry *r);
+Vm *registry_get_vm(const Registry *r, const char *name);
+/* A sequence runs on some VM. */
+bool registry_busy(const Registry *r);
+
+/*
+ * The checks of registry_register_vm() that need no lookup: name syntax, 1..VM_DEVICES_MAX
+ * device names, none empty or listed twice, option values. Front ends call it before they
+ * authorize the caller, so a malformed call is refused the same way for everyone.
+ */
+int registry_check_vm_args(const char *name, const char *const *devices, size_t n,
+                           const VmOptions *options, GError **error);
+/*
+ * Validates everything (the checks above; VM name free; every device known, after a rescan
+ * when one is not; no device in another VM; every device opens) before anything changes,
+ * then creates the VM. *ret belongs to the registry.
+ */
+int registry_register_vm(Registry *r, const char *name, const char *const *devices, size_t n,
+                         const VmOptions *options, Vm **ret, GError **error);
+/* Closes the VM's data sessions and forgets it; its devices stay in the state they are in. */
+int registry_unregister_vm(Registry *r, const char *name, GError **error);

@@ -1,0 +1,116 @@
+/* vm: one VM's devices, options and data sessions, and the sequences run on them */
+#pragma once
+
+/*
+ * Model only: knows nothing of D-Bus. A Vm holds references to its devices (in registration
+ * order) and their open data sessions, which live across operations (PreCopy, Quiesce, Save).
+ *
+ * vm_start_operation() reads the devices' states and builds the plan on the calling thread,
+ * the event loop's, then runs the sequencer on a worker thread. The worker's progress events
+ * and its outcome travel back through an eventfd watched by the sd-event loop, so every
+ * callback runs on the loop thread and the loop never waits for a device.
+ *
+ * Errors: negative errno, with a GError whose message names the input and the fix:
+ *   -EINVAL  bad arguments (VM name, options)
+ *   -EAGAIN  a sequence is already running on this VM
+ *   -EBADFD  the devices are not in a state the operation starts from
+ *   -EPERM   the VM has blockers (vm_compute_blockers())
+ * A sequence's outcome (VmDoneFunc) is 0, -ETIMEDOUT (a phase passed its deadline),
+ * -EBADMSG (the resume stream was bad) or the failing step's errno.
+ */
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "core/plan.h"
+#include "devices/device.h"
+#include "sequencer.h"
+
+#define VM_NAME_MAX           64
+#define VM_DEVICES_MAX        256
+#define VM_PHASE_DEADLINE_MAX UINT32_C(3600000)
+#define VM_PARALLELISM_MAX    UINT32_C(256)
+
+typedef struct VmOptions {
+        enum plan_strategy strategy;
+        enum plan_p2p_mode p2p_mode;
+        uint32_t phase_deadline_ms; /* 1..VM_PHASE_DEADLINE_MAX */
+        uint32_t parallelism;       /* worker threads per phase; 0: one per device */
+} VmOptions;
+
+/* parallel, require-p2p, 10000 ms, parallelism 0. */
+void vm_options_init(VmOptions *o);
+int vm_options_check(const VmOptions *o, GError **error);
+/* 1..VM_NAME_MAX bytes of [A-Za-z0-9_.:+-]. */
+bool vm_name_is_valid(const char *name);
+
+typedef struct Vm Vm;
+
+/* Loop thread. ev->device indexes vm_device(); the Vm's cached states are already updated. */
+typedef void (*VmEventFunc)(Vm *vm, const SeqEvent *ev, void *userdata);
+/* Loop thread, exactly once per started operation, after the Vm is no longer busy and
+ * vm_last_report() is the report given here. */
+typedef void (*VmDoneFunc)(Vm *vm, int error, const SeqReport *report, void *userdata);
+
+/* Takes a reference on each device. */
+int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
+           const VmOptions *options, Vm **ret);
+/* Waits for a running sequence (and delivers its callbacks) first. */
+void vm_free(Vm *vm);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Vm, vm_free)
+
+const char *vm_name(const Vm *vm);
+size_t vm_n_devices(const Vm *vm);
+Device *vm_device(const Vm *vm, size_t i);
+/* Index of the device of that name, or -1. */
+ssize_t vm_device_index(const Vm *vm, const char *name);
+const VmOptions *vm_options(const Vm *vm);
+
+#define VM_FOREACH_DEVICE(vm, i, d)                                                                \
+        for (size_t i = 0; i < vm_n_devices(vm) && ((d) = vm_device((vm), i), true); i++)
+
+/* A sequence is running; *ret_op (optional) is its operation. */
+bool vm_is_busy(const Vm *vm, enum plan_op *ret_op);
+
+/*
+ * The device's state: the last one the sequencer reported while a sequence runs (asking a
+ * device in the middle of a transition would wait for it), else read from the device.
+ */
+int vm_device_state(Vm *vm, size_t i, enum mig_state *ret);
+
+/*
+ * "running", "pre-copy", "p2p-quiesced", "stopped", "saving" (a save session is open on
+ * some device, the others are stopped), "resuming", "error", "mixed", or
+ * "sequencing:<operation>" while a sequence runs. Valid until the next call.
+ */
+const char *vm_state(Vm *vm);
+
+/* IOMMU groups of the devices, sorted, without duplicates (char*, owned by the array). */
+GPtrArray *vm_groups(const Vm *vm);
+
+/*
+ * Why this VM cannot migrate, one sentence per rule broken, naming the device (char*, owned
+ * by the array; empty when it can). Today the rules come from the devices' migration flags
+ * and the VM's p2p mode; this is the one place a policy engine plugs in.
+ */
+GPtrArray *vm_compute_blockers(const Vm *vm);
+
+/* The report of the last sequence, or NULL before the first. */
+const SeqReport *vm_last_report(const Vm *vm);
+
+/*
+ * Starts op. fd is the Save destination or the Resume source and is taken over (closed when
+ * the sequence ends or on error); -1 for the other operations. On 0 the Vm is busy and
+ * on_done will be called; on error nothing was started and no callback is called.
+ */
+int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
+                       void *userdata, GError **error);
+
+/* Blocks until no sequence runs, delivering pending callbacks (shutdown only). */
+void vm_wait_idle(Vm *vm);
+
+/* Closes every open data session (UnregisterVM); refused with -EAGAIN while busy. */
+int vm_close_sessions(Vm *vm);
