@@ -60,6 +60,7 @@ typedef struct StepJob {
         int error;
         char *message;
         int new_fd;
+        bool state_lost; /* a RESET step took the device out of ERROR */
         uint64_t start_us, end_us, bytes;
 } StepJob;
 
@@ -226,6 +227,7 @@ static void job_reset(StepJob *job)
                            mig_state_to_string(job->actual_from));
         r = device_reset(job->device);
         job->reached = job_read_state(job);
+        job->state_lost = r >= 0 && job->actual_from == MIG_STATE_ERROR;
         if (r < 0)
                 job_fail(job, r, "reset failed: %s; the device is now in %s", g_strerror(-r),
                          mig_state_to_string(job->reached));
@@ -471,6 +473,17 @@ static gint job_cmp_order(gconstpointer a, gconstpointer b)
         return x->order < y->order ? -1 : x->order > y->order;
 }
 
+/* A device reset out of ERROR lost its state; say so once, whichever phase reset it. */
+static void report_lost_state(SeqRun *run, size_t index)
+{
+        const char *name = device_name(run, index);
+
+        for (guint i = 0; i < run->report->lost_state->len; i++)
+                if (g_str_equal(g_ptr_array_index(run->report->lost_state, i), name))
+                        return;
+        g_ptr_array_add(run->report->lost_state, g_strdup(name));
+}
+
 static char *names_of(const SeqRun *run, GPtrArray *jobs, bool (*pick)(const StepJob *))
 {
         GString *s = g_string_new(NULL);
@@ -515,6 +528,8 @@ static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *job
                 }
                 if (job->status == JOB_DONE)
                         apply_data_fd(run, job);
+                if (job->status == JOB_DONE && job->state_lost)
+                        report_lost_state(run, job->index);
                 report_step(run, phase, job);
                 if (job->error < 0 && out.error == 0 && !timed_out) {
                         out.error = job->error;
@@ -525,10 +540,12 @@ static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *job
         if (timed_out) {
                 g_autofree char *late = names_of(run, jobs, job_late);
                 out.error = -ETIMEDOUT;
-                out.message =
-                    g_strdup_printf("phase %s passed its deadline of %" G_GUINT64_FORMAT " ms; "
-                                    "unfinished: %s",
-                                    phase, run->opts->phase_deadline_us / 1000, late);
+                /* Every step may have returned, just too late: the budget is still blown. */
+                out.message = g_strdup_printf(
+                    "phase %s passed its deadline of %" G_GUINT64_FORMAT " ms; %s%s", phase,
+                    run->opts->phase_deadline_us / 1000,
+                    *late ? "unfinished: " : "every device finished, but after the deadline",
+                    late);
         }
         return out;
 }
@@ -784,7 +801,7 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
         }
         for (size_t i = 0; i < run->n; i++)
                 if (in_error[i])
-                        g_ptr_array_add(run->report->lost_state, g_strdup(device_name(run, i)));
+                        report_lost_state(run, i);
         plan_free(rb);
         if (ok && run->n_hung > 0)
                 *ret_problem =

@@ -341,6 +341,12 @@ static void phase_run(PlanBuilder *b)
 static void build_resume(PlanBuilder *b, enum plan_strategy strategy)
 {
         if (strategy == PLAN_STRATEGY_PARALLEL) {
+                /* Fresh destination devices run: stop them in the safe order too, so no device
+                 * stops on its way to RESUMING while a peer can still DMA into it. */
+                if (any_running(b)) {
+                        phase_quiesce_p2p(b);
+                        phase_quiesce_stop(b);
+                }
                 phase_begin(b, PLAN_PHASE_TRANSITION, "resuming");
                 for (size_t i = 0; i < b->n; i++)
                         add_transition(b, i, MIG_STATE_RESUMING);

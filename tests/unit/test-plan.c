@@ -112,9 +112,12 @@ static const PlanCase cases[] = {
      " | stopped: hisi=STOP_COPY>STOP",
      0, NULL},
     /* resume */
+    /* Fresh destination devices run: they quiesce in the safe order before RESUMING, so none
+     * stops while a peer can still DMA into it. */
     {"resume/parallel/fresh-devices", PLAN_OP_RESUME, PAR, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:STOP",
-     "resuming: mlx=RUNNING>RUNNING_P2P>STOP>RESUMING pds=STOP>RESUMING"
+     "p2p: mlx=RUNNING>RUNNING_P2P | stop: mlx=RUNNING_P2P>STOP"
+     " | resuming: mlx=STOP>RESUMING pds=STOP>RESUMING"
      " | load<load>: mlx=RESUMING pds=RESUMING"
      " | validate: mlx=RESUMING>STOP pds=RESUMING>STOP"
      " | p2p: mlx=STOP>RUNNING_P2P pds=STOP>RUNNING_P2P"
