@@ -3,6 +3,7 @@
 #include <glib.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,10 @@ static char *arg_dir;
 static gboolean arg_json;
 
 static const GOptionEntry global_entries[] = {
-        {"dir", 'd', 0, G_OPTION_ARG_FILENAME, &arg_dir,
-         "State directory (default $VFIO_MIGSIM_DIR, else " DEFAULT_DIR ")", "DIR"},
-        {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON instead of text", NULL},
-        {NULL},
+    {"dir", 'd', 0, G_OPTION_ARG_FILENAME, &arg_dir,
+     "State directory (default $VFIO_MIGSIM_DIR, else " DEFAULT_DIR ")", "DIR"},
+    {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON instead of text", NULL},
+    {NULL},
 };
 
 static const char *sim_dir(void)
@@ -113,38 +114,37 @@ typedef struct Preset {
 
 /* The migration drivers of shared/reference/vfio-uapi.md, "Devices that exist". */
 static const Preset presets[] = {
-        {"mlx5", "mlx5_vfio_pci", 0x15b3, 0x101e, SC | P2P | PC},
-        {"hisi", "hisi_acc_vfio_pci", 0x19e5, 0xa251, SC | PC},
-        {"pds", "pds_vfio_pci", 0x1dd8, 0x1003, SC | P2P},
-        {"virtio", "virtio_vfio_pci", 0x1af4, 0x1041, SC | P2P | PC},
-        {"qat", "qat_vfio_pci", 0x8086, 0x4941, SC | P2P | PC},
-        {"xe", "xe_vfio_pci", 0x8086, 0x56c0, SC | P2P},
-        {"ap", "vfio_ap", 0x1014, 0x0000, SC}, /* an s390 AP queue: no PCI id of its own */
-        {"mtty", "mtty", 0x0000, 0x0000, SC | P2P | PC},
+    {"mlx5", "mlx5_vfio_pci", 0x15b3, 0x101e, SC | P2P | PC},
+    {"hisi", "hisi_acc_vfio_pci", 0x19e5, 0xa251, SC | PC},
+    {"pds", "pds_vfio_pci", 0x1dd8, 0x1003, SC | P2P},
+    {"virtio", "virtio_vfio_pci", 0x1af4, 0x1041, SC | P2P | PC},
+    {"qat", "qat_vfio_pci", 0x8086, 0x4941, SC | P2P | PC},
+    {"xe", "xe_vfio_pci", 0x8086, 0x56c0, SC | P2P},
+    {"ap", "vfio_ap", 0x1014, 0x0000, SC}, /* an s390 AP queue: no PCI id of its own */
+    {"mtty", "mtty", 0x0000, 0x0000, SC | P2P | PC},
 };
 
 static char *opt_preset, *opt_flags, *opt_driver, *opt_vendor, *opt_device, *opt_group,
-        *opt_p2p_group, *opt_latency, *opt_blob_size, *opt_seed;
+    *opt_p2p_group, *opt_latency, *opt_blob_size, *opt_seed;
 
 static const GOptionEntry create_entries[] = {
-        {"preset", 0, 0, G_OPTION_ARG_STRING, &opt_preset,
-         "Identity and flags of a real driver: mlx5 hisi pds virtio qat xe ap mtty", "NAME"},
-        {"flags", 0, 0, G_OPTION_ARG_STRING, &opt_flags,
-         "Migration flags, e.g. SC|P2P|PC or none (default SC|P2P|PC)", "FLAGS"},
-        {"driver", 0, 0, G_OPTION_ARG_STRING, &opt_driver, "Driver name (default sim_vfio_pci)",
-         "DRIVER"},
-        {"vendor", 0, 0, G_OPTION_ARG_STRING, &opt_vendor, "PCI vendor id, hex", "HEX"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &opt_device, "PCI device id, hex", "HEX"},
-        {"group", 0, 0, G_OPTION_ARG_STRING, &opt_group, "IOMMU group label (default: the name)",
-         "G"},
-        {"p2p-group", 0, 0, G_OPTION_ARG_STRING, &opt_p2p_group,
-         "Devices of one P2P group are peers that can DMA into each other", "G"},
-        {"latency-ms", 0, 0, G_OPTION_ARG_STRING, &opt_latency, "Default per-arc latency", "N"},
-        {"blob-size", 0, 0, G_OPTION_ARG_STRING, &opt_blob_size,
-         "Internal state size (default 65536)", "BYTES"},
-        {"seed", 0, 0, G_OPTION_ARG_STRING, &opt_seed,
-         "Initial state seed (default: derived from the name)", "N"},
-        {NULL},
+    {"preset", 0, 0, G_OPTION_ARG_STRING, &opt_preset,
+     "Identity and flags of a real driver: mlx5 hisi pds virtio qat xe ap mtty", "NAME"},
+    {"flags", 0, 0, G_OPTION_ARG_STRING, &opt_flags,
+     "Migration flags, e.g. SC|P2P|PC or none (default SC|P2P|PC)", "FLAGS"},
+    {"driver", 0, 0, G_OPTION_ARG_STRING, &opt_driver, "Driver name (default sim_vfio_pci)",
+     "DRIVER"},
+    {"vendor", 0, 0, G_OPTION_ARG_STRING, &opt_vendor, "PCI vendor id, hex", "HEX"},
+    {"device", 0, 0, G_OPTION_ARG_STRING, &opt_device, "PCI device id, hex", "HEX"},
+    {"group", 0, 0, G_OPTION_ARG_STRING, &opt_group, "IOMMU group label (default: the name)", "G"},
+    {"p2p-group", 0, 0, G_OPTION_ARG_STRING, &opt_p2p_group,
+     "Devices of one P2P group are peers that can DMA into each other", "G"},
+    {"latency-ms", 0, 0, G_OPTION_ARG_STRING, &opt_latency, "Default per-arc latency", "N"},
+    {"blob-size", 0, 0, G_OPTION_ARG_STRING, &opt_blob_size, "Internal state size (default 65536)",
+     "BYTES"},
+    {"seed", 0, 0, G_OPTION_ARG_STRING, &opt_seed,
+     "Initial state seed (default: derived from the name)", "N"},
+    {NULL},
 };
 
 static int create_apply_preset(SimSpec *spec)
@@ -160,8 +160,9 @@ static int create_apply_preset(SimSpec *spec)
                         spec->flags = presets[i].flags;
                         return 0;
                 }
-        return usage("create", "Unknown preset '%s': use mlx5, hisi, pds, virtio, qat, xe, ap "
-                               "or mtty",
+        return usage("create",
+                     "Unknown preset '%s': use mlx5, hisi, pds, virtio, qat, xe, ap "
+                     "or mtty",
                      opt_preset);
 }
 
@@ -171,8 +172,9 @@ static int create_apply_options(SimSpec *spec)
         uint64_t v;
 
         if (opt_flags && mig_flags_from_string(opt_flags, &spec->flags) < 0)
-                return usage("create", "Invalid --flags '%s': use names STOP_COPY|P2P|PRE_COPY "
-                                       "(or SC|P2P|PC) joined by '|', or none",
+                return usage("create",
+                             "Invalid --flags '%s': use names STOP_COPY|P2P|PRE_COPY "
+                             "(or SC|P2P|PC) joined by '|', or none",
                              opt_flags);
         if (opt_driver)
                 spec->driver = opt_driver;
@@ -187,15 +189,13 @@ static int create_apply_options(SimSpec *spec)
         spec->iommu_group = opt_group;
         spec->p2p_group = opt_p2p_group;
         if (opt_latency && !parse_uint(opt_latency, 10, UINT32_MAX, &v))
-                return usage("create", "Invalid --latency-ms '%s': give milliseconds",
-                             opt_latency);
+                return usage("create", "Invalid --latency-ms '%s': give milliseconds", opt_latency);
         spec->latency_ms = opt_latency ? (uint32_t)v : 0;
         if (opt_blob_size && !parse_uint(opt_blob_size, 10, UINT32_MAX, &v))
                 return usage("create", "Invalid --blob-size '%s': give bytes", opt_blob_size);
         spec->blob_size = opt_blob_size ? (uint32_t)v : 0;
         if (opt_seed && !parse_uint(opt_seed, 0, UINT64_MAX, &v))
-                return usage("create", "Invalid --seed '%s': give a number (0x for hex)",
-                             opt_seed);
+                return usage("create", "Invalid --seed '%s': give a number (0x for hex)", opt_seed);
         spec->seed = opt_seed ? v : 0;
         return 0;
 }
@@ -240,10 +240,10 @@ static int cmd_list(char **args)
         for (guint i = 0; i < devices->len; i++) {
                 const SimDevice *d = devices->pdata[i];
 
-                printf("%-20s %-18s %04x:%04x %-22s %-12s %6" PRIu64 " %-16.16s %6" PRIu64 "\n", d->name,
-                       d->driver, d->vendor_id, d->device_id, mig_flags_to_string(d->flags),
-                       mig_state_to_string(d->state), d->generation, d->blob_sha256,
-                       d->events->len + d->events_dropped);
+                printf("%-20s %-18s %04x:%04x %-22s %-12s %6" PRIu64 " %-16.16s %6" PRIu64 "\n",
+                       d->name, d->driver, d->vendor_id, d->device_id,
+                       mig_flags_to_string(d->flags), mig_state_to_string(d->state), d->generation,
+                       d->blob_sha256, d->events->len + d->events_dropped);
         }
         return EXIT_SUCCESS;
 }
@@ -294,14 +294,13 @@ static int cmd_show(char **args)
         }
         printf("name:        %s\ndriver:      %s\nid:          %04x:%04x\n", d->name, d->driver,
                d->vendor_id, d->device_id);
-        printf("flags:       %s\niommu_group: %s\np2p_group:   %s\n",
-               mig_flags_to_string(d->flags), d->iommu_group,
-               *d->p2p_group ? d->p2p_group : "(none)");
+        printf("flags:       %s\niommu_group: %s\np2p_group:   %s\n", mig_flags_to_string(d->flags),
+               d->iommu_group, *d->p2p_group ? d->p2p_group : "(none)");
         printf("state:       %s\ngeneration:  %" PRIu64 "\nseed:        0x%016" PRIx64 "\n",
                mig_state_to_string(d->state), d->generation, d->seed);
         printf("blob:        %u bytes, digest %s\n", d->blob_size, d->blob_sha256);
-        printf("counters:    %" PRIu64 " loads, %" PRIu64 " saves, %" PRIu64 " resets\n",
-               d->loads, d->saves, d->resets);
+        printf("counters:    %" PRIu64 " loads, %" PRIu64 " saves, %" PRIu64 " resets\n", d->loads,
+               d->saves, d->resets);
         show_latency(d);
         show_faults(d);
         printf("events:%s\n", d->events->len ? "" : "      none");
@@ -320,19 +319,19 @@ static int cmd_show(char **args)
 static char *opt_arc, *opt_action, *opt_errno, *opt_leave, *opt_times;
 
 static const GOptionEntry fault_entries[] = {
-        {"arc", 0, 0, G_OPTION_ARG_STRING, &opt_arc,
-         "Arc to fault: FROM>TO, *>TO, FROM>* or * (required)", "ARC"},
-        {"action", 0, 0, G_OPTION_ARG_STRING, &opt_action,
-         "fail (errno), error (falls into ERROR) or hang (until cleared or cancelled) "
-         "(required)",
-         "ACTION"},
-        {"errno", 0, 0, G_OPTION_ARG_STRING, &opt_errno, "Error reported (default EIO)",
-         "N|EIO|EBUSY..."},
-        {"leave", 0, 0, G_OPTION_ARG_STRING, &opt_leave,
-         "Where a fail leaves the device: original (default) or intermediate", "WHERE"},
-        {"times", 0, 0, G_OPTION_ARG_STRING, &opt_times,
-         "Fire this many times, then disappear (default 0: every time)", "N"},
-        {NULL},
+    {"arc", 0, 0, G_OPTION_ARG_STRING, &opt_arc,
+     "Arc to fault: FROM>TO, *>TO, FROM>* or * (required)", "ARC"},
+    {"action", 0, 0, G_OPTION_ARG_STRING, &opt_action,
+     "fail (errno), error (falls into ERROR) or hang (until cleared or cancelled) "
+     "(required)",
+     "ACTION"},
+    {"errno", 0, 0, G_OPTION_ARG_STRING, &opt_errno, "Error reported (default EIO)",
+     "N|EIO|EBUSY..."},
+    {"leave", 0, 0, G_OPTION_ARG_STRING, &opt_leave,
+     "Where a fail leaves the device: original (default) or intermediate", "WHERE"},
+    {"times", 0, 0, G_OPTION_ARG_STRING, &opt_times,
+     "Fire this many times, then disappear (default 0: every time)", "N"},
+    {NULL},
 };
 
 static int cmd_fault(char **args)
@@ -350,11 +349,11 @@ static int cmd_fault(char **args)
                 return EXIT_USAGE;
         }
         if (sim_fault_action_from_string(opt_action, &f.action) < 0)
-                return usage("fault", "Invalid --action '%s': use fail, error or hang",
-                             opt_action);
+                return usage("fault", "Invalid --action '%s': use fail, error or hang", opt_action);
         if (opt_errno && sim_errno_from_string(opt_errno, &f.error) < 0)
-                return usage("fault", "Invalid --errno '%s': use a name such as EIO or EBUSY, "
-                                      "or a positive number",
+                return usage("fault",
+                             "Invalid --errno '%s': use a name such as EIO or EBUSY, "
+                             "or a positive number",
                              opt_errno);
         if (opt_leave && sim_fault_leave_from_string(opt_leave, &f.leave) < 0)
                 return usage("fault", "Invalid --leave '%s': use original or intermediate",
@@ -381,9 +380,9 @@ static int cmd_clear_faults(char **args)
 /* ---- latency, set-state, clear-events, remove ---- */
 
 static const GOptionEntry latency_entries[] = {
-        {"arc", 0, 0, G_OPTION_ARG_STRING, &opt_arc,
-         "Only this arc, e.g. RUNNING>RUNNING_P2P (default: every arc without its own)", "ARC"},
-        {NULL},
+    {"arc", 0, 0, G_OPTION_ARG_STRING, &opt_arc,
+     "Only this arc, e.g. RUNNING>RUNNING_P2P (default: every arc without its own)", "ARC"},
+    {NULL},
 };
 
 static int cmd_latency(char **args)
@@ -402,11 +401,11 @@ static int cmd_latency(char **args)
 static gboolean opt_walk;
 
 static const GOptionEntry set_state_entries[] = {
-        {"walk", 'w', 0, G_OPTION_ARG_NONE, &opt_walk,
-         "Walk the kernel's path arc by arc (latency, faults, corruption events) instead of "
-         "forcing the state; a data session opened this way ends with this command",
-         NULL},
-        {NULL},
+    {"walk", 'w', 0, G_OPTION_ARG_NONE, &opt_walk,
+     "Walk the kernel's path arc by arc (latency, faults, corruption events) instead of "
+     "forcing the state; a data session opened this way ends with this command",
+     NULL},
+    {NULL},
 };
 
 static int set_state_walk(const char *name, enum mig_state target)
@@ -421,8 +420,8 @@ static int set_state_walk(const char *name, enum mig_state target)
                 return fail(error);
         r = b->open_device(b, name, &dev);
         if (r < 0) {
-                g_printerr("vfio-migsim: Cannot open sim device '%s' in %s: %s\n", name,
-                           sim_dir(), g_strerror(-r));
+                g_printerr("vfio-migsim: Cannot open sim device '%s' in %s: %s\n", name, sim_dir(),
+                           g_strerror(-r));
                 return EXIT_FAILURE;
         }
         r = device_set_state(dev, target, &fd);
@@ -445,9 +444,10 @@ static int cmd_set_state(char **args)
         enum mig_state s;
 
         if (mig_state_from_string(args[1], &s) < 0)
-                return usage("set-state", "Invalid state '%s': use STOP, RUNNING, STOP_COPY, "
-                                          "RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P or "
-                                          "ERROR",
+                return usage("set-state",
+                             "Invalid state '%s': use STOP, RUNNING, STOP_COPY, "
+                             "RESUMING, RUNNING_P2P, PRE_COPY, PRE_COPY_P2P or "
+                             "ERROR",
                              args[1]);
         if (opt_walk)
                 return set_state_walk(args[0], s);
@@ -488,18 +488,17 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
-        {"create", "NAME", "Create a device (in RUNNING)", create_entries, 1, cmd_create},
-        {"list", "", "List devices", NULL, 0, cmd_list},
-        {"show", "NAME", "Show a device, its faults and corruption events", NULL, 1, cmd_show},
-        {"fault", "NAME", "Inject a fault on an arc", fault_entries, 1, cmd_fault},
-        {"clear-faults", "NAME", "Remove every fault (releases hangs)", NULL, 1,
-         cmd_clear_faults},
-        {"latency", "NAME MS", "Set the latency of every arc or of one", latency_entries, 2,
-         cmd_latency},
-        {"set-state", "NAME STATE", "Force a state (or walk to it with --walk)",
-         set_state_entries, 2, cmd_set_state},
-        {"clear-events", "NAME", "Forget the corruption events", NULL, 1, cmd_clear_events},
-        {"remove", "NAME", "Remove a device", NULL, 1, cmd_remove},
+    {"create", "NAME", "Create a device (in RUNNING)", create_entries, 1, cmd_create},
+    {"list", "", "List devices", NULL, 0, cmd_list},
+    {"show", "NAME", "Show a device, its faults and corruption events", NULL, 1, cmd_show},
+    {"fault", "NAME", "Inject a fault on an arc", fault_entries, 1, cmd_fault},
+    {"clear-faults", "NAME", "Remove every fault (releases hangs)", NULL, 1, cmd_clear_faults},
+    {"latency", "NAME MS", "Set the latency of every arc or of one", latency_entries, 2,
+     cmd_latency},
+    {"set-state", "NAME STATE", "Force a state (or walk to it with --walk)", set_state_entries, 2,
+     cmd_set_state},
+    {"clear-events", "NAME", "Forget the corruption events", NULL, 1, cmd_clear_events},
+    {"remove", "NAME", "Remove a device", NULL, 1, cmd_remove},
 };
 
 static char *commands_help(void)
@@ -518,14 +517,12 @@ static int run_command(const Command *c, int argc, char **argv)
 {
         g_autofree char *params = g_strdup_printf("%s %s", c->name, c->params);
         g_autoptr(GOptionContext) ctx = g_option_context_new(params);
-        GOptionGroup *global = g_option_group_new("global", "Global options:",
-                                                  "Show global options", NULL, NULL);
         g_autoptr(GError) error = NULL;
 
-        g_option_group_add_entries(global, global_entries);
-        g_option_context_add_group(ctx, global);
         if (c->entries)
                 g_option_context_add_main_entries(ctx, c->entries, NULL);
+        /* Accepted after the command too: 'vfio-migsim list --json'. */
+        g_option_context_add_main_entries(ctx, global_entries, NULL);
         g_option_context_set_summary(ctx, c->summary);
         if (!g_option_context_parse(ctx, &argc, &argv, &error))
                 return usage(c->name, "%s", error->message);
@@ -542,6 +539,7 @@ int main(int argc, char **argv)
         g_autofree char *help = commands_help();
         g_autoptr(GError) error = NULL;
 
+        setlocale(LC_ALL, "");
         g_set_prgname("vfio-migsim");
         log_set_max_level(LOG_WARNING);
         g_option_context_add_main_entries(ctx, global_entries, NULL);

@@ -18,7 +18,7 @@
 #define RECORD_MAGIC_LEN 8u
 #define RECORD_VERSION   1u
 /* magic, version, kind, vendor, device, driver length */
-#define RECORD_FIXED_LEN (RECORD_MAGIC_LEN + 4u + 4u + 2u + 2u + 2u)
+#define RECORD_FIXED_LEN  (RECORD_MAGIC_LEN + 4u + 4u + 2u + 2u + 2u)
 #define RECORD_DRIVER_MAX 255u
 
 int sim_error(GError **error, int r, const char *fmt, ...)
@@ -109,8 +109,7 @@ void sim_blob_generate(SimBlob *b, uint32_t size, uint64_t seed, uint64_t genera
         uint8_t *data = g_malloc(size);
 
         for (uint32_t i = 0; i < sim_blob_n_pages(size); i++)
-                page_fill(data + (size_t)i * SIM_PAGE_SIZE, page_len(size, i), seed, generation,
-                          i);
+                page_fill(data + (size_t)i * SIM_PAGE_SIZE, page_len(size, i), seed, generation, i);
         sim_blob_adopt(b, data, size);
 }
 
@@ -163,14 +162,14 @@ static int state_file_open(const char *path, int flags, uint32_t size, GError **
 
         if (fd < 0)
                 return sim_error(error, -errno,
-                                   "Cannot open state file %s: %s; recreate the device", path,
-                                   g_strerror(errno));
+                                 "Cannot open state file %s: %s; recreate the device", path,
+                                 g_strerror(errno));
         if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != want) {
                 close(fd);
                 return sim_error(error, -EBADMSG,
-                                   "State file %s does not match blob_size %u (expected %" PRIu64
-                                   " bytes); reset or recreate the device",
-                                   path, size, want);
+                                 "State file %s does not match blob_size %u (expected %" PRIu64
+                                 " bytes); reset or recreate the device",
+                                 path, size, want);
         }
         return fd;
 }
@@ -193,8 +192,7 @@ int sim_blob_read_file(const char *path, uint32_t size, SimBlob *b, GError **err
                 r = pread_all(fd, b->page_digests, (size_t)n_pages * SIM_DIGEST_LEN, size);
         if (r < 0) {
                 sim_blob_clear(b);
-                return sim_error(error, r, "Cannot read state file %s: %s", path,
-                                   g_strerror(-r));
+                return sim_error(error, r, "Cannot read state file %s: %s", path, g_strerror(-r));
         }
         return 0;
 }
@@ -228,8 +226,7 @@ int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_
          * whole-file rewrite per arc would cost more than the rest of the arc together. */
         r = pread_all(fd, digests, (size_t)n_pages * SIM_DIGEST_LEN, size);
         if (r < 0)
-                return sim_error(error, r, "Cannot read state file %s: %s", path,
-                                   g_strerror(-r));
+                return sim_error(error, r, "Cannot read state file %s: %s", path, g_strerror(-r));
         page_fill(data, len, seed, generation, page);
         sha256(data, len, slot);
         r = pwrite_all(fd, data, len, (off_t)page * SIM_PAGE_SIZE);
@@ -237,8 +234,7 @@ int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_
                 r = pwrite_all(fd, slot, SIM_DIGEST_LEN,
                                (off_t)size + (off_t)page * SIM_DIGEST_LEN);
         if (r < 0)
-                return sim_error(error, r, "Cannot write state file %s: %s", path,
-                                   g_strerror(-r));
+                return sim_error(error, r, "Cannot write state file %s: %s", path, g_strerror(-r));
         top_digest_hex(size, digests, n_pages, hex);
         return 0;
 }
@@ -280,7 +276,7 @@ int sim_record_append(int fd, enum sim_record_kind kind, const SimIdentity *id, 
 
         if (dlen == 0 || dlen > RECORD_DRIVER_MAX)
                 return sim_error(error, -EINVAL, "Driver name '%s' cannot go into a record",
-                                   id->driver);
+                                 id->driver);
         n += put_bytes(hdr, RECORD_MAGIC, RECORD_MAGIC_LEN);
         n += put_le32(hdr + n, RECORD_VERSION);
         n += put_le32(hdr + n, kind);
@@ -300,8 +296,7 @@ int sim_record_append(int fd, enum sim_record_kind kind, const SimIdentity *id, 
 
         /* pwrite at the end: the reader's offset (shared with the caller's fd) must not move. */
         if (fstat(fd, &st) < 0)
-                return sim_error(error, -errno, "Cannot stat the data fd: %s",
-                                   g_strerror(errno));
+                return sim_error(error, -errno, "Cannot stat the data fd: %s", g_strerror(errno));
         r = pwrite_all(fd, hdr, n, st.st_size);
         if (r >= 0)
                 r = pwrite_all(fd, blob->data, blob->size, st.st_size + (off_t)n);
@@ -309,7 +304,7 @@ int sim_record_append(int fd, enum sim_record_kind kind, const SimIdentity *id, 
                 r = pwrite_all(fd, digest, sizeof(digest), st.st_size + (off_t)(n + blob->size));
         if (r < 0)
                 return sim_error(error, r, "Cannot write a record to the data fd: %s",
-                                   g_strerror(-r));
+                                 g_strerror(-r));
         return 0;
 }
 
@@ -417,14 +412,14 @@ static int record_check_identity(const Record *rec, const SimIdentity *self, uns
             strcmp(rec->driver, self->driver) == 0)
                 return 0;
         return sim_error(error, -EINVAL,
-                           "record %u at byte %zu comes from %04x:%04x %s, not %04x:%04x %s "
-                           "(a foreign device's stream)",
-                           index, off, rec->vendor_id, rec->device_id, rec->driver,
-                           self->vendor_id, self->device_id, self->driver);
+                         "record %u at byte %zu comes from %04x:%04x %s, not %04x:%04x %s "
+                         "(a foreign device's stream)",
+                         index, off, rec->vendor_id, rec->device_id, rec->driver, self->vendor_id,
+                         self->device_id, self->driver);
 }
 
-int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self,
-                     SimStreamFinal *ret, GError **error)
+int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self, SimStreamFinal *ret,
+                     GError **error)
 {
         Record rec = {0};
         size_t off = 0;
@@ -436,8 +431,8 @@ int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self,
         for (; off < len; off += rec.len, index++) {
                 if (rec.kind == SIM_RECORD_FINAL)
                         return sim_error(error, -EINVAL,
-                                           "%zu trailing bytes follow the FINAL record at byte %zu",
-                                           len - off, off);
+                                         "%zu trailing bytes follow the FINAL record at byte %zu",
+                                         len - off, off);
                 r = record_parse(buf + off, len - off, index, off, &rec, error);
                 if (r >= 0)
                         r = record_check_identity(&rec, self, index, off, error);
@@ -446,8 +441,8 @@ int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self,
         }
         if (rec.kind != SIM_RECORD_FINAL)
                 return sim_error(error, -EINVAL,
-                                   "stream ends without a FINAL record (the save never reached "
-                                   "STOP_COPY)");
+                                 "stream ends without a FINAL record (the save never reached "
+                                 "STOP_COPY)");
         ret->seed = rec.seed;
         ret->generation = rec.generation;
         ret->blob = g_memdup2(rec.blob, rec.blob_size);
@@ -486,9 +481,9 @@ int sim_file_replace(const char *path, const void *data, size_t len, GError **er
                                  "Cannot create %s: %s; check the directory's permissions "
                                  "and free space",
                                  tmp, g_strerror(errno));
+        r = flock_retry(fd, LOCK_EX);
         /* Overwrite, then cut to length: ext4 flushes a file truncated to zero when it is
          * closed (auto_da_alloc), which would put a disk write into every arc. */
-        r = flock_retry(fd, LOCK_EX);
         if (r >= 0)
                 r = pwrite_all(fd, data, len, 0);
         if (r >= 0 && ftruncate(fd, (off_t)len) < 0)
@@ -531,7 +526,8 @@ int sim_file_read(const char *path, char **ret_text, size_t *ret_len)
                 g_free(buf);
                 return r;
         }
-        /* The size cannot change under the shared lock; a short read is a file system fault. */
+        /* Writers need the exclusive lock, so the size holds; a short read shows up as a
+         * parse error in the caller. */
         buf[n] = '\0';
         *ret_text = buf;
         *ret_len = (size_t)n;

@@ -88,8 +88,8 @@ typedef struct SimStreamFinal {
 
 /* Parses a whole stream written for a device of identity self; -EINVAL with the defect
  * (empty, truncated, bad magic/version/kind, foreign, checksum, not ending in FINAL). */
-int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self,
-                     SimStreamFinal *ret, GError **error);
+int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self, SimStreamFinal *ret,
+                     GError **error);
 /* Reads fd from offset 0 to its end with pread (the shared offset is left alone). */
 int sim_fd_read_all(int fd, uint8_t **ret_buf, size_t *ret_len);
 

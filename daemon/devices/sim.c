@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
@@ -73,14 +74,14 @@ static bool state_is_stopped(enum mig_state s)
 /* ---- strings of faults and arcs ---- */
 
 static const char *const action_names[] = {
-        [SIM_FAULT_FAIL] = "fail",
-        [SIM_FAULT_ERROR] = "error",
-        [SIM_FAULT_HANG] = "hang",
+    [SIM_FAULT_FAIL] = "fail",
+    [SIM_FAULT_ERROR] = "error",
+    [SIM_FAULT_HANG] = "hang",
 };
 
 static const char *const leave_names[] = {
-        [SIM_LEAVE_ORIGINAL] = "original",
-        [SIM_LEAVE_INTERMEDIATE] = "intermediate",
+    [SIM_LEAVE_ORIGINAL] = "original",
+    [SIM_LEAVE_INTERMEDIATE] = "intermediate",
 };
 
 const char *sim_fault_action_to_string(enum sim_fault_action a)
@@ -237,8 +238,7 @@ static void sim_device_add_event(SimDevice *d, const char *peer, enum mig_state 
         g_ptr_array_add(d->events, e);
         log_warning("sim device %s: corrupted: stopped in %s while peer %s is %s and can still "
                     "DMA into it",
-                    d->name, mig_state_to_string(d->state), peer,
-                    mig_state_to_string(peer_state));
+                    d->name, mig_state_to_string(d->state), peer, mig_state_to_string(peer_state));
 }
 
 /* ---- JSON: the file format and --json output are one and the same ---- */
@@ -248,7 +248,8 @@ static json_t *flags_to_json(uint32_t flags)
         static const struct {
                 uint32_t bit;
                 const char *name;
-        } bits[] = {{MIG_FLAG_STOP_COPY, "STOP_COPY"}, {MIG_FLAG_P2P, "P2P"},
+        } bits[] = {{MIG_FLAG_STOP_COPY, "STOP_COPY"},
+                    {MIG_FLAG_P2P, "P2P"},
                     {MIG_FLAG_PRE_COPY, "PRE_COPY"}};
         json_t *a = json_array();
 
@@ -263,12 +264,11 @@ static json_t *fault_to_json(const SimFault *f)
         const char *ename = strerrorname_np(f->error);
         char arc[64];
 
-        return json_pack("{s:s, s:s, s:o, s:s, s:I}", "arc",
-                         sim_fault_format_arc(f, arc, sizeof(arc)), "action",
-                         sim_fault_action_to_string(f->action), "errno",
-                         ename ? json_string(ename) : json_integer(f->error), "leave",
-                         sim_fault_leave_to_string(f->leave), "remaining",
-                         (json_int_t)f->remaining);
+        return json_pack(
+            "{s:s, s:s, s:o, s:s, s:I}", "arc", sim_fault_format_arc(f, arc, sizeof(arc)), "action",
+            sim_fault_action_to_string(f->action), "errno",
+            ename ? json_string(ename) : json_integer(f->error), "leave",
+            sim_fault_leave_to_string(f->leave), "remaining", (json_int_t)f->remaining);
 }
 
 static json_t *event_to_json(const SimEvent *e)
@@ -288,9 +288,8 @@ static json_t *latencies_to_json(GHashTable *arcs)
         keys = (const char **)g_hash_table_get_keys_as_array(arcs, &n);
         qsort(keys, n, sizeof(*keys), (int (*)(const void *, const void *))g_strcmp0);
         for (guint i = 0; i < n; i++)
-                json_object_set_new(o, keys[i],
-                                    json_integer(GPOINTER_TO_UINT(
-                                            g_hash_table_lookup(arcs, keys[i]))));
+                json_object_set_new(
+                    o, keys[i], json_integer(GPOINTER_TO_UINT(g_hash_table_lookup(arcs, keys[i]))));
         return o;
 }
 
@@ -303,17 +302,17 @@ json_t *sim_device_to_json(const SimDevice *d)
         snprintf(device, sizeof(device), "0x%04x", d->device_id);
         snprintf(seed, sizeof(seed), "0x%016" PRIx64, d->seed);
         for (guint i = 0; i < d->faults->len; i++)
-                json_array_append_new(faults, fault_to_json(&g_array_index(d->faults, SimFault, i)));
+                json_array_append_new(faults,
+                                      fault_to_json(&g_array_index(d->faults, SimFault, i)));
         for (guint i = 0; i < d->events->len; i++)
                 json_array_append_new(events, event_to_json(d->events->pdata[i]));
         o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:I}",
-                      "format", SIM_FORMAT, "name", d->name, "driver", d->driver, "vendor",
-                      vendor, "device", device, "migration_flags", flags_to_json(d->flags),
-                      "iommu_group", d->iommu_group, "p2p_group",
-                      d->p2p_group ? d->p2p_group : "", "state", mig_state_to_string(d->state),
-                      "generation", (json_int_t)d->generation, "seed", seed, "blob_size",
-                      (json_int_t)d->blob_size, "blob_sha256", d->blob_sha256, "latency_ms",
-                      (json_int_t)d->latency_ms);
+                      "format", SIM_FORMAT, "name", d->name, "driver", d->driver, "vendor", vendor,
+                      "device", device, "migration_flags", flags_to_json(d->flags), "iommu_group",
+                      d->iommu_group, "p2p_group", d->p2p_group ? d->p2p_group : "", "state",
+                      mig_state_to_string(d->state), "generation", (json_int_t)d->generation,
+                      "seed", seed, "blob_size", (json_int_t)d->blob_size, "blob_sha256",
+                      d->blob_sha256, "latency_ms", (json_int_t)d->latency_ms);
         json_object_set_new(o, "arc_latency_ms", latencies_to_json(d->arc_latency_ms));
         json_object_set_new(o, "faults", faults);
         json_object_set_new(o, "events", events);
@@ -396,15 +395,17 @@ static int parse_flags(const Parser *p, json_t *o, uint32_t *ret)
 
         if (!json_is_array(a))
                 return bad_field(p, "migration_flags", "is missing or not a list of flag names");
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 if (mig_flags_from_string(json_string_value(v), &bit) < 0)
                         return bad_field(p, "migration_flags",
                                          "holds something other than STOP_COPY, P2P, PRE_COPY");
                 flags |= bit;
         }
         if (flags && !(flags & MIG_FLAG_STOP_COPY))
-                return bad_field(p, "migration_flags", "lacks STOP_COPY, which every "
-                                                       "migratable device has");
+                return bad_field(p, "migration_flags",
+                                 "lacks STOP_COPY, which every "
+                                 "migratable device has");
         *ret = flags;
         return 0;
 }
@@ -420,15 +421,17 @@ static int parse_fault(const Parser *p, json_t *o, SimFault *f)
         if (sim_fault_action_from_string(json_string_value(json_object_get(o, "action")),
                                          &f->action) < 0)
                 return bad_field(p, "faults", "holds an 'action' other than fail, error, hang");
-        if (sim_fault_leave_from_string(json_string_value(json_object_get(o, "leave")),
-                                        &f->leave) < 0)
-                return bad_field(p, "faults", "holds a 'leave' other than original, "
-                                              "intermediate");
+        if (sim_fault_leave_from_string(json_string_value(json_object_get(o, "leave")), &f->leave) <
+            0)
+                return bad_field(p, "faults",
+                                 "holds a 'leave' other than original, "
+                                 "intermediate");
         if (json_is_integer(e) && json_integer_value(e) > 0 && json_integer_value(e) < 4096)
                 f->error = (int)json_integer_value(e);
         else if (sim_errno_from_string(json_string_value(e), &f->error) < 0)
-                return bad_field(p, "faults", "holds an 'errno' that is not a name like EIO "
-                                              "or a positive number");
+                return bad_field(p, "faults",
+                                 "holds an 'errno' that is not a name like EIO "
+                                 "or a positive number");
         if (get_uint(p, o, "remaining", UINT32_MAX, &remaining) < 0)
                 return -EBADMSG;
         f->remaining = (unsigned)remaining;
@@ -442,7 +445,8 @@ static int parse_faults(const Parser *p, json_t *o, GArray *faults)
 
         if (!json_is_array(a))
                 return bad_field(p, "faults", "is missing or not a list");
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 SimFault f = {0};
                 if (parse_fault(p, v, &f) < 0)
                         return -EBADMSG;
@@ -462,7 +466,8 @@ static int parse_events(const Parser *p, json_t *o, SimDevice *d)
         if (json_object_get(o, "events_dropped") &&
             get_uint(p, o, "events_dropped", INT64_MAX, &d->events_dropped) < 0)
                 return -EBADMSG;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 g_autoptr(GError) ignored = NULL;
                 SimEvent *e = g_new0(SimEvent, 1);
                 Parser ep = {p->path, &ignored};
@@ -472,8 +477,9 @@ static int parse_events(const Parser *p, json_t *o, SimDevice *d)
                     get_string(&ep, v, "peer", false, &e->peer) < 0 ||
                     get_state(&ep, v, "state", &e->state) < 0 ||
                     get_state(&ep, v, "peer_state", &e->peer_state) < 0)
-                        return bad_field(p, "events", "holds an entry without time, state, "
-                                                      "peer and peer_state");
+                        return bad_field(p, "events",
+                                         "holds an entry without time, state, "
+                                         "peer and peer_state");
         }
         return 0;
 }
@@ -489,7 +495,8 @@ static int parse_latencies(const Parser *p, json_t *o, SimDevice *d)
         d->latency_ms = (uint32_t)ms;
         if (!json_is_object(arcs))
                 return bad_field(p, "arc_latency_ms", "is missing or not an object");
-        json_object_foreach(arcs, key, v) {
+        json_object_foreach(arcs, key, v)
+        {
                 SimFault arc;
                 if (sim_fault_parse_arc(key, &arc, NULL) < 0 || arc.from == MIG_STATE_COUNT ||
                     arc.to == MIG_STATE_COUNT)
@@ -513,8 +520,9 @@ static int parse_identity(const Parser *p, json_t *o, SimDevice *d)
             get_string(p, o, "p2p_group", false, &d->p2p_group) < 0)
                 return -EBADMSG;
         if (*d->p2p_group && !label_valid(d->p2p_group))
-                return bad_field(p, "p2p_group", "is neither empty nor 1-64 characters from "
-                                                 "A-Z a-z 0-9 _ . : -");
+                return bad_field(p, "p2p_group",
+                                 "is neither empty nor 1-64 characters from "
+                                 "A-Z a-z 0-9 _ . : -");
         d->vendor_id = (uint16_t)vendor;
         d->device_id = (uint16_t)device;
         return 0;
@@ -549,8 +557,10 @@ static int sim_device_from_json(json_t *o, const char *path, const char *name, S
         uint64_t format;
 
         if (!json_is_object(o))
-                return sim_error(error, -EBADMSG, "Device file %s does not hold a JSON object; "
-                                                  "remove and recreate the device", path);
+                return sim_error(error, -EBADMSG,
+                                 "Device file %s does not hold a JSON object; "
+                                 "remove and recreate the device",
+                                 path);
         if (get_uint(&p, o, "format", INT32_MAX, &format) < 0)
                 return -EBADMSG;
         if (format != SIM_FORMAT)
@@ -567,7 +577,8 @@ static int sim_device_from_json(json_t *o, const char *path, const char *name, S
 
 /* ---- files: unlocked reads, locked read-modify-write ---- */
 
-/* Readers take no lock: writers replace the file atomically, so a read sees one version. */
+/* Readers take no device lock: writers replace the file atomically and sim_file_read waits
+ * out a rewrite of the inode it opened, so a read sees one whole version. */
 static int sim_file_read_text(const char *dir, const char *name, char **ret_text, gsize *ret_len,
                               GError **error)
 {
@@ -580,8 +591,7 @@ static int sim_file_read_text(const char *dir, const char *name, char **ret_text
                                  "create %s' or check --dir",
                                  name, dir, path, name);
         if (r < 0)
-                return sim_error(error, r, "Cannot read device file %s: %s", path,
-                                 g_strerror(-r));
+                return sim_error(error, r, "Cannot read device file %s: %s", path, g_strerror(-r));
         return 0;
 }
 
@@ -616,16 +626,51 @@ static int sim_file_load(const char *dir, const char *name, SimDevice **ret, GEr
         return sim_text_parse(dir, name, text, len, ret, error);
 }
 
-static int sim_file_store(const char *dir, const SimDevice *d, GError **error)
+/*
+ * The lock file carries a version of the device file: readers that cached what they parsed
+ * compare 8 bytes instead of parsing JSON again (a state read is on every sequencer step).
+ * It starts at a random value so a device removed and created again never repeats one.
+ */
+static void version_bump(int lock_fd)
+{
+        uint64_t v;
+
+        if (pread(lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+                v = ((uint64_t)g_random_int() << 32) | g_random_int();
+        v++;
+        if (pwrite(lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+                log_warning("cannot record the version of a sim device file: %s",
+                            g_strerror(errno));
+}
+
+/* 0 when the device's lock file holds a version; -errno otherwise (then: no caching). */
+static int version_read(const char *dir, const char *name, uint64_t *ret)
+{
+        g_autofree char *path = lock_path(dir, name);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        if (pread(fd, ret, sizeof(*ret), 0) != (ssize_t)sizeof(*ret))
+                return -ENODATA;
+        return 0;
+}
+
+/* Every writer holds the device's lock (lock_fd), which is what makes the version exact. */
+static int sim_file_store(const char *dir, const SimDevice *d, int lock_fd, GError **error)
 {
         g_autofree char *path = json_path(dir, d->name);
         json_t *o = sim_device_to_json(d);
         char *text = json_dumps(o, JSON_INDENT(2));
         g_autofree char *line = g_strconcat(text, "\n", NULL);
+        int r;
 
         free(text);
         json_decref(o);
-        return sim_file_replace(path, line, strlen(line), error);
+        r = sim_file_replace(path, line, strlen(line), error);
+        if (r >= 0)
+                version_bump(lock_fd);
+        return r;
 }
 
 /*
@@ -678,6 +723,7 @@ static int sim_update(const char *dir, const char *name, SimUpdateFn fn, void *u
                       GError **error)
 {
         g_autoptr(SimDevice) d = NULL;
+        bool exists;
         int fd, r;
 
         r = check_name(name, error);
@@ -687,11 +733,12 @@ static int sim_update(const char *dir, const char *name, SimUpdateFn fn, void *u
         if (fd < 0)
                 return fd;
         r = sim_file_load(dir, name, &d, error);
+        exists = r != -ENOENT;
         if (r >= 0)
                 r = fn(d, userdata, error);
         if (r == 0)
-                r = sim_file_store(dir, d, error);
-        sim_unlock(dir, name, fd, r != -ENOENT);
+                r = sim_file_store(dir, d, fd, error);
+        sim_unlock(dir, name, fd, exists);
         return r < 0 ? r : 0;
 }
 
@@ -766,8 +813,8 @@ static int check_spec(const SimSpec *s, GError **error)
                                  s->flags, s->name);
         if (s->blob_size && !sim_blob_size_valid(s->blob_size))
                 return sim_error(error, -EINVAL,
-                                 "Invalid blob size %u for '%s': use %u to %u bytes",
-                                 s->blob_size, s->name, SIM_BLOB_MIN, SIM_BLOB_MAX);
+                                 "Invalid blob size %u for '%s': use %u to %u bytes", s->blob_size,
+                                 s->name, SIM_BLOB_MIN, SIM_BLOB_MAX);
         if (s->latency_ms > SIM_LATENCY_MAX_MS)
                 return sim_error(error, -EINVAL, "Invalid latency %u ms for '%s': at most %u",
                                  s->latency_ms, s->name, SIM_LATENCY_MAX_MS);
@@ -837,7 +884,7 @@ int sim_device_create(const char *dir, const SimSpec *spec, GError **error)
         if (r >= 0)
                 r = sim_blob_regenerate(dir, d, error);
         if (r >= 0)
-                r = sim_file_store(dir, d, error);
+                r = sim_file_store(dir, d, fd, error);
         sim_unlock(dir, spec->name, fd, r >= 0 || r == -EEXIST);
         return r;
 }
@@ -856,10 +903,9 @@ int sim_device_remove(const char *dir, const char *name, GError **error)
         json = json_path(dir, name);
         state = state_path(dir, name);
         if (unlink(json) < 0)
-                r = errno == ENOENT ? sim_error(error, -ENOENT, "No sim device '%s' in %s", name,
-                                                dir)
-                                    : sim_error(error, -errno, "Cannot remove %s: %s", json,
-                                                g_strerror(errno));
+                r = errno == ENOENT
+                        ? sim_error(error, -ENOENT, "No sim device '%s' in %s", name, dir)
+                        : sim_error(error, -errno, "Cannot remove %s: %s", json, g_strerror(errno));
         if (r >= 0) {
                 g_autofree char *spare_json = g_strdup_printf("%s/.%s.json.tmp", dir, name);
                 g_autofree char *spare_state = g_strdup_printf("%s/.%s.state.tmp", dir, name);
@@ -885,7 +931,7 @@ int sim_device_list(const char *dir, GPtrArray **ret_devices, GError **error)
 {
         g_autoptr(GPtrArray) names = NULL;
         g_autoptr(GPtrArray) devices =
-                g_ptr_array_new_with_free_func((GDestroyNotify)sim_device_free);
+            g_ptr_array_new_with_free_func((GDestroyNotify)sim_device_free);
         int r;
 
         r = sim_dir_names(dir, &names, error);
@@ -964,8 +1010,8 @@ int sim_device_set_latency(const char *dir, const char *name, const char *arc, u
         int r;
 
         if (ms > SIM_LATENCY_MAX_MS)
-                return sim_error(error, -EINVAL, "Invalid latency %u ms for '%s': at most %u",
-                                 ms, name, SIM_LATENCY_MAX_MS);
+                return sim_error(error, -EINVAL, "Invalid latency %u ms for '%s': at most %u", ms,
+                                 name, SIM_LATENCY_MAX_MS);
         if (arc) {
                 r = sim_fault_parse_arc(arc, &parsed, error);
                 if (r < 0)
@@ -1034,8 +1080,7 @@ static GArray *sim_peers_read(const char *dir, const SimDevice *self)
 
         g_array_set_clear_func(peers, sim_peer_clear);
         if (sim_dir_names(dir, &names, &error) < 0) {
-                log_warning("sim device %s: cannot look for peers: %s", self->name,
-                            error->message);
+                log_warning("sim device %s: cannot look for peers: %s", self->name, error->message);
                 return peers;
         }
         for (guint i = 0; i < names->len; i++) {
@@ -1127,39 +1172,66 @@ typedef struct SimHandle {
         char *name;
         int session_fd; /* our dup of the open data session's fd, -1 when none */
         gint cancel;    /* set by cancel; a HANG polls it; cleared when set_state returns */
+        /* What the file said at a version (see version_bump); guarded by cache_lock because
+         * the event loop may read a state while a worker drives the device. */
+        GMutex cache_lock;
+        bool cache_valid;
+        uint64_t cache_version;
+        enum mig_state cache_state;
+        uint32_t cache_flags;
 } SimHandle;
 
-static int handle_load(SimHandle *h, SimDevice **ret)
+/* The device's state and flags, parsing the file only when its version moved on. */
+static int handle_peek(SimHandle *h, enum mig_state *ret_state, uint32_t *ret_flags)
 {
+        g_autoptr(SimDevice) d = NULL;
         g_autoptr(GError) error = NULL;
-        int r = sim_file_load(h->dir, h->name, ret, &error);
+        uint64_t v = 0;
+        bool versioned;
+        int r;
 
-        if (r < 0)
+        /* The version is read before the file: a write in between only costs a re-read. */
+        versioned = version_read(h->dir, h->name, &v) >= 0;
+        g_mutex_lock(&h->cache_lock);
+        if (versioned && h->cache_valid && h->cache_version == v) {
+                *ret_state = h->cache_state;
+                *ret_flags = h->cache_flags;
+                g_mutex_unlock(&h->cache_lock);
+                return 0;
+        }
+        g_mutex_unlock(&h->cache_lock);
+        r = sim_file_load(h->dir, h->name, &d, &error);
+        if (r < 0) {
                 log_warning("%s", error->message);
-        return r;
+                return r;
+        }
+        g_mutex_lock(&h->cache_lock);
+        h->cache_valid = versioned;
+        h->cache_version = v;
+        h->cache_state = d->state;
+        h->cache_flags = d->flags;
+        g_mutex_unlock(&h->cache_lock);
+        *ret_state = d->state;
+        *ret_flags = d->flags;
+        return 0;
 }
 
 static int sim_op_query_flags(Device *dev, uint32_t *ret_flags)
 {
-        g_autoptr(SimDevice) d = NULL;
-        int r = handle_load(dev->backend_data, &d);
+        enum mig_state state;
+        int r = handle_peek(dev->backend_data, &state, ret_flags);
 
         if (r < 0)
                 return r;
-        dev->info.migration_flags = d->flags;
-        *ret_flags = d->flags;
+        dev->info.migration_flags = *ret_flags;
         return 0;
 }
 
 static int sim_op_get_state(Device *dev, enum mig_state *ret_state)
 {
-        g_autoptr(SimDevice) d = NULL;
-        int r = handle_load(dev->backend_data, &d);
+        uint32_t flags;
 
-        if (r < 0)
-                return r;
-        *ret_state = d->state;
-        return 0;
+        return handle_peek(dev->backend_data, ret_state, &flags);
 }
 
 static void session_end(SimHandle *h)
@@ -1202,8 +1274,8 @@ static int session_open(SimHandle *h, SimDevice *d, enum sim_record_kind kind, i
         }
         keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (keep < 0)
-                return sim_error(error, -errno, "Cannot duplicate the data fd of %s: %s",
-                                 h->name, g_strerror(errno));
+                return sim_error(error, -errno, "Cannot duplicate the data fd of %s: %s", h->name,
+                                 g_strerror(errno));
         session_end(h);
         h->session_fd = keep;
         closep(ret_fd);
@@ -1216,7 +1288,7 @@ static int session_step(SimHandle *h, SimDevice *d, enum mig_state from, enum mi
 {
         if (mig_arc_opens_data_fd(from, to))
                 return session_open(h, d,
-                                    to == MIG_STATE_RESUMING   ? SIM_RECORD_NONE
+                                    to == MIG_STATE_RESUMING    ? SIM_RECORD_NONE
                                     : to == MIG_STATE_STOP_COPY ? SIM_RECORD_FINAL
                                                                 : SIM_RECORD_PRECOPY,
                                     ret_fd, error);
@@ -1472,7 +1544,7 @@ static int walk_arc(Walk *w, enum mig_state from, enum mig_state to)
         else
                 r = arc_apply(w->h, w->d, from, to, w->ret_fd, &error);
         victims = sim_peers_check(w->h->dir, w->d);
-        stored = sim_file_store(w->h->dir, w->d, r >= 0 ? &error : NULL);
+        stored = sim_file_store(w->h->dir, w->d, w->lock_fd, r >= 0 ? &error : NULL);
         r = r < 0 ? r : stored;
         if (victims) {
                 /* Never hold our lock while taking a peer's: a peer may do the same to us. */
@@ -1566,6 +1638,7 @@ static void sim_op_close(Device *dev)
         if (!h)
                 return;
         session_end(h);
+        g_mutex_clear(&h->cache_lock);
         g_free(h->dir);
         g_free(h->name);
         g_free(h);
@@ -1573,12 +1646,12 @@ static void sim_op_close(Device *dev)
 }
 
 static const DeviceOps sim_ops = {
-        .query_flags = sim_op_query_flags,
-        .get_state = sim_op_get_state,
-        .set_state = sim_op_set_state,
-        .reset = sim_op_reset,
-        .cancel = sim_op_cancel,
-        .close = sim_op_close,
+    .query_flags = sim_op_query_flags,
+    .get_state = sim_op_get_state,
+    .set_state = sim_op_set_state,
+    .reset = sim_op_reset,
+    .cancel = sim_op_cancel,
+    .close = sim_op_close,
 };
 
 static int sim_backend_enumerate(Backend *b, GPtrArray **ret_names)
@@ -1611,17 +1684,18 @@ static int sim_backend_open(Backend *b, const char *name, Device **ret)
         h->dir = g_strdup(b->data);
         h->name = g_strdup(name);
         h->session_fd = -1;
+        g_mutex_init(&h->cache_lock);
         dev = g_new0(Device, 1);
         dev->ops = &sim_ops;
         dev->backend_data = h;
         dev->refcount = 1;
         dev->info = (DeviceInfo){
-                .name = g_strdup(d->name),
-                .driver = g_strdup(d->driver),
-                .iommu_group = g_strdup(d->iommu_group),
-                .vendor_id = d->vendor_id,
-                .device_id = d->device_id,
-                .migration_flags = d->flags,
+            .name = g_strdup(d->name),
+            .driver = g_strdup(d->driver),
+            .iommu_group = g_strdup(d->iommu_group),
+            .vendor_id = d->vendor_id,
+            .device_id = d->device_id,
+            .migration_flags = d->flags,
         };
         *ret = dev;
         return 0;

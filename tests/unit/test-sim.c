@@ -54,12 +54,12 @@ static void create_full(Fixture *f, const char *name, const char *driver, uint16
 {
         g_autoptr(GError) error = NULL;
         SimSpec spec = {
-                .name = name,
-                .driver = driver,
-                .vendor_id = vendor,
-                .device_id = device,
-                .flags = flags,
-                .p2p_group = p2p_group,
+            .name = name,
+            .driver = driver,
+            .vendor_id = vendor,
+            .device_id = device,
+            .flags = flags,
+            .p2p_group = p2p_group,
         };
 
         g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, 0);
@@ -98,9 +98,8 @@ static enum mig_state state_of(Fixture *f, const char *name)
         return d->state;
 }
 
-static void add_fault(Fixture *f, const char *name, const char *arc,
-                      enum sim_fault_action action, enum sim_fault_leave leave, int err,
-                      unsigned times)
+static void add_fault(Fixture *f, const char *name, const char *arc, enum sim_fault_action action,
+                      enum sim_fault_leave leave, int err, unsigned times)
 {
         g_autoptr(GError) error = NULL;
         SimFault fault = {.action = action, .leave = leave, .error = err, .remaining = times};
@@ -223,7 +222,11 @@ static void test_create_read_list_remove(Fixture *f, gconstpointer data)
 
 static void test_bad_names_and_duplicates(Fixture *f, gconstpointer data)
 {
-        static const char *const bad[] = {"", "a/b", ".hidden", "sp ace", "x*",
+        static const char *const bad[] = {"",
+                                          "a/b",
+                                          ".hidden",
+                                          "sp ace",
+                                          "x*",
                                           "0123456789012345678901234567890123456789012345678901"
                                           "2345678901234"}; /* 65 */
         SimDevice *d = NULL;
@@ -293,8 +296,8 @@ static void test_malformed_file_is_an_error(Fixture *f, gconstpointer data)
 
 static void test_fault_arc_strings(Fixture *f, gconstpointer data)
 {
-        static const char *const bad[] = {"RUNNING", "FOO>STOP", "A>B>C", "", "STOP>",
-                                          "ERROR>STOP"};
+        static const char *const bad[] = {"RUNNING", "FOO>STOP", "A>B>C",
+                                          "",        "STOP>",    "ERROR>STOP"};
         SimFault fault;
         enum sim_fault_action a;
         char buf[64];
@@ -379,8 +382,8 @@ static void test_set_state_walks_the_kernel_path(Fixture *f, gconstpointer data)
 
         create_device(f, "nic0", ALL_FLAGS, NULL);
         dev = open_device(f, "nic0");
-        g_assert_cmpint(mig_path(ALL_FLAGS, MIG_STATE_PRE_COPY, MIG_STATE_RESUMING, path, &len),
-                        ==, 0);
+        g_assert_cmpint(mig_path(ALL_FLAGS, MIG_STATE_PRE_COPY, MIG_STATE_RESUMING, path, &len), ==,
+                        0);
         g_assert_cmpuint(len, ==, 5); /* PRE_COPY RUNNING RUNNING_P2P STOP RESUMING */
         for (size_t k = 0; k + 1 < len; k++) {
                 char arc[64];
@@ -408,10 +411,9 @@ static void test_latency_is_honoured(Fixture *f, gconstpointer data)
 
         create_device(f, "nic0", ALL_FLAGS, NULL);
         g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", NULL, 10, &error), ==, 0);
-        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "running_p2p>stop", 60, &error),
-                        ==, 0);
-        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "*>STOP", 1, &error), ==,
-                        -EINVAL);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "running_p2p>stop", 60, &error), ==,
+                        0);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", "*>STOP", 1, &error), ==, -EINVAL);
         dev = open_device(f, "nic0");
         start = g_get_monotonic_time();
         /* RUNNING>RUNNING_P2P (10 ms default), RUNNING_P2P>STOP (60 ms of its own) */
@@ -476,8 +478,7 @@ static void test_fault_times_counts_down(Fixture *f, gconstpointer data)
         g_autoptr(SimDevice) d = NULL;
 
         create_device(f, "nic0", ALL_FLAGS, NULL);
-        add_fault(f, "nic0", "RUNNING>RUNNING_P2P", SIM_FAULT_FAIL, SIM_LEAVE_ORIGINAL, EAGAIN,
-                  2);
+        add_fault(f, "nic0", "RUNNING>RUNNING_P2P", SIM_FAULT_FAIL, SIM_LEAVE_ORIGINAL, EAGAIN, 2);
         dev = open_device(f, "nic0");
         g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING_P2P, NULL), ==, -EAGAIN);
         g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING_P2P, NULL), ==, -EAGAIN);
@@ -853,8 +854,8 @@ static void hammer_round(Hammer *h, int i)
         static const enum mig_state states[] = {MIG_STATE_STOP, MIG_STATE_RUNNING};
         g_autoptr(SimDevice) d = NULL;
         Device *dev = NULL;
-        SimFault fault = {MIG_STATE_STOP_COPY, MIG_STATE_RESUMING, SIM_FAULT_FAIL,
-                          SIM_LEAVE_ORIGINAL, EIO, 0};
+        SimFault fault = {
+            MIG_STATE_STOP_COPY, MIG_STATE_RESUMING, SIM_FAULT_FAIL, SIM_LEAVE_ORIGINAL, EIO, 0};
 
         switch (h->kind) {
         case 0:
@@ -886,9 +887,9 @@ static void test_concurrent_writers_never_corrupt(Fixture *f, gconstpointer data
 {
         gint stop = 0;
         Hammer hs[] = {
-                {f, "a", 0, &stop, 0}, {f, "b", 1, &stop, 0}, {f, "a", 2, &stop, 0},
-                {f, "c", 2, &stop, 0}, {f, "c", 2, &stop, 0}, {f, "a", 3, &stop, 0},
-                {f, "c", 3, &stop, 0},
+            {f, "a", 0, &stop, 0}, {f, "b", 1, &stop, 0}, {f, "a", 2, &stop, 0},
+            {f, "c", 2, &stop, 0}, {f, "c", 2, &stop, 0}, {f, "a", 3, &stop, 0},
+            {f, "c", 3, &stop, 0},
         };
         GThread *threads[G_N_ELEMENTS(hs)];
         g_autoptr(SimDevice) a = NULL, c = NULL;
@@ -954,8 +955,34 @@ static void test_transition_cost(Fixture *f, gconstpointer data)
         g_test_minimized_result(alone, "one arc, no p2p_group: %.1f us", alone);
         g_test_message("one arc, 64 devices in one p2p_group, RUNNING<->RUNNING_P2P: %.1f us",
                        quiesce);
-        g_test_message("one set_state, 64 devices in one p2p_group, RUNNING<->STOP: %.1f us",
-                       stop);
+        g_test_message("one set_state, 64 devices in one p2p_group, RUNNING<->STOP: %.1f us", stop);
+}
+
+/* An open handle caches what it parsed; every change another writer makes must show. */
+static void test_state_reads_see_other_writers(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(GError) error = NULL;
+        enum mig_state s;
+        uint32_t flags;
+
+        create_device(f, "nic0", MIG_FLAGS_KNOWN, NULL);
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_get_state(dev, &s), ==, 0);
+        g_assert_cmpint(s, ==, MIG_STATE_RUNNING);
+        force_state(f, "nic0", MIG_STATE_STOP);
+        g_assert_cmpint(device_get_state(dev, &s), ==, 0);
+        g_assert_cmpint(s, ==, MIG_STATE_STOP);
+        /* Removed and created again with the same name: the version starts afresh. */
+        g_assert_cmpint(sim_device_remove(f->dir, "nic0", &error), ==, 0);
+        create_device(f, "nic0", MIG_FLAG_STOP_COPY, NULL);
+        g_assert_cmpint(dev->ops->query_flags(dev, &flags), ==, 0);
+        g_assert_cmpuint(flags, ==, MIG_FLAG_STOP_COPY);
+        g_assert_cmpint(device_get_state(dev, &s), ==, 0);
+        g_assert_cmpint(s, ==, MIG_STATE_RUNNING);
+        /* A device file that disappears is an error, not a stale answer. */
+        g_assert_cmpint(sim_device_remove(f->dir, "nic0", &error), ==, 0);
+        g_assert_cmpint(device_get_state(dev, &s), ==, -ENOENT);
 }
 
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
@@ -993,6 +1020,7 @@ int main(int argc, char **argv)
         ADD("/sim/no-corruption-when-quiesced-first", test_no_corruption_when_quiesced_first);
         ADD("/sim/events-are-capped", test_events_are_capped);
         ADD("/sim/concurrent-writers-never-corrupt", test_concurrent_writers_never_corrupt);
+        ADD("/sim/state-reads-see-other-writers", test_state_reads_see_other_writers);
         ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
