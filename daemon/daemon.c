@@ -13,6 +13,7 @@
 #include "bus/bus-vm.h"
 #include "devices/sim.h"
 #include "log.h"
+#include "policy-files.h"
 
 static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **error)
 {
@@ -42,6 +43,42 @@ static void daemon_begin_stop(Daemon *d, const char *why)
         (void)sd_notify(0, "STATUS=Stopping: waiting for running sequences.");
 }
 
+int daemon_reload_policy(Daemon *d, GError **error)
+{
+        g_autofree char *why = NULL;
+        g_auto(GStrv) files = NULL;
+        Policy *policy = NULL;
+        int r;
+
+        r = policy_files_load(d->policy_file, d->policy_dir, &policy, &files, &why);
+        if (r < 0) {
+                log_error("Policy not changed: %s", why);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "%s; the policy in force stays. Fix the file (vfio-migctl policy "
+                            "validate FILE) and reload again.",
+                            why);
+                return r == -ENOENT ? -EIO : -EINVAL;
+        }
+        registry_set_policy(d->registry, policy);
+        g_strfreev(d->policy_files);
+        d->policy_files = g_steal_pointer(&files);
+        if (!d->policy_files[0])
+                log_info("Policy: no policy files (%s, %s/*.json); built-in defaults apply.",
+                         d->policy_file, d->policy_dir);
+        for (char **f = d->policy_files; *f; f++)
+                log_info("Policy: %s in force.", *f);
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        g_autoptr(GError) error = NULL;
+
+        log_info("SIGHUP: reloading the policy.");
+        (void)daemon_reload_policy(userdata, &error);
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         daemon_begin_stop(userdata, si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -68,6 +105,7 @@ static int daemon_setup_event(Daemon *d, GError **error)
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
         if (r < 0)
                 goto fail;
@@ -75,6 +113,9 @@ static int daemon_setup_event(Daemon *d, GError **error)
         if (r < 0)
                 goto fail;
         r = sd_event_add_signal(d->event, NULL, SIGINT, on_signal, d);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d);
         if (r < 0)
                 goto fail;
         /* Pings systemd from the loop when WatchdogSec= is set: a stuck loop gets restarted. */
@@ -189,6 +230,17 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
                 return r;
         log_info("Backend %s: %d devices.", registry_backend_name(d->registry), r);
 
+        d->policy_file = g_strdup(options->policy_file ? options->policy_file : POLICY_MAIN_DEFAULT);
+        d->policy_dir = g_strdup(options->policy_dir ? options->policy_dir : POLICY_DROPIN_DEFAULT);
+        r = daemon_reload_policy(d, error);
+        if (r < 0 && !options->allow_default_policy)
+                return r;
+        if (r < 0) {
+                log_warning("Running with the built-in default policy (--allow-default-policy).");
+                g_clear_error(error);
+                d->policy_files = g_new0(char *, 1);
+        }
+
         r = daemon_setup_bus(d, error);
         if (r < 0)
                 return r;
@@ -223,5 +275,8 @@ void daemon_free(Daemon *d)
         sd_bus_flush_close_unref(d->bus);
         sd_event_unref(d->event);
         bus_auth_clear(&d->auth);
+        g_free(d->policy_file);
+        g_free(d->policy_dir);
+        g_strfreev(d->policy_files);
         g_free(d);
 }

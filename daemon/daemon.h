@@ -2,7 +2,8 @@
 #pragma once
 
 /*
- * daemon_new() opens the backend, connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS
+ * daemon_new() loads the policy (an invalid one is -EINVAL unless allow_default_policy),
+ * opens the backend, connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS
  * selects another one, as the tests do), registers every object and only then requests
  * the bus name, so a caller woken by the name finds the whole API. daemon_run() tells
  * systemd READY=1 and runs the loop until SIGTERM or SIGINT.
@@ -30,6 +31,9 @@ typedef struct DaemonOptions {
         const char *sim_dir;
         const char *operator_group; /* NULL: root only */
         VmOptions vm_defaults;
+        const char *policy_file;    /* default /etc/vfio-migd/policy.json */
+        const char *policy_dir;     /* default /etc/vfio-migd/policy.d */
+        bool allow_default_policy;  /* run with built-in defaults when the policy is invalid */
 } DaemonOptions;
 
 typedef struct Daemon {
@@ -39,9 +43,17 @@ typedef struct Daemon {
         BusAuth auth;
         bool stopping;
         GPtrArray *slots; /* sd_bus_slot*: every vtable, enumerator and match */
+        char *policy_file, *policy_dir;
+        char **policy_files; /* the files of the policy in force, in order */
 } Daemon;
 
 int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);
+/*
+ * Reads the policy files again and puts them in force; on any error the policy in force stays
+ * and *error names the file, line and column. Logs either way. -EINVAL for a bad policy.
+ */
+int daemon_reload_policy(Daemon *d, GError **error);
+
 /* Returns 0 after a clean stop, else the loop's negative errno. */
 int daemon_run(Daemon *d);
 void daemon_free(Daemon *d);

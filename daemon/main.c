@@ -11,6 +11,7 @@
 #include "log.h"
 
 #define EXIT_USAGE 2
+#define EXIT_CONFIG 78
 /* parse_args(): go on and run the daemon (any other value is the exit status). */
 #define ARGS_RUN (-1)
 
@@ -32,6 +33,12 @@ static void print_help(void)
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
                ", 0: one per device\n"
                "                               (default: 0)\n"
+               "  --policy=FILE                the main policy file (default: "
+               "/etc/vfio-migd/policy.json)\n"
+               "  --policy-dir=DIR             policy drop-ins, *.json in name order (default:\n"
+               "                               /etc/vfio-migd/policy.d)\n"
+               "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
+               "                               (default: refuse to start, exit status 78)\n"
                "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
                "info)\n"
                "  --version                    print the version and exit\n"
@@ -75,6 +82,9 @@ enum {
         ARG_PHASE_DEADLINE,
         ARG_PARALLELISM,
         ARG_LOG_LEVEL,
+        ARG_POLICY,
+        ARG_POLICY_DIR,
+        ARG_ALLOW_DEFAULT_POLICY,
         ARG_VERSION,
         ARG_HELP,
 };
@@ -90,6 +100,9 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
             {"phase-deadline-ms", required_argument, NULL, ARG_PHASE_DEADLINE},
             {"parallelism", required_argument, NULL, ARG_PARALLELISM},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {"policy", required_argument, NULL, ARG_POLICY},
+            {"policy-dir", required_argument, NULL, ARG_POLICY_DIR},
+            {"allow-default-policy", no_argument, NULL, ARG_ALLOW_DEFAULT_POLICY},
             {"version", no_argument, NULL, ARG_VERSION},
             {"help", no_argument, NULL, ARG_HELP},
             {},
@@ -144,6 +157,19 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                                                    optarg);
                         log_set_max_level(level);
                         break;
+                case ARG_POLICY:
+                        if (!*optarg)
+                                return usage_error("--policy: give a file.");
+                        o->policy_file = optarg;
+                        break;
+                case ARG_POLICY_DIR:
+                        if (!*optarg)
+                                return usage_error("--policy-dir: give a directory.");
+                        o->policy_dir = optarg;
+                        break;
+                case ARG_ALLOW_DEFAULT_POLICY:
+                        o->allow_default_policy = true;
+                        break;
                 case ARG_VERSION:
                         printf("vfio-migd %s\n", VFIO_MIGD_VERSION);
                         return EXIT_SUCCESS;
@@ -184,7 +210,8 @@ int main(int argc, char **argv)
         r = daemon_new(&options, &d, &error);
         if (r < 0) {
                 log_error("%s", error ? error->message : strerror(-r));
-                return EXIT_FAILURE;
+                /* EX_CONFIG: systemd and operators can tell a bad policy from a crash. */
+                return r == -EINVAL ? EXIT_CONFIG : EXIT_FAILURE;
         }
         r = daemon_run(d);
         g_clear_pointer(&d, daemon_free);

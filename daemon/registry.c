@@ -19,7 +19,12 @@ struct Registry {
         VmOptions defaults;
         GHashTable *devices; /* name -> KnownDevice* */
         GHashTable *vms;     /* name -> Vm* */
+        Policy *policy;      /* NULL: built-in defaults */
 };
+
+static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
+                                 const VmOptions *explicit, VmOptions *ret);
+static GPtrArray *registry_vm_blockers(const Vm *vm, void *userdata);
 
 static void known_device_free(KnownDevice *kd)
 {
@@ -55,6 +60,7 @@ void registry_free(Registry *r)
                 vm_wait_idle(vm);
         g_hash_table_destroy(r->vms);
         g_hash_table_destroy(r->devices);
+        policy_free(r->policy);
         backend_free(r->backend);
         sd_event_unref(r->event);
         g_free(r);
@@ -340,6 +346,7 @@ int registry_register_vm(Registry *r, const char *name, const char *const *devic
                          const VmOptions *options, Vm **ret, GError **error)
 {
         g_autofree Device **devs = NULL;
+        VmOptions effective;
         Vm *vm;
         int err;
 
@@ -360,6 +367,8 @@ int registry_register_vm(Registry *r, const char *name, const char *const *devic
         devs = g_new(Device *, n);
         for (size_t i = 0; i < n; i++)
                 devs[i] = ((KnownDevice *)g_hash_table_lookup(r->devices, devices[i]))->device;
+        vm_effective_options(r, name, devs, n, options, &effective);
+        options = &effective;
         err = vm_new(r->event, name, devs, n, options, &vm);
         if (err < 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-err),
@@ -370,6 +379,7 @@ int registry_register_vm(Registry *r, const char *name, const char *const *devic
         g_hash_table_insert(r->vms, (gpointer)vm_name(vm), vm);
         for (size_t i = 0; i < n; i++)
                 ((KnownDevice *)g_hash_table_lookup(r->devices, devices[i]))->vm = vm;
+        vm_set_blockers_func(vm, registry_vm_blockers, r);
         log_info("VM %s registered with %zu devices (strategy %s, p2p-mode %s, phase deadline "
                  "%u ms, parallelism %u).",
                  name, n, plan_strategy_to_string(options->strategy),
@@ -412,4 +422,179 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
         log_info("VM %s unregistered.", name);
         g_hash_table_remove(r->vms, name);
         return 0;
+}
+
+/* ---- policy ---- */
+
+const Policy *registry_policy(const Registry *r)
+{
+        return r->policy;
+}
+
+/* The daemon's own options are what the policy files start from. */
+static void settings_from_defaults(const VmOptions *o, PolicySettings *s)
+{
+        policy_settings_default(s);
+        s->mode = o->p2p_mode == PLAN_P2P_BLOCKED ? POLICY_MODE_P2P_BLOCKED
+                                                  : POLICY_MODE_REQUIRE_P2P;
+        s->phase_deadline_ms = o->phase_deadline_ms;
+        s->parallelism = o->parallelism;
+        s->strategy = o->strategy;
+        s->on_failure = o->rollback_reset ? POLICY_ON_FAILURE_RESET : POLICY_ON_FAILURE_ROLLBACK;
+}
+
+/* What the decision says, with the options the VM's caller gave explicitly on top. */
+static void options_from_settings(const PolicySettings *s, const VmOptions *explicit,
+                                  VmOptions *ret)
+{
+        vm_options_init(ret);
+        ret->strategy = s->strategy;
+        ret->p2p_mode = policy_mode_to_plan(s->mode);
+        ret->phase_deadline_ms = s->phase_deadline_ms;
+        ret->parallelism = s->parallelism;
+        ret->rollback_reset = s->on_failure == POLICY_ON_FAILURE_RESET;
+        if (explicit)
+                vm_options_overlay(ret, explicit);
+}
+
+/* The first VM other than self holding a device of this IOMMU group. */
+static const char *group_claimant(Registry *r, const Vm *self, const char *group)
+{
+        GHashTableIter it;
+        KnownDevice *kd;
+
+        g_hash_table_iter_init(&it, r->devices);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd))
+                if (kd->vm && kd->vm != self && kd->device &&
+                    g_strcmp0(kd->device->info.iommu_group, group) == 0)
+                        return vm_name(kd->vm);
+        return NULL;
+}
+
+/* A device the backend knows in this IOMMU group that is not among devs. */
+static const char *group_outsider(Registry *r, Device *const *devs, size_t n, const char *group)
+{
+        GHashTableIter it;
+        KnownDevice *kd;
+
+        g_hash_table_iter_init(&it, r->devices);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd)) {
+                bool inside = false;
+
+                if (!kd->listed)
+                        continue;
+                /* A device's group is known only once it is opened. */
+                if (!kd->device && r->backend->open_device(r->backend, kd->name, &kd->device) < 0)
+                        continue;
+                if (g_strcmp0(kd->device->info.iommu_group, group) != 0)
+                        continue;
+                for (size_t i = 0; i < n && !inside; i++)
+                        inside = devs[i] == kd->device;
+                if (!inside)
+                        return kd->name;
+        }
+        return NULL;
+}
+
+static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Device *const *devs,
+                              size_t n, const VmOptions *explicit)
+{
+        enum policy_mode override = POLICY_MODE_REQUIRE_P2P;
+        g_autofree PolicyDevice *pd = g_new0(PolicyDevice, n ? n : 1);
+        PolicySettings base;
+        PolicyDecision *d = NULL;
+        g_autoptr(Policy) fallback = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                const DeviceInfo *info = &devs[i]->info;
+                pd[i] = (PolicyDevice){
+                    .name = info->name,
+                    .address = info->name,
+                    .driver = info->driver,
+                    .vendor_id = info->vendor_id,
+                    .device_id = info->device_id,
+                    .flags = info->migration_flags,
+                    .iommu_group = info->iommu_group,
+                };
+                if (info->iommu_group) {
+                        pd[i].group_claimed_by = group_claimant(r, self, info->iommu_group);
+                        pd[i].group_outside_member = group_outsider(r, devs, n, info->iommu_group);
+                }
+        }
+        settings_from_defaults(&r->defaults, &base);
+        if (!r->policy)
+                fallback = policy_new_default();
+        if (explicit && explicit->explicit_mask & VM_OPT_P2P_MODE)
+                override = explicit->p2p_mode == PLAN_P2P_BLOCKED ? POLICY_MODE_P2P_BLOCKED
+                                                                   : POLICY_MODE_REQUIRE_P2P;
+        policy_evaluate(r->policy ? r->policy : fallback, &base,
+                        explicit && explicit->explicit_mask & VM_OPT_P2P_MODE ? &override : NULL,
+                        name, pd, n, &d);
+        return d;
+}
+
+static void log_decision(const char *vm, const PolicyDecision *d)
+{
+        g_autofree char *matched = d->matched[0] ? g_strjoinv("; ", d->matched) : NULL;
+
+        for (size_t i = 0; i < d->n_blockers; i++)
+                log_notice("VM %s: migration refused (mode %s, decided by %s): %s: %s", vm,
+                           policy_mode_to_string(d->settings.mode),
+                           matched ? matched : "defaults", d->blockers[i].id,
+                           d->blockers[i].message);
+}
+
+PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
+{
+        g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
+        PolicyDecision *d;
+
+        for (size_t i = 0; i < vm_n_devices(vm); i++)
+                devs[i] = vm_device(vm, i);
+        d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm));
+        if (log)
+                log_decision(vm_name(vm), d);
+        return d;
+}
+
+/* The VM's blockers as "id: sentence", which is what Blockers and refusals show. */
+static GPtrArray *registry_vm_blockers(const Vm *vm, void *userdata)
+{
+        PolicyDecision *d = registry_decide(userdata, (Vm *)vm, false);
+        GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+
+        for (size_t i = 0; i < d->n_blockers; i++)
+                g_ptr_array_add(out, g_strdup_printf("%s: %s", d->blockers[i].id,
+                                                     d->blockers[i].message));
+        policy_decision_free(d);
+        return out;
+}
+
+/* Settings under the policy in force, explicit options of the VM's caller on top. */
+static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
+                                 const VmOptions *explicit, VmOptions *ret)
+{
+        PolicyDecision *d = decide(r, NULL, name, devs, n, explicit);
+
+        options_from_settings(&d->settings, explicit, ret);
+        policy_decision_free(d);
+}
+
+void registry_set_policy(Registry *r, Policy *policy)
+{
+        GHashTableIter it;
+        Vm *vm;
+
+        policy_free(r->policy);
+        r->policy = policy;
+        g_hash_table_iter_init(&it, r->vms);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&vm)) {
+                g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
+                VmOptions o;
+
+                for (size_t i = 0; i < vm_n_devices(vm); i++)
+                        devs[i] = vm_device(vm, i);
+                vm_effective_options(r, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm), &o);
+                vm_set_options(vm, &o);
+        }
 }

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "core/policy.h"
 #include "devices/device.h"
 #include "vm.h"
 
@@ -74,3 +75,17 @@ int registry_register_vm(Registry *r, const char *name, const char *const *devic
                          const VmOptions *options, Vm **ret, GError **error);
 /* Closes the VM's data sessions and forgets it; its devices stay in the state they are in. */
 int registry_unregister_vm(Registry *r, const char *name, GError **error);
+
+/*
+ * The policy in force (owned; NULL means the built-in defaults). Setting one re-applies its
+ * settings to every registered VM, keeping the options each VM's caller gave explicitly.
+ */
+void registry_set_policy(Registry *r, Policy *policy);
+const Policy *registry_policy(const Registry *r);
+/*
+ * The migration decision for a VM under the policy in force, with the facts only the
+ * registry knows: another VM holding a device of the same IOMMU group, and devices of a
+ * VM's group that are not in it. With log, every blocker is logged at notice level with
+ * the VM, the mode and the entries that decided it.
+ */
+PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log);

@@ -778,7 +778,7 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
         g_autofree size_t *map = g_new0(size_t, run->n ? run->n : 1);
         g_autofree bool *in_error = g_new0(bool, run->n ? run->n : 1);
         g_autofree char *reason = NULL;
-        enum plan_op rb_op = plan_op_rollback(op);
+        enum plan_op rb_op = run->opts->rollback_reset ? PLAN_OP_RESET : plan_op_rollback(op);
         Plan *rb = NULL;
         size_t m;
         bool ok = true;
@@ -798,8 +798,11 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
                 if (!ok)
                         *ret_problem = out.message;
         }
+        /* Resetting a source device discards its state, whatever state it was in; on the
+         * destination (a failed resume) there was none to lose but what fell into ERROR. */
         for (size_t i = 0; i < run->n; i++)
-                if (in_error[i])
+                if (in_error[i] || (rb_op == PLAN_OP_RESET && op != PLAN_OP_RESUME &&
+                                    !run->hung[i]))
                         report_lost_state(run, i);
         plan_free(rb);
         if (ok && run->n_hung > 0)

@@ -50,6 +50,7 @@ typedef struct SeqOptions {
         uint64_t phase_deadline_us; /* 0: no deadline */
         uint64_t cancel_grace_us;  /* wait after cancel before declaring a device hung; 0: 1 s */
         enum plan_p2p_mode p2p_mode; /* for the rollback plan (always the parallel strategy) */
+        bool rollback_reset;       /* policy on-failure "reset": roll back by resetting all */
         int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
         int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
         SeqEventFunc on_event;

@@ -49,7 +49,34 @@ struct Vm {
         VmRun *run; /* NULL when idle */
         SeqReport *last_report;
         char *state_text;
+
+        VmBlockersFunc blockers_func;
+        void *blockers_userdata;
 };
+
+void vm_options_overlay(VmOptions *base, const VmOptions *over)
+{
+        if (over->explicit_mask & VM_OPT_STRATEGY)
+                base->strategy = over->strategy;
+        if (over->explicit_mask & VM_OPT_P2P_MODE)
+                base->p2p_mode = over->p2p_mode;
+        if (over->explicit_mask & VM_OPT_PHASE_DEADLINE)
+                base->phase_deadline_ms = over->phase_deadline_ms;
+        if (over->explicit_mask & VM_OPT_PARALLELISM)
+                base->parallelism = over->parallelism;
+        base->explicit_mask = over->explicit_mask;
+}
+
+void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata)
+{
+        vm->blockers_func = func;
+        vm->blockers_userdata = userdata;
+}
+
+void vm_set_options(Vm *vm, const VmOptions *options)
+{
+        vm->options = *options;
+}
 
 void vm_options_init(VmOptions *o)
 {
@@ -324,7 +351,12 @@ GPtrArray *vm_groups(const Vm *vm)
 
 GPtrArray *vm_compute_blockers(const Vm *vm)
 {
-        GPtrArray *blockers = g_ptr_array_new_with_free_func(g_free);
+        GPtrArray *blockers;
+
+        if (vm->blockers_func)
+                return vm->blockers_func(vm, vm->blockers_userdata);
+        /* Without a policy (the model used on its own): the devices' flags alone. */
+        blockers = g_ptr_array_new_with_free_func(g_free);
 
         for (size_t i = 0; i < vm->n; i++) {
                 const DeviceInfo *info = &vm->devices[i]->info;
@@ -541,7 +573,7 @@ void vm_wait_idle(Vm *vm)
         vm_drain(vm);
 }
 
-static int vm_build_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
+int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
 {
         g_autofree PlanDevice *pd = g_new0(PlanDevice, vm->n);
         g_autofree char *reason = NULL;
@@ -605,10 +637,12 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
                         g_autofree char *all = g_strjoinv(" ", (char **)blockers->pdata);
                         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EPERM),
                                     "VM %s cannot migrate: %s", vm->name, all);
+                        log_notice("VM %s: %s refused before any device moved: %s", vm->name,
+                                   plan_op_to_string(op), all);
                         return -EPERM;
                 }
         }
-        r = vm_build_plan(vm, op, &plan, error);
+        r = vm_plan(vm, op, &plan, error);
         if (r < 0)
                 return r;
 
@@ -624,6 +658,7 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
             .parallelism = vm->options.parallelism,
             .phase_deadline_us = (uint64_t)vm->options.phase_deadline_ms * 1000u,
             .p2p_mode = vm->options.p2p_mode,
+            .rollback_reset = vm->options.rollback_reset,
             .save_fd = op == PLAN_OP_SAVE ? run->fd : -1,
             .load_fd = op == PLAN_OP_RESUME ? run->fd : -1,
             .on_event = vm_seq_event,

@@ -34,12 +34,25 @@
 #define VM_PHASE_DEADLINE_MAX UINT32_C(3600000)
 #define VM_PARALLELISM_MAX    UINT32_C(256)
 
+/* Which options a caller gave explicitly (RegisterVM): those win over the policy's. */
+enum {
+        VM_OPT_STRATEGY = 1 << 0,
+        VM_OPT_P2P_MODE = 1 << 1,
+        VM_OPT_PHASE_DEADLINE = 1 << 2,
+        VM_OPT_PARALLELISM = 1 << 3,
+};
+
 typedef struct VmOptions {
         enum plan_strategy strategy;
         enum plan_p2p_mode p2p_mode;
         uint32_t phase_deadline_ms; /* 1..VM_PHASE_DEADLINE_MAX */
         uint32_t parallelism;       /* worker threads per phase; 0: one per device */
+        bool rollback_reset;        /* policy on-failure "reset" */
+        unsigned explicit_mask;     /* VM_OPT_* given by the caller */
 } VmOptions;
+
+/* base with every option explicit in over overlaid; the result keeps over's mask. */
+void vm_options_overlay(VmOptions *base, const VmOptions *over);
 
 /* parallel, require-p2p, 10000 ms, parallelism 0. */
 void vm_options_init(VmOptions *o);
@@ -98,6 +111,12 @@ GPtrArray *vm_groups(const Vm *vm);
  */
 GPtrArray *vm_compute_blockers(const Vm *vm);
 
+/* Who decides the blockers instead of the flags alone (the registry's policy decision). */
+typedef GPtrArray *(*VmBlockersFunc)(const Vm *vm, void *userdata);
+void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata);
+/* New options (a policy reload); a running sequence keeps the ones it started with. */
+void vm_set_options(Vm *vm, const VmOptions *options);
+
 /* The report of the last sequence, or NULL before the first. */
 const SeqReport *vm_last_report(const Vm *vm);
 
@@ -108,6 +127,9 @@ const SeqReport *vm_last_report(const Vm *vm);
  */
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error);
+
+/* The plan op would run now, from the devices' current states (-EBADFD/-EPERM as above). */
+int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error);
 
 /* Blocks until no sequence runs, delivering pending callbacks (shutdown only). */
 void vm_wait_idle(Vm *vm);

@@ -22,6 +22,7 @@
 #define BUS_ERROR_SEQUENCE_FAILED BUS_ERROR_PREFIX "SequenceFailed"
 #define BUS_ERROR_TIMEOUT         BUS_ERROR_PREFIX "Timeout"
 #define BUS_ERROR_STREAM_INVALID  BUS_ERROR_PREFIX "StreamInvalid"
+#define BUS_ERROR_POLICY_INVALID  BUS_ERROR_PREFIX "PolicyInvalid"
 
 extern const sd_bus_error_map bus_vfiomig_error_map[];
 

@@ -147,13 +147,6 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-enum {
-        OPT_STRATEGY = 1 << 0,
-        OPT_P2P_MODE = 1 << 1,
-        OPT_PHASE_DEADLINE = 1 << 2,
-        OPT_PARALLELISM = 1 << 3,
-};
-
 /* One entry of the options a{sv}: the container is entered, the key read. */
 static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, VmOptions *o,
                           sd_bus_error *error)
@@ -162,10 +155,10 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
                 const char *key, *type;
                 unsigned bit;
         } known[] = {
-            {"strategy", "s", OPT_STRATEGY},
-            {"p2p-mode", "s", OPT_P2P_MODE},
-            {"phase-deadline-ms", "u", OPT_PHASE_DEADLINE},
-            {"parallelism", "u", OPT_PARALLELISM},
+            {"strategy", "s", VM_OPT_STRATEGY},
+            {"p2p-mode", "s", VM_OPT_P2P_MODE},
+            {"phase-deadline-ms", "u", VM_OPT_PHASE_DEADLINE},
+            {"parallelism", "u", VM_OPT_PARALLELISM},
         };
         const char *contents = NULL, *s;
         unsigned bit = 0;
@@ -194,7 +187,7 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
         *seen |= bit;
 
         switch (bit) {
-        case OPT_STRATEGY:
+        case VM_OPT_STRATEGY:
                 r = sd_bus_message_read(m, "v", "s", &s);
                 if (r >= 0 && plan_strategy_from_string(s, &o->strategy) < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -202,7 +195,7 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
                                                  "'serial'.",
                                                  s);
                 return r;
-        case OPT_P2P_MODE:
+        case VM_OPT_P2P_MODE:
                 r = sd_bus_message_read(m, "v", "s", &s);
                 if (r >= 0 && plan_p2p_mode_from_string(s, &o->p2p_mode) < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -210,7 +203,7 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
                                                  "or 'p2p-blocked'.",
                                                  s);
                 return r;
-        case OPT_PHASE_DEADLINE:
+        case VM_OPT_PHASE_DEADLINE:
                 return sd_bus_message_read(m, "v", "u", &o->phase_deadline_ms);
         default:
                 return sd_bus_message_read(m, "v", "u", &o->parallelism);
@@ -240,6 +233,7 @@ static int read_vm_options(sd_bus_message *m, VmOptions *o, sd_bus_error *error)
         }
         if (r < 0)
                 return r;
+        o->explicit_mask = seen;
         return sd_bus_message_exit_container(m);
 }
 
@@ -413,12 +407,122 @@ static int property_get_count(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "u", (uint32_t)n);
 }
 
+/* (id, device, sentence) per blocker. */
+static int append_blockers(sd_bus_message *reply, const PolicyDecision *dec)
+{
+        int r = sd_bus_message_open_container(reply, 'a', "(sss)");
+
+        for (size_t i = 0; r >= 0 && i < dec->n_blockers; i++)
+                r = sd_bus_message_append(reply, "(sss)", dec->blockers[i].id,
+                                          dec->blockers[i].device ? dec->blockers[i].device : "",
+                                          dec->blockers[i].message);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+/* (phase, device, target, kernel path) per step of the plan a migration would run now. */
+static int append_plan(sd_bus_message *reply, Vm *vm, const Plan *plan)
+{
+        int r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+
+        for (size_t p = 0; r >= 0 && plan && p < plan->n_phases; p++)
+                for (size_t s = 0; r >= 0 && s < plan->phases[p].n_steps; s++) {
+                        const PlanStep *st = &plan->phases[p].steps[s];
+                        char path[256];
+
+                        mig_path_format(st->path, st->path_len, path, sizeof(path));
+                        r = sd_bus_message_append(reply, "(ssss)", plan->phases[p].name,
+                                                  vm_device(vm, st->device)->info.name,
+                                                  mig_state_to_string(st->target), path);
+                }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(PolicyDecision) dec = NULL;
+        g_autoptr(GError) gerr = NULL;
+        g_auto(GStrv) matched = NULL;
+        Daemon *d = userdata;
+        Plan *plan = NULL;
+        const char *name;
+        Vm *vm;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        vm = registry_get_vm(d->registry, name);
+        if (!vm)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
+                                         "No VM named '%s' is registered; ListVMs shows the "
+                                         "registered ones.",
+                                         name);
+        dec = registry_decide(d->registry, vm, true);
+        /* The plan of a whole source migration from where the devices are now. */
+        if (dec->allowed && vm_plan(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
+                log_notice("VM %s: no plan from the devices' current states: %s", name,
+                           gerr->message);
+        log_info("VM %s: migration check: %s (mode %s, %zu blocker(s)).", name,
+                 dec->allowed ? "allowed" : "refused", policy_mode_to_string(dec->settings.mode),
+                 dec->n_blockers);
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "b", dec->allowed);
+        if (r >= 0)
+                r = append_blockers(reply, dec);
+        if (r >= 0)
+                r = append_plan(reply, vm, plan);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, dec->matched);
+        if (r >= 0)
+                r = sd_bus_message_append(
+                    reply, "a{sv}", 5, "mode", "s", policy_mode_to_string(dec->settings.mode),
+                    "phase-deadline-ms", "u", dec->settings.phase_deadline_ms, "parallelism", "u",
+                    dec->settings.parallelism, "on-failure", "s",
+                    policy_on_failure_to_string(dec->settings.on_failure), "strategy", "s",
+                    plan_strategy_to_string(dec->settings.strategy));
+        plan_free(plan);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        g_autoptr(GError) gerr = NULL;
+        Daemon *d = userdata;
+        int r;
+
+        r = bus_authorize(m, &d->auth, "reload the policy", error);
+        if (r < 0)
+                return r;
+        r = daemon_reload_policy(d, &gerr);
+        if (r < 0)
+                return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);
+        (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                             "PolicyFiles", NULL);
+        return sd_bus_reply_method_return(m, "u", (unsigned)g_strv_length(d->policy_files));
+}
+
+static int property_get_policy_files(sd_bus *bus, const char *path, const char *interface,
+                                     const char *property, sd_bus_message *reply, void *userdata,
+                                     sd_bus_error *error)
+{
+        Daemon *d = userdata;
+
+        return sd_bus_message_append_strv(reply, d->policy_files);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("VMCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("DeviceCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("PolicyFiles", "as", property_get_policy_files, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 
     SD_BUS_METHOD_WITH_ARGS("ListVMs", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", vms), method_list_vms,
                             SD_BUS_VTABLE_UNPRIVILEGED),
@@ -434,6 +538,12 @@ static const sd_bus_vtable manager_vtable[] = {
                             method_unregister_vm, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rescan", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", devices), method_rescan,
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("CheckMigration", SD_BUS_ARGS("s", name),
+                            SD_BUS_RESULT("b", allowed, "a(sss)", blockers, "a(ssss)", plan, "as",
+                                          matched, "a{sv}", settings),
+                            method_check_migration, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ReloadPolicy", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", files),
+                            method_reload_policy, SD_BUS_VTABLE_UNPRIVILEGED),
 
     SD_BUS_SIGNAL_WITH_ARGS("VMNew", SD_BUS_ARGS("s", name, "o", vm), 0),
     SD_BUS_SIGNAL_WITH_ARGS("VMRemoved", SD_BUS_ARGS("s", name, "o", vm), 0),

@@ -13,7 +13,7 @@
 #include "core/mig-state.h"
 
 #define DEADLINE_MAX_MS 3600000u
-#define PARALLELISM_MAX 1024u
+#define PARALLELISM_MAX 256u
 
 /* A set of settings where each key may or may not be given. */
 typedef struct SettingsPatch {
@@ -782,8 +782,14 @@ static void evaluate_device_facts(const char *vm, const PolicyDevice *d, size_t 
                             d->group_outside_member, vm);
 }
 
-int policy_evaluate(const Policy *p, const char *vm, const PolicyDevice *devices, size_t n,
-                    PolicyDecision **ret)
+void policy_settings_default(PolicySettings *s)
+{
+        *s = builtin_defaults;
+}
+
+int policy_evaluate(const Policy *p, const PolicySettings *base,
+                    const enum policy_mode *p2p_override, const char *vm,
+                    const PolicyDevice *devices, size_t n, PolicyDecision **ret)
 {
         PolicyDecision *d = g_new0(PolicyDecision, 1);
         Eval ev = {
@@ -791,8 +797,14 @@ int policy_evaluate(const Policy *p, const char *vm, const PolicyDevice *devices
                 .matched = g_ptr_array_new(),
         };
 
-        d->settings = builtin_defaults;
+        d->settings = base ? *base : builtin_defaults;
         evaluate_vm(p, vm, &ev, &d->settings);
+        if (p2p_override && (d->settings.mode == POLICY_MODE_REQUIRE_P2P ||
+                             d->settings.mode == POLICY_MODE_P2P_BLOCKED)) {
+                d->settings.mode = *p2p_override;
+                g_ptr_array_add(ev.matched, g_strdup_printf("VM registration (p2p-mode %s)",
+                                                            policy_mode_to_string(*p2p_override)));
+        }
         if (n > 1 && d->settings.mode == POLICY_MODE_SINGLE_ONLY)
                 add_blocker(&ev, "single-only", NULL,
                             "VM '%s' has %zu devices and mode single-only allows one", vm, n);

@@ -19,6 +19,7 @@
  * "FILE:LINE:COLUMN: sentence".
  */
 
+#include <glib.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,7 @@ Policy *policy_new_default(void);
 int policy_parse(const char *const *names, const char *const *texts, size_t n, Policy **ret,
                  char **ret_error);
 void policy_free(Policy *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Policy, policy_free)
 size_t policy_n_files(const Policy *p);
 const char *policy_file_name(const Policy *p, size_t i);
 
@@ -88,9 +90,18 @@ typedef struct PolicyDecision {
         char **matched;           /* "FILE: vms[1] (match \"web-*\")", NULL-terminated */
 } PolicyDecision;
 
-int policy_evaluate(const Policy *p, const char *vm, const PolicyDevice *devices, size_t n,
-                    PolicyDecision **ret);
+/*
+ * base: the settings before any file (NULL: the built-in defaults), e.g. the daemon's options.
+ * p2p_override (NULL: none): the VM's registrant's own assertion about P2P mappings
+ * (require-p2p or p2p-blocked); it replaces either of those after the files, but never
+ * single-only or deny, and never lifts a denial.
+ */
+int policy_evaluate(const Policy *p, const PolicySettings *base,
+                    const enum policy_mode *p2p_override, const char *vm,
+                    const PolicyDevice *devices, size_t n, PolicyDecision **ret);
+void policy_settings_default(PolicySettings *s);
 void policy_decision_free(PolicyDecision *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PolicyDecision, policy_decision_free)
 
 const char *policy_mode_to_string(enum policy_mode m);
 int policy_mode_from_string(const char *s, enum policy_mode *ret);

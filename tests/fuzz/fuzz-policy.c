@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         for (size_t n = 1; n <= G_N_ELEMENTS(devs); n++) {
                 PolicyDecision *d = NULL;
-                if (policy_evaluate(p, "web-1", devs, n, &d) < 0 || !d)
+                if (policy_evaluate(p, NULL, NULL, "web-1", devs, n, &d) < 0 || !d)
                         __builtin_trap();
                 policy_decision_free(d);
         }

@@ -117,7 +117,7 @@ static void test_evaluate_table(void)
 
                 for (size_t j = 0; j < G_N_ELEMENTS(c->devices) && c->devices[j]; j++)
                         g_array_append_val(devs, *c->devices[j]);
-                g_assert_cmpint(policy_evaluate(p, c->vm, (PolicyDevice *)devs->data, devs->len, &d),
+                g_assert_cmpint(policy_evaluate(p, NULL, NULL, c->vm, (PolicyDevice *)devs->data, devs->len, &d),
                                 ==, 0);
                 ids = blocker_ids(d);
                 if (strcmp(ids, c->blockers) != 0)
@@ -139,7 +139,7 @@ static void test_group_blockers(void)
         b.group_outside_member = "0000:3b:00.3";
         devs[0] = a;
         devs[1] = b;
-        g_assert_cmpint(policy_evaluate(p, "vm", devs, 2, &d), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "vm", devs, 2, &d), ==, 0);
         g_assert_false(d->allowed);
         g_assert_cmpuint(d->n_blockers, ==, 2);
         g_assert_cmpstr(d->blockers[0].id, ==, "group-shared");
@@ -161,7 +161,7 @@ static void test_no_p2p_message_names_device_and_rule(void)
         Policy *p = policy_new_default();
         PolicyDecision *d = NULL;
 
-        g_assert_cmpint(policy_evaluate(p, "web1", devs, 2, &d), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "web1", devs, 2, &d), ==, 0);
         g_assert_cmpuint(d->n_blockers, ==, 1);
         g_assert_cmpstr(d->blockers[0].device, ==, "acc0");
         g_assert_cmpstr(d->blockers[0].message, ==,
@@ -187,7 +187,7 @@ static void test_merge_order_later_files_win(void)
         g_autofree char *err = NULL;
 
         g_assert_cmpint(policy_parse(names, texts, 3, &p, &err), ==, 0);
-        g_assert_cmpint(policy_evaluate(p, "web-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "web-1", &mlx5, 1, &d), ==, 0);
         g_assert_true(d->allowed);
         g_assert_cmpint(d->settings.mode, ==, POLICY_MODE_REQUIRE_P2P);
         g_assert_cmpuint(d->settings.phase_deadline_ms, ==, 1000);
@@ -200,7 +200,7 @@ static void test_merge_order_later_files_win(void)
         policy_decision_free(d);
 
         /* Another VM sees only the defaults. */
-        g_assert_cmpint(policy_evaluate(p, "db-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "db-1", &mlx5, 1, &d), ==, 0);
         g_assert_cmpuint(d->settings.phase_deadline_ms, ==, 5000);
         g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_PARALLEL);
         g_assert_cmpuint(g_strv_length(d->matched), ==, 0);
@@ -213,7 +213,7 @@ static void test_builtin_defaults(void)
         Policy *p = policy_new_default();
         PolicyDecision *d = NULL;
 
-        g_assert_cmpint(policy_evaluate(p, "vm", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "vm", &mlx5, 1, &d), ==, 0);
         g_assert_cmpint(d->settings.mode, ==, POLICY_MODE_REQUIRE_P2P);
         g_assert_cmpuint(d->settings.phase_deadline_ms, ==, 10000);
         g_assert_cmpuint(d->settings.parallelism, ==, 0);
