@@ -216,6 +216,8 @@ void sim_device_free(SimDevice *d)
         g_free(d->iommu_group);
         g_free(d->p2p_group);
         g_free(d->blob_sha256);
+        g_free(d->saved_sha256);
+        g_free(d->loaded_sha256);
         g_clear_pointer(&d->arc_latency_ms, g_hash_table_unref);
         g_clear_pointer(&d->faults, g_array_unref);
         g_clear_pointer(&d->events, g_ptr_array_unref);
@@ -317,6 +319,8 @@ json_t *sim_device_to_json(const SimDevice *d)
         json_object_set_new(o, "faults", faults);
         json_object_set_new(o, "events", events);
         json_object_set_new(o, "events_dropped", json_integer((json_int_t)d->events_dropped));
+        json_object_set_new(o, "last_save_sha256", json_string(d->saved_sha256 ? d->saved_sha256 : ""));
+        json_object_set_new(o, "last_load_sha256", json_string(d->loaded_sha256 ? d->loaded_sha256 : ""));
         json_object_set_new(o, "counters",
                             json_pack("{s:I, s:I, s:I}", "loads", (json_int_t)d->loads, "saves",
                                       (json_int_t)d->saves, "resets", (json_int_t)d->resets));
@@ -542,6 +546,13 @@ static int parse_state(const Parser *p, json_t *o, SimDevice *d)
         if (!sim_blob_size_valid((uint32_t)size))
                 return bad_field(p, "blob_size", "is below the minimum of 16 bytes");
         d->blob_size = (uint32_t)size;
+        /* Optional: files written before these existed have neither. */
+        if (json_is_string(json_object_get(o, "last_save_sha256")) &&
+            *json_string_value(json_object_get(o, "last_save_sha256")))
+                d->saved_sha256 = g_strdup(json_string_value(json_object_get(o, "last_save_sha256")));
+        if (json_is_string(json_object_get(o, "last_load_sha256")) &&
+            *json_string_value(json_object_get(o, "last_load_sha256")))
+                d->loaded_sha256 = g_strdup(json_string_value(json_object_get(o, "last_load_sha256")));
         if (!json_is_object(counters) || get_uint(p, counters, "loads", INT64_MAX, &d->loads) < 0 ||
             get_uint(p, counters, "saves", INT64_MAX, &d->saves) < 0 ||
             get_uint(p, counters, "resets", INT64_MAX, &d->resets) < 0)
@@ -1251,8 +1262,11 @@ static int session_record(SimHandle *h, SimDevice *d, int fd, enum sim_record_ki
         if (r >= 0)
                 r = sim_record_append(fd, kind, &id, d->seed, d->generation, &blob, error);
         sim_blob_clear(&blob);
-        if (r >= 0 && kind == SIM_RECORD_FINAL)
+        if (r >= 0 && kind == SIM_RECORD_FINAL) {
                 d->saves++;
+                g_free(d->saved_sha256);
+                d->saved_sha256 = g_strdup(d->blob_sha256);
+        }
         return r;
 }
 
@@ -1337,6 +1351,8 @@ static int resume_load(SimHandle *h, SimDevice *d, GError **error)
         d->blob_size = fin.blob_size;
         g_free(d->blob_sha256);
         d->blob_sha256 = g_strdup(hex);
+        g_free(d->loaded_sha256);
+        d->loaded_sha256 = g_strdup(hex);
         d->loads++;
         session_end(h);
         return 0;

@@ -85,6 +85,9 @@ typedef struct SimDevice {
         GArray *faults;          /* SimFault */
         GPtrArray *events;       /* SimEvent*: corruption events */
         uint64_t loads, saves, resets;
+        /* Digest of the state the last save sent and the last load took in (NULL: none yet):
+         * the proof that a state arrived intact, since a running device's state moves on. */
+        char *saved_sha256, *loaded_sha256;
         uint64_t seed;           /* what the blob's pages are generated from */
         uint64_t events_dropped; /* older events dropped to keep the newest SIM_EVENTS_MAX */
 } SimDevice;

@@ -572,8 +572,15 @@ static void test_save_loads_on_same_kind(Fixture *f, gconstpointer data)
         g_assert_cmpuint(d->seed, ==, s->seed);
         g_assert_cmpuint(s->saves, ==, 1);
         g_assert_cmpuint(d->loads, ==, 1);
-        /* Leaving STOP_COPY ends the session; the source goes back to running. */
+        /* What was sent and what arrived stay on record after both devices move on. */
+        g_assert_null(s->loaded_sha256);
+        g_assert_null(d->saved_sha256);
+        g_assert_cmpstr(s->saved_sha256, ==, s->blob_sha256);
+        g_assert_cmpstr(d->loaded_sha256, ==, s->saved_sha256);
         g_assert_cmpint(device_set_state(dst, MIG_STATE_RUNNING, NULL), ==, 0);
+        g_clear_pointer(&d, sim_device_free);
+        d = read_device(f, "dst");
+        g_assert_cmpstr(d->loaded_sha256, ==, s->saved_sha256);
 }
 
 static void test_precopy_then_stop_copy_share_the_fd(Fixture *f, gconstpointer data)
