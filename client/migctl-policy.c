@@ -1,0 +1,156 @@
+/* migctl-policy: 'vfio-migctl check VM' and 'vfio-migctl policy reload|validate' */
+#include "migctl-verbs.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "migctl-json.h"
+#include "migctl-print.h"
+#include "policy-files.h"
+
+/* CheckMigration's reply (b, a(sss), a(ssss), as, a{sv}) as one JSON object. */
+static json_t *decision_to_json(const char *vm, json_t *reply)
+{
+        json_t *blockers = json_array(), *plan = json_array(), *e;
+        size_t i;
+
+        for (i = 0; (e = json_array_get(json_array_get(reply, 1), i)); i++)
+                json_array_append_new(
+                    blockers, json_pack("{s:O,s:O,s:O}", "id", json_array_get(e, 0), "device",
+                                        json_array_get(e, 1), "message", json_array_get(e, 2)));
+        for (i = 0; (e = json_array_get(json_array_get(reply, 2), i)); i++)
+                json_array_append_new(
+                    plan, json_pack("{s:O,s:O,s:O,s:O}", "phase", json_array_get(e, 0), "device",
+                                    json_array_get(e, 1), "target", json_array_get(e, 2), "path",
+                                    json_array_get(e, 3)));
+        return json_pack("{s:s,s:O,s:o,s:o,s:O,s:O}", "vm", vm, "allowed", json_array_get(reply, 0),
+                         "blockers", blockers, "plan", plan, "matched", json_array_get(reply, 3),
+                         "settings", json_array_get(reply, 4));
+}
+
+static void print_decision(FILE *f, const json_t *d)
+{
+        const json_t *s = json_object_get(d, "settings");
+        const json_t *blockers = json_arr(d, "blockers"), *plan = json_arr(d, "plan");
+        g_autofree char *matched = fmt_value(json_object_get(d, "matched"));
+        json_t *e;
+        size_t i;
+
+        fprintf(f, "VM %s: migration %s\n", json_str(d, "vm", "?"),
+                json_bool(d, "allowed") ? "allowed" : "refused");
+        fprintf(f,
+                "  %-16s mode %s, strategy %s, phase deadline %" JSON_INTEGER_FORMAT
+                " ms, parallelism %" JSON_INTEGER_FORMAT ", on failure %s\n",
+                "Settings:", json_str(s, "mode", "?"), json_str(s, "strategy", "?"),
+                (json_int_t)json_u64(s, "phase-deadline-ms"),
+                (json_int_t)json_u64(s, "parallelism"), json_str(s, "on-failure", "?"));
+        fprintf(f, "  %-16s %s\n", "Policy entries:", matched);
+        if (json_array_size(blockers) > 0) {
+                static const char *const headers[] = {"BLOCKER", "DEVICE", "WHY"};
+                Table *t = table_new(G_N_ELEMENTS(headers), headers);
+                for (i = 0; (e = json_array_get(blockers, i)); i++) {
+                        const char *row[] = {json_str(e, "id", "?"), json_str(e, "device", ""),
+                                             json_str(e, "message", "")};
+                        table_add(t, row);
+                }
+                fprintf(f, "  Blockers:\n");
+                table_print(t, f, "    ");
+                table_free(t);
+        }
+        if (json_array_size(plan) > 0) {
+                static const char *const headers[] = {"PHASE", "DEVICE", "TARGET", "KERNEL PATH"};
+                Table *t = table_new(G_N_ELEMENTS(headers), headers);
+                for (i = 0; (e = json_array_get(plan, i)); i++) {
+                        const char *row[] = {json_str(e, "phase", "?"), json_str(e, "device", "?"),
+                                             json_str(e, "target", "?"), json_str(e, "path", "")};
+                        table_add(t, row);
+                }
+                fprintf(f, "  Plan of a migration (save) from the devices' states now:\n");
+                table_print(t, f, "    ");
+                table_free(t);
+        }
+}
+
+int verb_check(Ctl *c, int argc, char **argv)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        json_auto_t *values = NULL, *decision = NULL;
+        g_autofree char *what = g_strdup_printf("check VM '%s'", argv[0]);
+        int r;
+
+        r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
+                               "CheckMigration", &error, &reply, "s", argv[0]);
+        if (r >= 0)
+                r = json_from_bus_message(reply, &values);
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                r = ctl_fail(c, what, &error, r);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        decision = decision_to_json(argv[0], values);
+        if (c->json)
+                json_print(c->out, decision);
+        else
+                print_decision(c->out, decision);
+        /* like a VM method refused with NotMigratable: scripts test the exit status */
+        return json_bool(decision, "allowed") ? MIGCTL_EXIT_OK : MIGCTL_EXIT_REFUSED;
+}
+
+int verb_policy_reload(Ctl *c, int argc, char **argv)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        json_auto_t *files = NULL;
+        uint32_t n = 0;
+        int r;
+
+        r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
+                               "ReloadPolicy", &error, &reply, "");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "u", &n);
+        sd_bus_message_unref(reply);
+        if (r >= 0)
+                r = ctl_get_property(c, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE, "PolicyFiles", &files,
+                                     &error);
+        if (r < 0) {
+                r = ctl_fail(c, "reload the policy", &error, r);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (c->json) {
+                json_t *j = json_pack("{s:i,s:O}", "files", (int)n, "policy-files", files);
+                json_print(c->out, j);
+                json_decref(j);
+        } else {
+                g_autofree char *list = fmt_value(files);
+                fprintf(c->out, "policy reloaded from %u file%s: %s\n", n, n == 1 ? "" : "s",
+                        n ? list : "none (built-in defaults)");
+        }
+        return MIGCTL_EXIT_OK;
+}
+
+/* No daemon needed: the files are parsed by the daemon's own policy code. */
+int verb_policy_validate(Ctl *c, int argc, char **argv)
+{
+        g_autoptr(Policy) policy = NULL;
+        g_autofree char *problem = NULL;
+        int r = policy_files_load_list((const char *const *)argv, (size_t)argc, &policy, &problem);
+
+        if (c->json) {
+                json_t *j = json_pack("{s:b,s:s?}", "valid", r >= 0, "error", problem);
+                json_print(c->out, j);
+                json_decref(j);
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s\n", problem ? problem : strerror(-r));
+                return MIGCTL_EXIT_FAILURE;
+        }
+        if (!c->json)
+                fprintf(c->out, "%d policy file%s valid\n", argc, argc == 1 ? "" : "s");
+        return MIGCTL_EXIT_OK;
+}
