@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   meson ninja-build pkg-config gcc libc6-dev
   libsystemd-dev libglib2.0-dev libjansson-dev
-  dbus dbus-daemon systemd python3 util-linux passwd
+  dbus dbus-daemon dbus-bin libglib2.0-bin systemd python3 util-linux passwd
   valgrind clang libclang-rt-14-dev
 )
 
