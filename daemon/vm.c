@@ -591,6 +591,19 @@ int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
                 }
                 pd[i] = (PlanDevice){
                     .name = d->info.name, .flags = d->info.migration_flags, .state = vm->states[i]};
+                /* A session this daemon did not open (the VM was registered again, or the
+                 * daemon restarted, after PreCopy) has no fd here: its data cannot be saved. */
+                if ((op == PLAN_OP_QUIESCE || op == PLAN_OP_SAVE) &&
+                    mig_state_is_saving(vm->states[i]) && vm->data_fds[i] < 0) {
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBADFD),
+                                    "VM %s cannot %s: device %s is in %s, but this daemon holds "
+                                    "no data session for it (the VM was registered again or "
+                                    "the daemon restarted after PreCopy); run Abort to bring "
+                                    "the VM back to RUNNING, then migrate again.",
+                                    vm->name, plan_op_to_string(op), d->info.name,
+                                    mig_state_to_string(vm->states[i]));
+                        return -EBADFD;
+                }
         }
         r = plan_build(op, vm->options.strategy, vm->options.p2p_mode, pd, vm->n, ret, &reason);
         if (r == -EINVAL) {

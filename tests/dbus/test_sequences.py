@@ -229,6 +229,26 @@ class SequenceTest(MigdTestCase):
         self.assertStates(self.h, ["nic0", "nic1", "vio0"], "RUNNING")
         self.assertEqual(self.h.sim.state("gpu0"), "ERROR")
 
+    def test_save_without_the_precopy_session_is_invalid_state(self):
+        """A VM registered again after PreCopy: the daemon holds no session for the pre-copying
+        devices, so Save is refused before anything moves, and Abort recovers the VM."""
+        self.ctl_json("precopy", "vm1")
+        self.assertOk(self.h.ctl("unregister", "vm1"))
+        self.assertOk(self.h.ctl("register", "vm1", *NAMES))
+        before = self.generations()
+        out = os.path.join(self.h.workdir, "stream")
+        r = self.h.ctl("save", "vm1", out)
+        self.assertExit(r, EXIT_REFUSED, "InvalidState")
+        self.assertIn("no data session", r.stderr)
+        self.assertIn("Abort", r.stderr)
+        self.assertEqual(self.generations(), before, "nothing moved")
+        self.assertEqual({n: self.h.sim.state(n) for n in sorted(PRE_COPY)},
+                         {n: "PRE_COPY" for n in sorted(PRE_COPY)})
+        self.ctl_json("abort", "vm1")
+        self.assertStates(self.h, NAMES, "RUNNING")
+        self.ctl_json("save", "vm1", out)
+        self.assertStates(self.h, NAMES, "STOP")
+
     def test_busy_while_a_sequence_runs(self):
         """A second call on a VM while its sequence runs is Busy; reads stay responsive."""
         for n in NAMES:
