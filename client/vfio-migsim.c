@@ -25,7 +25,7 @@ static const GOptionEntry global_entries[] = {
     {"dir", 'd', 0, G_OPTION_ARG_FILENAME, &arg_dir,
      "State directory (default $VFIO_MIGSIM_DIR, else " DEFAULT_DIR ")", "DIR"},
     {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON instead of text", NULL},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static const char *sim_dir(void)
@@ -144,7 +144,7 @@ static const GOptionEntry create_entries[] = {
      "BYTES"},
     {"seed", 0, 0, G_OPTION_ARG_STRING, &opt_seed,
      "Initial state seed (default: derived from the name)", "N"},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static int create_apply_preset(SimSpec *spec)
@@ -331,7 +331,7 @@ static const GOptionEntry fault_entries[] = {
      "Where a fail leaves the device: original (default) or intermediate", "WHERE"},
     {"times", 0, 0, G_OPTION_ARG_STRING, &opt_times,
      "Fire this many times, then disappear (default 0: every time)", "N"},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static int cmd_fault(char **args)
@@ -382,7 +382,7 @@ static int cmd_clear_faults(char **args)
 static const GOptionEntry latency_entries[] = {
     {"arc", 0, 0, G_OPTION_ARG_STRING, &opt_arc,
      "Only this arc, e.g. RUNNING>RUNNING_P2P (default: every arc without its own)", "ARC"},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static int cmd_latency(char **args)
@@ -405,7 +405,7 @@ static const GOptionEntry set_state_entries[] = {
      "Walk the kernel's path arc by arc (latency, faults, corruption events) instead of "
      "forcing the state; a data session opened this way ends with this command",
      NULL},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static int set_state_walk(const char *name, enum mig_state target)

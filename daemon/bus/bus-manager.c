@@ -442,7 +442,6 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(PolicyDecision) dec = NULL;
         g_autoptr(GError) gerr = NULL;
-        g_auto(GStrv) matched = NULL;
         Daemon *d = userdata;
         Plan *plan = NULL;
         const char *name;

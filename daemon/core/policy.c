@@ -196,7 +196,7 @@ static char *path_string(const ParseCtx *c)
         return g_string_free(s, FALSE);
 }
 
-static int fail_va(ParseCtx *c, bool at_key, const char *fmt, va_list ap)
+static int G_GNUC_PRINTF(3, 0) fail_va(ParseCtx *c, bool at_key, const char *fmt, va_list ap)
 {
         unsigned line, column;
         g_autofree char *msg = g_strdup_vprintf(fmt, ap);
