@@ -74,16 +74,17 @@ static void print_decision(FILE *f, const json_t *d)
         }
 }
 
-int verb_check(Ctl *c, int argc, char **argv)
+/* CheckMigration for one VM as a decision object; an exit code on failure (said). */
+static int check_one(Ctl *c, const char *vm, json_t **ret)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
-        json_auto_t *values = NULL, *decision = NULL;
-        g_autofree char *what = g_strdup_printf("check VM '%s'", argv[0]);
+        json_auto_t *values = NULL;
+        g_autofree char *what = g_strdup_printf("check VM '%s'", vm);
         int r;
 
         r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
-                               "CheckMigration", &error, &reply, "s", argv[0]);
+                               "CheckMigration", &error, &reply, "s", vm);
         if (r >= 0)
                 r = json_from_bus_message(reply, &values);
         sd_bus_message_unref(reply);
@@ -92,13 +93,75 @@ int verb_check(Ctl *c, int argc, char **argv)
                 sd_bus_error_free(&error);
                 return r;
         }
-        decision = decision_to_json(argv[0], values);
+        *ret = decision_to_json(vm, values);
+        return MIGCTL_EXIT_OK;
+}
+
+int verb_check(Ctl *c, int argc, char **argv)
+{
+        json_auto_t *decision = NULL;
+        int r = check_one(c, argv[0], &decision);
+
+        if (r != MIGCTL_EXIT_OK)
+                return r;
         if (c->json)
                 json_print(c->out, decision);
         else
                 print_decision(c->out, decision);
         /* like a VM method refused with NotMigratable: scripts test the exit status */
         return json_bool(decision, "allowed") ? MIGCTL_EXIT_OK : MIGCTL_EXIT_REFUSED;
+}
+
+/* The policy files in force and what they decide for every registered VM. */
+int verb_policy_show(Ctl *c, int argc, char **argv)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        json_auto_t *files = NULL, *vms = NULL, *decisions = json_array();
+        json_t *e;
+        size_t i;
+        int r;
+
+        r = ctl_get_property(c, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE, "PolicyFiles", &files, &error);
+        if (r >= 0)
+                r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
+                                       "ListVMs", &error, &reply, "");
+        if (r >= 0)
+                r = json_from_bus_message(reply, &vms);
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                r = ctl_fail(c, "show the policy", &error, r);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        /* ListVMs: [[ (name, path)... ]] */
+        for (i = 0; (e = json_array_get(json_array_get(vms, 0), i)); i++) {
+                json_t *d = NULL;
+                r = check_one(c, json_string_value(json_array_get(e, 0)), &d);
+                if (r != MIGCTL_EXIT_OK)
+                        return r;
+                json_array_append_new(decisions, d);
+        }
+        if (c->json) {
+                json_t *j = json_pack("{s:O,s:O}", "policy-files", files, "vms", decisions);
+                json_print(c->out, j);
+                json_decref(j);
+                return MIGCTL_EXIT_OK;
+        }
+        if (json_array_size(files) == 0)
+                fprintf(c->out, "Policy files: none; the built-in defaults apply\n");
+        else {
+                fprintf(c->out, "Policy files, in the order read (later entries win):\n");
+                for (i = 0; (e = json_array_get(files, i)); i++)
+                        fprintf(c->out, "  %s\n", json_string_value(e));
+        }
+        if (json_array_size(decisions) == 0)
+                fprintf(c->out, "No VM is registered.\n");
+        for (i = 0; (e = json_array_get(decisions, i)); i++) {
+                fputc('\n', c->out);
+                print_decision(c->out, e);
+        }
+        return MIGCTL_EXIT_OK;
 }
 
 int verb_policy_reload(Ctl *c, int argc, char **argv)

@@ -42,3 +42,4 @@ int verb_resume(Ctl *c, int argc, char **argv);  /* VM FILE|- */
 int verb_start(Ctl *c, int argc, char **argv);   /* VM */
 int verb_abort(Ctl *c, int argc, char **argv);   /* VM */
 int verb_policy_reload(Ctl *c, int argc, char **argv);
+int verb_policy_show(Ctl *c, int argc, char **argv);

@@ -54,6 +54,7 @@ static const Verb verbs[] = {
     {"resume", NULL, 2, 2, 0, verb_resume, "VM FILE|-"},
     {"start", NULL, 1, 1, 0, verb_start, "VM"},
     {"abort", NULL, 1, 1, 0, verb_abort, "VM"},
+    {"policy", "show", 0, 0, 0, verb_policy_show, ""},
     {"policy", "reload", 0, 0, 0, verb_policy_reload, ""},
     {"policy", "validate", 1, -1, VERB_LOCAL, verb_policy_validate, "FILE..."},
 };
@@ -75,6 +76,7 @@ static void help(FILE *f)
                 "  last VM                the timeline of the VM's last sequence\n"
                 "  check VM               whether the VM may migrate under the policy, its\n"
                 "                         blockers and the plan (exit 6 when refused)\n"
+                "  policy show            the policy files in force and each VM's decision\n"
                 "  monitor                print the daemon's signals until interrupted\n"
                 "                         (or for --timeout SEC when given)\n"
                 "Changing (root or vfio-migd's operator group):\n"
@@ -252,7 +254,7 @@ int main(int argc, char **argv)
         }
         verb = find_verb(argv + optind, argc - optind, &words);
         if (!verb && strcmp(argv[optind], "policy") == 0)
-                return usage_error("usage: vfio-migctl policy reload | "
+                return usage_error("usage: vfio-migctl policy show | vfio-migctl policy reload | "
                                    "vfio-migctl policy validate FILE...");
         if (!verb)
                 return usage_error("unknown command '%s'", argv[optind]);

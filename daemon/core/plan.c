@@ -230,8 +230,28 @@ static void phase_quiesce_p2p(PlanBuilder *b)
         phase_end(b);
 }
 
+static bool any_p2p(const PlanBuilder *b)
+{
+        for (size_t i = 0; i < b->n; i++)
+                if (has_p2p(&b->devices[i]))
+                        return true;
+        return false;
+}
+
+/*
+ * Devices without P2P (p2p-blocked) stop in a phase of their own, after every P2P device
+ * quiesced and before any P2P device stops: a P2P device can then never stop while one of
+ * them still runs. It costs a phase, and only VMs that have such devices pay it.
+ */
 static void phase_quiesce_stop(PlanBuilder *b)
 {
+        if (any_p2p(b)) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "stop-no-p2p");
+                for (size_t i = 0; i < b->n; i++)
+                        if (!has_p2p(&b->devices[i]) && mig_state_is_running(b->cur[i]))
+                                add_transition(b, i, stop_target(b->cur[i]));
+                phase_end(b);
+        }
         phase_begin(b, PLAN_PHASE_TRANSITION, "stop");
         for (size_t i = 0; i < b->n; i++)
                 if (mig_state_is_running(b->cur[i]))
@@ -329,8 +349,17 @@ static void phase_run_p2p(PlanBuilder *b)
         phase_end(b);
 }
 
+/* The mirror of the stop order: devices without P2P run while every P2P device still holds
+ * back in RUNNING_P2P, so none of those runs (and DMAs) into a device that is stopped. */
 static void phase_run(PlanBuilder *b)
 {
+        if (any_p2p(b)) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p");
+                for (size_t i = 0; i < b->n; i++)
+                        if (!has_p2p(&b->devices[i]) && b->cur[i] != MIG_STATE_RUNNING)
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                phase_end(b);
+        }
         phase_begin(b, PLAN_PHASE_TRANSITION, "run");
         for (size_t i = 0; i < b->n; i++)
                 if (b->cur[i] != MIG_STATE_RUNNING)

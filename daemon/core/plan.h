@@ -6,6 +6,7 @@
  * build the ordered phases the sequencer runs. No I/O, no globals.
  *
  * Source:      PRE_COPY (optional) -> "p2p" (every P2P device to RUNNING_P2P / PRE_COPY_P2P)
+ *              -> "stop-no-p2p" (devices without P2P, p2p-blocked VMs only, to STOP)
  *              -> barrier -> "stop" (every device to STOP, or STOP_COPY when it is in a
  *              pre-copy session, keeping its data fd) -> "stop-copy" (open the save
  *              sessions) -> "save" stream -> "stopped" (STOP_COPY -> STOP).

@@ -193,8 +193,10 @@ class Sim:
         return r
 
     def create(self, name, preset, flags=None, p2p_group=None, latency_ms=None,
-               blob_size=None):
+               blob_size=None, group=None):
         args = ["create", name, "--preset", preset]
+        if group:
+            args += ["--group", group]
         if flags:
             args += ["--flags", flags]
         if p2p_group:

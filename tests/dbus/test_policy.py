@@ -8,8 +8,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED, MANAGER,  # noqa: E402
-                      ROOT, MigdTestCase, binary, main, run)
+from migdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED,  # noqa: E402
+                      EXIT_ROLLED_BACK, MANAGER, ROOT, MigdTestCase, binary, main, run, seconds)
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -179,6 +182,146 @@ class ValidateTest(MigdTestCase):
         r = self.validate(os.path.join(self.workdir, "missing.json"))
         self.assertEqual(r.returncode, EXIT_FAILURE, r)
         self.assertIn("missing.json", r.stderr)
+
+
+class P2PModeTest(MigdTestCase):
+    """The reason the modes exist: a VM with a device that has no P2P."""
+
+    # Every device a peer of every other (P2P mappings), so a device stopped while another
+    # still initiates P2P DMA records corruption. The hisi device's stop is slow: if it were
+    # stopped in the same phase as the P2P devices, they would stop while it still ran.
+    DEVICES = [("nic0", "mlx5", {"p2p_group": "vm1"}), ("nvme0", "pds", {"p2p_group": "vm1"}),
+               ("acc0", "hisi", {"p2p_group": "vm1"})]
+    NAMES = ["nic0", "nvme0", "acc0"]
+
+    def host(self, label, policy=None):
+        h = self.new_host(label=label, start=False, devices=self.DEVICES)
+        if policy:
+            h.write_policy(policy)
+        h.sim.latency("acc0", 100, arc="RUNNING>STOP")
+        h.start_daemon()
+        self.assertOk(h.ctl("register", "vm1", *self.NAMES))
+        return h
+
+    def test_require_p2p_refuses_and_nothing_moves(self):
+        """The default mode: Quiesce and Save of the VM are NotMigratable (exit 6) naming acc0,
+        and no device changes state or generation."""
+        h = self.host("src")
+        before = {n: h.sim.show(n)["generation"] for n in self.NAMES}
+        r = h.ctl("quiesce", "vm1")
+        self.assertExit(r, EXIT_REFUSED, "NotMigratable")
+        self.assertIn("no-p2p: device 'acc0'", r.stderr)
+        self.assertExit(h.ctl("save", "vm1", os.path.join(h.workdir, "s")), EXIT_REFUSED,
+                        "NotMigratable")
+        self.assertStates(h, self.NAMES, "RUNNING")
+        self.assertEqual({n: h.sim.show(n)["generation"] for n in self.NAMES}, before)
+
+    def test_p2p_blocked_by_policy_migrates_without_corruption(self):
+        """The same VM with mode p2p-blocked in a policy file: it migrates (quiesce, save,
+        resume on a second host) and no device on either side records corruption; the
+        device without P2P stops after the P2P devices quiesced and before they stop."""
+        policy = {"vms": [{"match": "vm*", "mode": "p2p-blocked"}]}
+        src, dst = self.host("src", policy), self.host("dst", policy)
+        stream = os.path.join(src.workdir, "stream")
+        q = self.assertOk(src.ctl("--json", "quiesce", "vm1")).json
+        self.assertEqual([p["name"] for p in q["phases"]], ["p2p", "stop-no-p2p", "stop"])
+        self.assertOk(src.ctl("save", "vm1", stream))
+        self.assertOk(dst.ctl("resume", "vm1", stream))
+        for n in self.NAMES:
+            self.assertEqual(src.sim.events(n), [], f"corruption on source {n}")
+            self.assertEqual(dst.sim.events(n), [], f"corruption on destination {n}")
+            self.assertEqual(dst.sim.show(n)["last_load_sha256"],
+                             src.sim.show(n)["last_save_sha256"], n)
+        self.assertStates(dst, self.NAMES, "RUNNING")
+
+    def test_registration_mode_overrides_the_policy_but_not_a_denial(self):
+        """RegisterVM's p2p-mode is the registrant's assertion: it lifts require-p2p, but a
+        VM that policy denies stays denied."""
+        h = self.host("src", {"vms": [{"match": "held*", "migratable": False}]})
+        self.assertOk(h.ctl("unregister", "vm1"))
+        self.assertOk(h.ctl("register", "vm1", *self.NAMES, "--p2p-mode", "p2p-blocked"))
+        j = h.ctl("--json", "check", "vm1").json
+        self.assertIs(j["allowed"], True, j)
+        self.assertIn("VM registration (p2p-mode p2p-blocked)", j["matched"])
+        self.assertOk(h.ctl("unregister", "vm1"))
+        self.assertOk(h.ctl("register", "held1", *self.NAMES, "--p2p-mode", "p2p-blocked"))
+        j = h.ctl("--json", "check", "held1").json
+        self.assertEqual([b["id"] for b in j["blockers"]], ["vm-denied"])
+
+
+class GroupTest(MigdTestCase):
+    """IOMMU groups: one group cannot be split between VMs or left half outside one."""
+
+    def test_partial_and_shared_groups_are_blockers(self):
+        """a0 and a1 share group g1: a VM holding a0 alone has partial-group; once another VM
+        holds a1, both have group-shared as well; holding the whole group is fine."""
+        h = self.new_host(devices=[("a0", "mlx5", {"group": "g1"}), ("a1", "mlx5", {"group": "g1"}),
+                                   ("b0", "pds", {"group": "g2"})])
+        self.assertOk(h.ctl("register", "vm1", "a0"))
+        j = h.ctl("--json", "check", "vm1").json
+        self.assertEqual([(b["id"], b["device"]) for b in j["blockers"]], [("partial-group", "a0")])
+        self.assertIn("'a1'", j["blockers"][0]["message"])
+        self.assertOk(h.ctl("register", "vm2", "a1", "b0"))
+        j2 = h.ctl("--json", "check", "vm2").json
+        self.assertEqual(sorted(b["id"] for b in j2["blockers"]), ["group-shared", "partial-group"])
+        self.assertIn("VM 'vm1' also holds", " ".join(b["message"] for b in j2["blockers"]))
+        self.assertExit(h.ctl("quiesce", "vm2"), EXIT_REFUSED, "NotMigratable")
+        self.assertOk(h.ctl("unregister", "vm1"))
+        self.assertOk(h.ctl("unregister", "vm2"))
+        self.assertOk(h.ctl("register", "vm3", "a0", "a1", "b0"))
+        self.assertIs(h.ctl("--json", "check", "vm3").json["allowed"], True)
+
+
+class FailureActionTest(MigdTestCase):
+
+    def test_on_failure_reset_resets_every_device_and_reports_state_lost(self):
+        """on-failure reset: a failing arc makes the sequencer reset every device (exit 7);
+        every device is RUNNING again, was reset once, and is listed in lost-state."""
+        names = ["nic0", "nic1"]
+        h = self.new_host(start=False, devices=[("nic0", "mlx5"), ("nic1", "pds")])
+        h.write_policy({"defaults": {"on-failure": "reset"}})
+        h.start_daemon()
+        self.assertOk(h.ctl("register", "vm1", *names))
+        h.sim.fault("nic1", "RUNNING_P2P>STOP", "fail", errno="EIO")
+        self.assertExit(h.ctl("quiesce", "vm1"), EXIT_ROLLED_BACK, "SequenceFailed")
+        last = h.ctl("--json", "last", "vm1").json
+        self.assertEqual(sorted(last["lost-state"]), names)
+        self.assertIn("rollback:reset", [p["name"] for p in last["phases"]])
+        self.assertStates(h, names, "RUNNING")
+        self.assertEqual([h.sim.show(n)["resets"] for n in names], [1, 1])
+
+
+class StartupTest(MigdTestCase):
+
+    def test_an_invalid_policy_stops_the_daemon_with_78(self):
+        """A bad policy at start: exit 78 (EX_CONFIG) naming file, line and column, and the
+        bus name is never taken; --allow-default-policy starts with the defaults."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5")])
+        path = h.write_policy('{"defaults": {"mode": "maybe"}}')
+        argv = [binary("MIGD"), "--backend=sim", f"--sim-dir={h.sim.dir}", f"--policy={path}",
+                f"--policy-dir={h.workdir}/policy.d"]
+        p = subprocess.run(argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(10))
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn(f"{path}:1:23: defaults.mode is \"maybe\"", p.stderr)
+        self.assertFalse(h.bus.has_owner())
+        h.start_daemon("--allow-default-policy")
+        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
+        self.assertIn("built-in default policy", h.daemon.read_log())
+
+    def test_sighup_reloads_the_policy(self):
+        """SIGHUP (systemctl reload) reads the files again, as ReloadPolicy does."""
+        h = self.new_host(devices=[("nic0", "mlx5")])
+        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
+        path = h.write_policy({"defaults": {"phase-deadline-ms": 1234}})
+        h.daemon.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + seconds(5)
+        while h.busctl_get(ROOT, MANAGER, "PolicyFiles") != [path]:
+            self.assertLess(time.monotonic(), deadline, "SIGHUP did not reload the policy")
+            time.sleep(0.05)
+        self.assertOk(h.ctl("register", "vm1", "nic0"))
+        self.assertEqual(h.ctl("--json", "check", "vm1").json["settings"]["phase-deadline-ms"],
+                         1234)
 
 
 if __name__ == "__main__":

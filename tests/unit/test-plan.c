@@ -36,7 +36,8 @@ static const PlanCase cases[] = {
     {"quiesce/parallel/p2p-blocked-mix", PLAN_OP_QUIESCE, PAR, BLOCKED,
      "mlx:SC|P2P|PC:RUNNING hisi:SC|PC:RUNNING pds:SC|P2P:RUNNING ap:SC:RUNNING",
      "p2p: mlx=RUNNING>RUNNING_P2P pds=RUNNING>RUNNING_P2P"
-     " | stop: mlx=RUNNING_P2P>STOP hisi=RUNNING>STOP pds=RUNNING_P2P>STOP ap=RUNNING>STOP",
+     " | stop-no-p2p: hisi=RUNNING>STOP ap=RUNNING>STOP"
+     " | stop: mlx=RUNNING_P2P>STOP pds=RUNNING_P2P>STOP",
      0, NULL},
     {"quiesce/parallel/pre-copy-keeps-session", PLAN_OP_QUIESCE, PAR, REQUIRE,
      "mlx:SC|P2P|PC:PRE_COPY pds:SC|P2P:RUNNING",
@@ -45,7 +46,8 @@ static const PlanCase cases[] = {
      0, NULL},
     {"quiesce/parallel/non-p2p-pre-copy", PLAN_OP_QUIESCE, PAR, BLOCKED,
      "hisi:SC|PC:PRE_COPY mlx:SC|P2P|PC:RUNNING",
-     "p2p: mlx=RUNNING>RUNNING_P2P | stop: hisi=PRE_COPY>STOP_COPY mlx=RUNNING_P2P>STOP", 0, NULL},
+     "p2p: mlx=RUNNING>RUNNING_P2P | stop-no-p2p: hisi=PRE_COPY>STOP_COPY"
+     " | stop: mlx=RUNNING_P2P>STOP", 0, NULL},
     {"quiesce/parallel/single-non-p2p-device", PLAN_OP_QUIESCE, PAR, REQUIRE, "hisi:SC|PC:RUNNING",
      "stop: hisi=RUNNING>STOP", 0, NULL},
     {"quiesce/parallel/single-vfio-ap", PLAN_OP_QUIESCE, PAR, REQUIRE, "ap:SC:RUNNING",
@@ -124,9 +126,10 @@ static const PlanCase cases[] = {
      " | run: mlx=RUNNING_P2P>RUNNING pds=RUNNING_P2P>RUNNING",
      0, NULL},
     {"resume/parallel/p2p-blocked-mix", PLAN_OP_RESUME, PAR, BLOCKED, "ap:SC:STOP pds:SC|P2P:STOP",
-     "resuming: ap=STOP>RESUMING pds=STOP>RESUMING | load<load>: ap=RESUMING pds=RESUMING"
+     "resuming: ap=STOP>RESUMING pds=STOP>RESUMING"
+     " | load<load>: ap=RESUMING pds=RESUMING"
      " | validate: ap=RESUMING>STOP pds=RESUMING>STOP | p2p: pds=STOP>RUNNING_P2P"
-     " | run: ap=STOP>RUNNING pds=RUNNING_P2P>RUNNING",
+     " | run-no-p2p: ap=STOP>RUNNING | run: pds=RUNNING_P2P>RUNNING",
      0, NULL},
     {"resume/serial/qemu-order", PLAN_OP_RESUME, SER, REQUIRE, "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP",
      "resuming mlx: mlx=STOP>RESUMING | resuming pds: pds=STOP>RESUMING"
@@ -137,8 +140,8 @@ static const PlanCase cases[] = {
     /* start */
     {"start/p2p-then-run", PLAN_OP_START, PAR, BLOCKED,
      "mlx:SC|P2P|PC:STOP ap:SC:STOP_COPY pds:SC|P2P:RUNNING_P2P",
-     "p2p: mlx=STOP>RUNNING_P2P"
-     " | run: mlx=RUNNING_P2P>RUNNING ap=STOP_COPY>STOP>RUNNING pds=RUNNING_P2P>RUNNING",
+     "p2p: mlx=STOP>RUNNING_P2P | run-no-p2p: ap=STOP_COPY>STOP>RUNNING"
+     " | run: mlx=RUNNING_P2P>RUNNING pds=RUNNING_P2P>RUNNING",
      0, NULL},
     {"start/serial-takes-safe-order", PLAN_OP_START, SER, REQUIRE,
      "mlx:SC|P2P|PC:STOP_COPY pds:SC|P2P:STOP",
@@ -151,8 +154,8 @@ static const PlanCase cases[] = {
      " mlx3:SC|P2P|PC:PRE_COPY_P2P hisi:SC|PC:PRE_COPY ap:SC:STOP",
      "reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
      " | p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
-     " | run: mlx2=RUNNING_P2P>RUNNING mlx3=RUNNING_P2P>RUNNING hisi=PRE_COPY>RUNNING"
-     " ap=STOP>RUNNING",
+     " | run-no-p2p: hisi=PRE_COPY>RUNNING ap=STOP>RUNNING"
+     " | run: mlx2=RUNNING_P2P>RUNNING mlx3=RUNNING_P2P>RUNNING",
      0, NULL},
     {"abort/already-running", PLAN_OP_ABORT, PAR, REQUIRE, "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING",
      "", 0, NULL},
