@@ -30,7 +30,8 @@ host() {
   local name=$1
   mkdir -p "$work/$name/sim"
   sed "s|@LISTEN@|unix:path=$work/$name/bus|" "$top/tests/data/demo-bus.conf" >"$work/$name/bus.conf"
-  dbus-daemon --config-file="$work/$name/bus.conf" --nofork --nopidfile & pids+=($!)
+  dbus-daemon --config-file="$work/$name/bus.conf" --nofork --nopidfile 2>"$work/$name/bus.log" &
+  pids+=($!)
   for _ in $(seq 100); do [ -S "$work/$name/bus" ] && break; sleep 0.05; done
   DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/$name/bus" "$MIGD" --backend=sim \
     --sim-dir="$work/$name/sim" --phase-deadline-ms=5000 2>"$work/$name/daemon.log" & pids+=($!)
@@ -107,13 +108,13 @@ declare -A downtime corrupt=([parallel]=0 [serial]=0)
 say "Two hosts, each a private D-Bus with its own vfio-migd and simulated devices"
 host src
 host dst
-echo "VM: $(names a) -- mlx5 (STOP_COPY|P2P|PRE_COPY) x2, pds (STOP_COPY|P2P), xe (STOP_COPY|P2P),"
+echo "VM: $(names par-) -- mlx5 (STOP_COPY|P2P|PRE_COPY) x2, pds (STOP_COPY|P2P), xe (STOP_COPY|P2P),"
 echo "    virtio (STOP_COPY|P2P|PRE_COPY); 20 ms per kernel arc; all peers with P2P mappings."
 
-migrate a parallel
-par_events=$(events a)
-migrate q serial
-ser_events=$(events q)
+migrate par- parallel
+par_events=$(events par-)
+migrate ser- serial
+ser_events=$(events ser-)
 
 say "Summary"
 echo "vfio-migd (phases, devices in parallel): quiesce ${downtime[parallel]} ms, $par_events corruption events"
