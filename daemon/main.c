@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "policy-files.h"
 
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 78
@@ -33,17 +34,17 @@ static void print_help(void)
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
                ", 0: one per device\n"
                "                               (default: 0)\n"
-               "  --policy=FILE                the main policy file (default: "
-               "/etc/vfio-migd/policy.json)\n"
+               "  --policy=FILE                the main policy file (default: %s)\n"
                "  --policy-dir=DIR             policy drop-ins, *.json in name order (default:\n"
-               "                               /etc/vfio-migd/policy.d)\n"
+               "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
                "                               (default: refuse to start, exit status 78)\n"
                "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
                "info)\n"
                "  --version                    print the version and exit\n"
                "  --help                       print this help and exit\n",
-               VM_PHASE_DEADLINE_MAX, VM_PARALLELISM_MAX);
+               VM_PHASE_DEADLINE_MAX, VM_PARALLELISM_MAX, POLICY_MAIN_DEFAULT,
+               POLICY_DROPIN_DEFAULT);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -10,8 +10,12 @@
 
 #include "core/policy.h"
 
-#define POLICY_MAIN_DEFAULT    "/etc/vfio-migd/policy.json"
-#define POLICY_DROPIN_DEFAULT  "/etc/vfio-migd/policy.d"
+#ifndef VFIO_MIGD_SYSCONFDIR
+#define VFIO_MIGD_SYSCONFDIR "/etc"
+#endif
+/* /etc/vfio-migd/... when built with --prefix=/usr, as the packaged daemon is. */
+#define POLICY_MAIN_DEFAULT    VFIO_MIGD_SYSCONFDIR "/vfio-migd/policy.json"
+#define POLICY_DROPIN_DEFAULT  VFIO_MIGD_SYSCONFDIR "/vfio-migd/policy.d"
 
 int policy_files_load(const char *main_file, const char *dropin_dir, Policy **ret,
                       char ***ret_files, char **ret_error);
