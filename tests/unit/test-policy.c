@@ -178,8 +178,9 @@ static void test_merge_order_later_files_win(void)
         const char *names[] = {"policy.json", "policy.d/10-site.json", "policy.d/20-rack.json"};
         const char *texts[] = {
                 "{\"defaults\":{\"mode\":\"deny\",\"phase-deadline-ms\":5000,\"parallelism\":4}}",
-                "{\"defaults\":{\"mode\":\"require-p2p\"},"
-                " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"serial\"}]}",
+                /* Parenthesized: one string split over two lines, not a missing comma. */
+                ("{\"defaults\":{\"mode\":\"require-p2p\"},"
+                 " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"serial\"}]}"),
                 "{\"vms\":[{\"match\":\"web-1\",\"phase-deadline-ms\":1000,\"on-failure\":\"reset\"}]}",
         };
         Policy *p = NULL;

@@ -227,8 +227,8 @@ static void test_bad_names_and_duplicates(Fixture *f, gconstpointer data)
                                           ".hidden",
                                           "sp ace",
                                           "x*",
-                                          "0123456789012345678901234567890123456789012345678901"
-                                          "2345678901234"}; /* 65 */
+                                          ("0123456789012345678901234567890123456789012345678901"
+                                           "2345678901234")}; /* 65 */
         SimDevice *d = NULL;
 
         for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
