@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 
 static bool bus_type_is_basic_char(char t)
@@ -11,10 +12,15 @@ static bool bus_type_is_basic_char(char t)
         return t && strchr("ybnqiuxtdsogh", t);
 }
 
+/* jansson's integers are signed 64-bit and a double cannot hold 2^64-1 (the top of the IOVA
+ * space): above INT64_MAX the exact value goes out as a decimal string. */
 static json_t *json_from_u64(uint64_t v)
 {
-        if (v > (uint64_t)INT64_MAX)
-                return json_real((double)v);
+        if (v > (uint64_t)INT64_MAX) {
+                char buf[24];
+                snprintf(buf, sizeof(buf), "%" PRIu64, v);
+                return json_string(buf);
+        }
         return json_integer((json_int_t)v);
 }
 
@@ -210,6 +216,8 @@ uint64_t json_u64(const json_t *obj, const char *key)
                 return json_integer_value(v) < 0 ? 0 : (uint64_t)json_integer_value(v);
         if (json_is_real(v))
                 return json_real_value(v) < 0 ? 0 : (uint64_t)json_real_value(v);
+        if (json_is_string(v))
+                return strtoull(json_string_value(v), NULL, 10);
         return 0;
 }
 

@@ -216,9 +216,11 @@ static void build_precopy(PlanBuilder *b)
         phase_end(b);
 }
 
-static void phase_quiesce_p2p(PlanBuilder *b)
+/* prefix names the phases apart where a plan quiesces and later runs again (resume): a
+ * report shows every phase by name, so no two may share one. */
+static void phase_quiesce_p2p(PlanBuilder *b, const char *prefix)
 {
-        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p");
+        phase_begin(b, PLAN_PHASE_TRANSITION, "%sp2p", prefix);
         for (size_t i = 0; i < b->n; i++) {
                 if (!has_p2p(&b->devices[i]))
                         continue;
@@ -243,16 +245,16 @@ static bool any_p2p(const PlanBuilder *b)
  * quiesced and before any P2P device stops: a P2P device can then never stop while one of
  * them still runs. It costs a phase, and only VMs that have such devices pay it.
  */
-static void phase_quiesce_stop(PlanBuilder *b)
+static void phase_quiesce_stop(PlanBuilder *b, const char *prefix)
 {
         if (any_p2p(b)) {
-                phase_begin(b, PLAN_PHASE_TRANSITION, "stop-no-p2p");
+                phase_begin(b, PLAN_PHASE_TRANSITION, "%sstop-no-p2p", prefix);
                 for (size_t i = 0; i < b->n; i++)
                         if (!has_p2p(&b->devices[i]) && mig_state_is_running(b->cur[i]))
                                 add_transition(b, i, stop_target(b->cur[i]));
                 phase_end(b);
         }
-        phase_begin(b, PLAN_PHASE_TRANSITION, "stop");
+        phase_begin(b, PLAN_PHASE_TRANSITION, "%sstop", prefix);
         for (size_t i = 0; i < b->n; i++)
                 if (mig_state_is_running(b->cur[i]))
                         add_transition(b, i, stop_target(b->cur[i]));
@@ -262,8 +264,8 @@ static void phase_quiesce_stop(PlanBuilder *b)
 static void build_quiesce(PlanBuilder *b, enum plan_strategy strategy)
 {
         if (strategy == PLAN_STRATEGY_PARALLEL) {
-                phase_quiesce_p2p(b);
-                phase_quiesce_stop(b);
+                phase_quiesce_p2p(b, "");
+                phase_quiesce_stop(b, "");
                 return;
         }
         /* QEMU's order: the kernel walks RUNNING>RUNNING_P2P>STOP for each device alone. */
@@ -326,8 +328,8 @@ static void build_save(PlanBuilder *b, enum plan_strategy strategy)
                 return;
         }
         if (any_running(b)) {
-                phase_quiesce_p2p(b);
-                phase_quiesce_stop(b);
+                phase_quiesce_p2p(b, "");
+                phase_quiesce_stop(b, "");
         }
         phase_all_from(b, "stop-copy", MIG_STATE_STOP, MIG_STATE_STOP_COPY);
         phase_stream(b, PLAN_PHASE_SAVE, "save");
@@ -373,8 +375,8 @@ static void build_resume(PlanBuilder *b, enum plan_strategy strategy)
                 /* Fresh destination devices run: stop them in the safe order too, so no device
                  * stops on its way to RESUMING while a peer can still DMA into it. */
                 if (any_running(b)) {
-                        phase_quiesce_p2p(b);
-                        phase_quiesce_stop(b);
+                        phase_quiesce_p2p(b, "quiesce-");
+                        phase_quiesce_stop(b, "quiesce-");
                 }
                 phase_begin(b, PLAN_PHASE_TRANSITION, "resuming");
                 for (size_t i = 0; i < b->n; i++)

@@ -118,7 +118,7 @@ static const PlanCase cases[] = {
      * stops while a peer can still DMA into it. */
     {"resume/parallel/fresh-devices", PLAN_OP_RESUME, PAR, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:STOP",
-     "p2p: mlx=RUNNING>RUNNING_P2P | stop: mlx=RUNNING_P2P>STOP"
+     "quiesce-p2p: mlx=RUNNING>RUNNING_P2P | quiesce-stop: mlx=RUNNING_P2P>STOP"
      " | resuming: mlx=STOP>RESUMING pds=STOP>RESUMING"
      " | load<load>: mlx=RESUMING pds=RESUMING"
      " | validate: mlx=RESUMING>STOP pds=RESUMING>STOP"
