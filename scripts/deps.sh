@@ -8,6 +8,7 @@ PACKAGES=(
   libsystemd-dev libglib2.0-dev libjansson-dev
   dbus dbus-daemon dbus-bin libglib2.0-bin systemd python3 util-linux passwd
   valgrind clang libclang-rt-14-dev
+  qemu-system-x86 busybox-static cpio kmod
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-tests.sh: every test of vfio-migd, from a fresh clone, as root on Debian 12.
-#   1. installs missing Debian packages, builds build/ and runs every test (unit, D-Bus);
+#   1. installs missing Debian packages, builds build/ and runs every test (unit, D-Bus, and
+#      the real kernel in a QEMU guest: tests/kernel/, which fetches Debian's kernel once);
 #   2. builds build-asan/ with AddressSanitizer + UBSan and runs every test again;
 #   3. runs the D-Bus suite with the daemon under valgrind (leaks are failures);
 #   4. builds the libFuzzer targets with clang and runs each for a bounded time;
