@@ -1,10 +1,11 @@
 /* migctl-change: the subcommands of vfio-migctl that change things: register, unregister,
- * rescan and the VM methods (precopy, quiesce, save, resume, start, abort) */
+ * rescan, attach-fd and the VM methods (precopy, quiesce, save, resume, start, abort) */
 #include "migctl-verbs.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -116,6 +117,60 @@ int verb_rescan(Ctl *c, int argc, char **argv)
                 json_decref(j);
         } else {
                 fprintf(c->out, "vfio-migd knows %u device%s\n", n, n == 1 ? "" : "s");
+        }
+        return MIGCTL_EXIT_OK;
+}
+
+static int check_fd_passing(Ctl *c);
+
+/* An fd the caller inherited ("fd:N"), else PATH opened read-write: a copy for the call. */
+static int attach_fd_open(const char *arg, int *ret)
+{
+        char *end;
+        long n;
+
+        if (g_str_has_prefix(arg, "fd:")) {
+                errno = 0;
+                n = strtol(arg + 3, &end, 10);
+                if (errno || end == arg + 3 || *end || n < 0 || n > INT_MAX)
+                        return -EINVAL;
+                *ret = fcntl((int)n, F_DUPFD_CLOEXEC, 3);
+        } else {
+                *ret = open(arg, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        }
+        return *ret < 0 ? -errno : 0;
+}
+
+int verb_attach_fd(Ctl *c, int argc, char **argv)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_autofree char *what = g_strdup_printf("hand over the device fd of '%s'", argv[0]);
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if ((r = check_fd_passing(c)) != MIGCTL_EXIT_OK)
+                return r;
+        r = attach_fd_open(argv[1], &fd);
+        if (r == -EINVAL && g_str_has_prefix(argv[1], "fd:")) {
+                fprintf(stderr, "vfio-migctl: '%s' is not fd:N with N a file descriptor number\n",
+                        argv[1]);
+                return MIGCTL_EXIT_USAGE;
+        }
+        if (r < 0)
+                return ctl_fail_errno(c, MIGCTL_EXIT_FAILURE, r, "cannot open '%s'", argv[1]);
+        r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
+                               "AttachDeviceFd", &error, NULL, "sh", argv[0], fd);
+        if (r < 0) {
+                r = ctl_fail(c, what, &error, r);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        if (c->json) {
+                json_t *j = json_pack("{s:s}", "device", argv[0]);
+                json_print(c->out, j);
+                json_decref(j);
+        } else {
+                fprintf(c->out, "handed the device fd of %s over to vfio-migd\n", argv[0]);
         }
         return MIGCTL_EXIT_OK;
 }

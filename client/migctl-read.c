@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <glib.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -214,6 +215,29 @@ static void print_properties(FILE *f, const json_t *props, const Label *labels, 
         }
 }
 
+/* IovaRanges as "0xSTART-0xEND" strings for people: addresses read in hex, and the generic
+ * conversion gives 2^64-1 as a decimal string. NULL on failure. */
+static json_t *iova_ranges_text(Ctl *c, const char *path)
+{
+        sd_bus_message *reply = NULL;
+        json_t *out = NULL;
+        uint64_t start, end;
+        int r;
+
+        r = sd_bus_get_property(c->bus, MIGD_BUS_NAME, path, MIGD_VM_IFACE, "IovaRanges", NULL,
+                                &reply, "a(tt)");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(tt)");
+        if (r >= 0)
+                out = json_array();
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(tt)", &start, &end)) > 0)
+                json_array_append_new(out, json_sprintf("0x%" PRIx64 "-0x%" PRIx64, start, end));
+        sd_bus_message_unref(reply);
+        if (r < 0)
+                json_decref(g_steal_pointer(&out));
+        return out;
+}
+
 int verb_show(Ctl *c, int argc, char **argv)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -257,8 +281,13 @@ int verb_show(Ctl *c, int argc, char **argv)
             {"PhaseDeadlineMs", "Phase deadline:"},
             {"Parallelism", "Parallelism:"},
             {"Groups", "IOMMU groups:"},
+            {"IovaRanges", "IOVA ranges:"},
+            {"Warnings", "Warnings:"},
         };
         static const char *const skip[] = {"Name", "Devices", "DeviceNames", "LastSequence", NULL};
+        json_t *iova = iova_ranges_text(c, path);
+        if (iova)
+                json_object_set_new(props, "IovaRanges", iova);
         fprintf(c->out, "VM %s (%s)\n", json_str(props, "Name", argv[0]), path);
         /* units and meanings the bare numbers do not carry */
         json_t *deadline = json_object_get(props, "PhaseDeadlineMs");

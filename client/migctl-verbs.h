@@ -35,6 +35,7 @@ int verb_policy_validate(Ctl *c, int argc, char **argv); /* FILE...: local, c->b
 int verb_register(Ctl *c, int argc, char **argv, const RegisterOptions *options); /* VM DEV... */
 int verb_unregister(Ctl *c, int argc, char **argv);                               /* VM */
 int verb_rescan(Ctl *c, int argc, char **argv);
+int verb_attach_fd(Ctl *c, int argc, char **argv); /* DEVICE PATH|fd:N */
 int verb_precopy(Ctl *c, int argc, char **argv); /* VM */
 int verb_quiesce(Ctl *c, int argc, char **argv); /* VM */
 int verb_save(Ctl *c, int argc, char **argv);    /* VM FILE|- */

@@ -48,6 +48,7 @@ static const Verb verbs[] = {
     {"register", NULL, 2, -1, VERB_REGISTER_OPTIONS, verb_register_with_options, "VM DEVICE..."},
     {"unregister", NULL, 1, 1, 0, verb_unregister, "VM"},
     {"rescan", NULL, 0, 0, 0, verb_rescan, ""},
+    {"attach-fd", NULL, 2, 2, 0, verb_attach_fd, "DEVICE PATH|fd:N"},
     {"precopy", NULL, 1, 1, 0, verb_precopy, "VM"},
     {"quiesce", NULL, 1, 1, 0, verb_quiesce, "VM"},
     {"save", NULL, 2, 2, 0, verb_save, "VM FILE|-"},
@@ -87,6 +88,10 @@ static void help(FILE *f)
                 "      --parallelism N                   workers per phase; 0: one per device\n"
                 "  unregister VM          forget a VM (its devices stay as they are)\n"
                 "  rescan                 re-read the backend's device list\n"
+                "  attach-fd DEVICE PATH|fd:N\n"
+                "                         hand vfio-migd the VFIO device fd of DEVICE (kernel\n"
+                "                         backend): PATH opened read-write, or fd N inherited\n"
+                "                         from the caller, such as the fd the VMM passed on\n"
                 "  precopy VM             RUNNING -> PRE_COPY on devices that support it\n"
                 "  quiesce VM             P2P quiesce on every device, then stop every device\n"
                 "  save VM FILE|-         stream every device's state into FILE (or stdout)\n"

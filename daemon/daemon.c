@@ -12,6 +12,7 @@
 #include "bus/bus-manager.h"
 #include "bus/bus-vm.h"
 #include "devices/sim.h"
+#include "devices/vfio-kernel.h"
 #include "log.h"
 #include "policy-files.h"
 
@@ -19,8 +20,11 @@ static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **e
 {
         if (g_strcmp0(o->backend, "sim") == 0)
                 return sim_backend_new(o->sim_dir, ret, error);
+        if (g_strcmp0(o->backend, "kernel") == 0)
+                return vfio_kernel_backend_new(o->sysfs_root, o->dev_root, ret, error);
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EOPNOTSUPP),
-                    "Backend '%s' is not available; use --backend=sim.", o->backend);
+                    "Backend '%s' is not available; use --backend=sim or --backend=kernel.",
+                    o->backend);
         return -EOPNOTSUPP;
 }
 

@@ -27,8 +27,10 @@
 #include "vm.h"
 
 typedef struct DaemonOptions {
-        const char *backend; /* "sim" */
+        const char *backend; /* "sim" or "kernel" */
         const char *sim_dir;
+        const char *sysfs_root; /* kernel backend; default /sys */
+        const char *dev_root;   /* kernel backend; default /dev */
         const char *operator_group; /* NULL: root only */
         VmOptions vm_defaults;
         const char *policy_file;    /* default /etc/vfio-migd/policy.json */

@@ -23,9 +23,14 @@ static void print_help(void)
                "org.vfiomig.Coordinator1 on the system bus (DBUS_SYSTEM_BUS_ADDRESS selects\n"
                "another bus).\n"
                "\n"
-               "  --backend=NAME               device backend: sim (default: sim)\n"
+               "  --backend=NAME               device backend: sim (simulated devices) or kernel\n"
+               "                               (VFIO devices of this host) (default: sim)\n"
                "  --sim-dir=DIR                the simulated devices' directory\n"
                "                               (default: /var/lib/vfio-migd/sim)\n"
+               "  --sysfs-root=DIR             where the kernel backend reads sysfs\n"
+               "                               (default: /sys)\n"
+               "  --dev-root=DIR               where it finds /dev/vfio and /dev/iommu\n"
+               "                               (default: /dev)\n"
                "  --operator-group=GROUP       members may change things as root can\n"
                "                               (default: none, root only)\n"
                "  --strategy=parallel|serial   default strategy of new VMs (default: parallel)\n"
@@ -78,6 +83,8 @@ static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
 enum {
         ARG_BACKEND = 0x100,
         ARG_SIM_DIR,
+        ARG_SYSFS_ROOT,
+        ARG_DEV_ROOT,
         ARG_OPERATOR_GROUP,
         ARG_STRATEGY,
         ARG_PHASE_DEADLINE,
@@ -96,6 +103,8 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
         static const struct option longopts[] = {
             {"backend", required_argument, NULL, ARG_BACKEND},
             {"sim-dir", required_argument, NULL, ARG_SIM_DIR},
+            {"sysfs-root", required_argument, NULL, ARG_SYSFS_ROOT},
+            {"dev-root", required_argument, NULL, ARG_DEV_ROOT},
             {"operator-group", required_argument, NULL, ARG_OPERATOR_GROUP},
             {"strategy", required_argument, NULL, ARG_STRATEGY},
             {"phase-deadline-ms", required_argument, NULL, ARG_PHASE_DEADLINE},
@@ -114,11 +123,9 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
         while ((c = getopt_long(argc, argv, ":", longopts, NULL)) >= 0) {
                 switch (c) {
                 case ARG_BACKEND:
-                        if (strcmp(optarg, "kernel") == 0)
-                                return usage_error("--backend=kernel: the kernel backend is not "
-                                                   "built yet; use --backend=sim.");
-                        if (strcmp(optarg, "sim") != 0)
-                                return usage_error("--backend: unknown backend '%s'; use sim.",
+                        if (strcmp(optarg, "sim") != 0 && strcmp(optarg, "kernel") != 0)
+                                return usage_error("--backend: unknown backend '%s'; use sim or "
+                                                   "kernel.",
                                                    optarg);
                         o->backend = optarg;
                         break;
@@ -126,6 +133,16 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                         if (!*optarg)
                                 return usage_error("--sim-dir: give a directory.");
                         o->sim_dir = optarg;
+                        break;
+                case ARG_SYSFS_ROOT:
+                        if (!*optarg)
+                                return usage_error("--sysfs-root: give a directory.");
+                        o->sysfs_root = optarg;
+                        break;
+                case ARG_DEV_ROOT:
+                        if (!*optarg)
+                                return usage_error("--dev-root: give a directory.");
+                        o->dev_root = optarg;
                         break;
                 case ARG_OPERATOR_GROUP:
                         if (!*optarg)
@@ -194,6 +211,8 @@ int main(int argc, char **argv)
         DaemonOptions options = {
             .backend = "sim",
             .sim_dir = "/var/lib/vfio-migd/sim",
+            .sysfs_root = "/sys",
+            .dev_root = "/dev",
         };
         g_autoptr(Daemon) d = NULL;
         g_autoptr(GError) error = NULL;

@@ -4,22 +4,33 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/iova.h"
 #include "log.h"
+#include "util.h"
 
+/*
+ * A device is opened (a Device made) when something needs it and kept while a VM holds it
+ * or a device fd was handed over to it (pinned). Otherwise it is released once the event
+ * loop is idle again, so a borrowed Device stays valid for the method call that asked for
+ * it and the backend holds no fd of a device that no VM holds: a VFIO group open in the
+ * daemon is a group the VMM cannot open.
+ */
 typedef struct KnownDevice {
         char *name;
-        Device *device; /* NULL until first opened */
+        Device *device; /* NULL when not open */
         Vm *vm;         /* the VM holding it (borrowed), NULL when free */
         bool listed;    /* in the backend's last enumeration */
+        bool pinned;    /* holds a handed-over device fd: kept while free */
 } KnownDevice;
 
 struct Registry {
         Backend *backend;
         sd_event *event;
         VmOptions defaults;
-        GHashTable *devices; /* name -> KnownDevice* */
-        GHashTable *vms;     /* name -> Vm* */
-        Policy *policy;      /* NULL: built-in defaults */
+        GHashTable *devices;             /* name -> KnownDevice* */
+        GHashTable *vms;                 /* name -> Vm* */
+        Policy *policy;                  /* NULL: built-in defaults */
+        sd_event_source *release_source; /* releases free devices once the loop is idle */
 };
 
 static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
@@ -60,6 +71,7 @@ void registry_free(Registry *r)
                 vm_wait_idle(vm);
         g_hash_table_destroy(r->vms);
         g_hash_table_destroy(r->devices);
+        sd_event_source_disable_unref(r->release_source);
         policy_free(r->policy);
         backend_free(r->backend);
         sd_event_unref(r->event);
@@ -150,6 +162,52 @@ bool registry_has_device(const Registry *r, const char *name)
         return g_hash_table_contains(r->devices, name);
 }
 
+/* Drops the Device of every device no VM holds and no handed-over fd pins. */
+static void registry_release_free_devices(Registry *r)
+{
+        GHashTableIter it;
+        KnownDevice *kd;
+
+        g_hash_table_iter_init(&it, r->devices);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd))
+                if (kd->device && !kd->vm && !kd->pinned)
+                        g_clear_pointer(&kd->device, device_unref);
+}
+
+static int on_release(sd_event_source *s, void *userdata)
+{
+        registry_release_free_devices(userdata);
+        return 0;
+}
+
+/* Once the current dispatch is over (a method call and its reply), never during it. */
+static void registry_schedule_release(Registry *r)
+{
+        int err;
+
+        if (r->release_source) {
+                err = sd_event_source_set_enabled(r->release_source, SD_EVENT_ONESHOT);
+        } else {
+                err = sd_event_add_defer(r->event, &r->release_source, on_release, r);
+                if (err >= 0) {
+                        (void)sd_event_source_set_description(r->release_source, "release-devices");
+                        err = sd_event_source_set_enabled(r->release_source, SD_EVENT_ONESHOT);
+                }
+        }
+        if (err < 0)
+                log_warning("Cannot schedule closing devices no VM holds: %s; they stay open "
+                            "until the next try.",
+                            g_strerror(-err));
+}
+
+/* The errno's sentence, with the backend's own when it has one (who holds a VFIO group). */
+static char *describe(Device *d, int err)
+{
+        g_autofree char *why = d ? device_describe_error(d) : NULL;
+
+        return why ? g_strdup_printf("%s: %s", g_strerror(-err), why) : g_strdup(g_strerror(-err));
+}
+
 static int known_device_open(Registry *r, KnownDevice *kd, GError **error)
 {
         int err;
@@ -157,8 +215,11 @@ static int known_device_open(Registry *r, KnownDevice *kd, GError **error)
         if (kd->device)
                 return 0;
         err = r->backend->open_device(r->backend, kd->name, &kd->device);
-        if (err == 0)
+        if (err == 0) {
+                if (!kd->vm && !kd->pinned)
+                        registry_schedule_release(r);
                 return 0;
+        }
         kd->device = NULL;
         if (err == -ENOENT) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
@@ -217,10 +278,11 @@ int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GE
                         return err;
                 err = device_get_state(kd->device, ret);
         }
-        if (err < 0)
+        if (err < 0) {
+                g_autofree char *why = describe(kd->device, err);
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-err),
-                            "Cannot read the migration state of device %s: %s.", name,
-                            g_strerror(-err));
+                            "Cannot read the migration state of device %s: %s.", name, why);
+        }
         return err;
 }
 
@@ -312,20 +374,20 @@ int registry_check_vm_args(const char *name, const char *const *devices, size_t 
 static int registry_check_vm_devices(Registry *r, const char *name, const char *const *devices,
                                      size_t n, GError **error)
 {
-        bool rescanned = false;
         int err;
 
-        for (size_t i = 0; i < n; i++) {
-                KnownDevice *kd = g_hash_table_lookup(r->devices, devices[i]);
-
-                /* A device created since the last scan is found without an explicit Rescan. */
-                if (!kd && !rescanned) {
+        /* A device created since the last scan is found without an explicit Rescan; the one
+         * rescan comes first, so no device checked below can vanish behind the check. */
+        for (size_t i = 0; i < n; i++)
+                if (!g_hash_table_contains(r->devices, devices[i])) {
                         err = registry_rescan(r, error);
                         if (err < 0)
                                 return err;
-                        rescanned = true;
-                        kd = g_hash_table_lookup(r->devices, devices[i]);
+                        break;
                 }
+        for (size_t i = 0; i < n; i++) {
+                KnownDevice *kd = g_hash_table_lookup(r->devices, devices[i]);
+
                 if (!kd)
                         return no_such_device(r, devices[i], error);
                 if (kd->vm) {
@@ -415,13 +477,85 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
                 if (!kd)
                         continue;
                 kd->vm = NULL;
+                /* A handed-over fd was for this VM: it goes with it. */
+                kd->pinned = false;
+                g_clear_pointer(&kd->device, device_unref);
                 /* It outlived its listing only because the VM held it. */
                 if (!kd->listed)
                         g_hash_table_remove(r->devices, kd->name);
         }
         log_info("VM %s unregistered.", name);
+        /* The VM's references are the last: the backend closes the devices' fds here. */
         g_hash_table_remove(r->vms, name);
         return 0;
+}
+
+/* ---- handed-over device fds ---- */
+
+/* The device's Device for a handover, fresh: a free device opened for a read just before
+ * must not look as if the daemon held its fd. */
+static int attach_target(Registry *r, const char *name, KnownDevice **ret, GError **error)
+{
+        KnownDevice *kd = g_hash_table_lookup(r->devices, name);
+
+        if (!r->backend->adopt_device_fd || !r->backend->check_device_fd) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "Only the kernel backend takes device fds; the %s backend opens its "
+                            "devices itself.",
+                            r->backend->name);
+                return -EINVAL;
+        }
+        if (!kd)
+                return no_such_device(r, name, error);
+        if (!kd->vm && !kd->pinned)
+                g_clear_pointer(&kd->device, device_unref);
+        *ret = kd;
+        return known_device_open(r, kd, error);
+}
+
+int registry_check_device_fd(Registry *r, const char *name, int fd, GError **error)
+{
+        KnownDevice *kd;
+        int err;
+
+        err = attach_target(r, name, &kd, error);
+        if (err < 0)
+                return err;
+        return r->backend->check_device_fd(kd->device, fd, error);
+}
+
+int registry_attach_device_fd(Registry *r, const char *name, int fd, GError **error)
+{
+        _cleanup_close_ int owned = fd;
+        KnownDevice *kd;
+        int err;
+
+        err = attach_target(r, name, &kd, error);
+        if (err < 0)
+                return err;
+        err = r->backend->adopt_device_fd(kd->device, steal_fd(&owned), error);
+        if (err < 0)
+                return err;
+        kd->pinned = true;
+        log_info("Device %s: device fd handed over%s%s.", name, kd->vm ? " for VM " : "",
+                 kd->vm ? vm_name(kd->vm) : "");
+        return 0;
+}
+
+int registry_vm_iova(Registry *r, const Vm *vm, GArray **ret_ranges, GPtrArray **ret_warnings)
+{
+        g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
+
+        if (!r->backend->iova_context) {
+                *ret_ranges = iova_ranges_new();
+                iova_ranges_add(*ret_ranges, 0, UINT64_MAX);
+                *ret_warnings = g_ptr_array_new_with_free_func(g_free);
+                return 0;
+        }
+        for (size_t i = 0; i < vm_n_devices(vm); i++)
+                devs[i] = vm_device(vm, i);
+        return r->backend->iova_context(r->backend, devs, vm_n_devices(vm), ret_ranges,
+                                        ret_warnings);
 }
 
 /* ---- policy ---- */
@@ -471,26 +605,45 @@ static const char *group_claimant(Registry *r, const Vm *self, const char *group
         return NULL;
 }
 
-/* A device the backend knows in this IOMMU group that is not among devs. */
-static const char *group_outsider(Registry *r, Device *const *devs, size_t n, const char *group)
+static bool device_among(const char *name, Device *const *devs, size_t n)
 {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(devs[i]->info.name, name) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * A member of this IOMMU group that is not among devs: from the host's list of the group's
+ * members when the backend has one (it sees members bound to host drivers, which it does not
+ * list as devices), else from the devices it knows. The name lives in keep.
+ */
+static const char *group_outsider(Registry *r, Device *const *devs, size_t n, const char *group,
+                                  GPtrArray *keep)
+{
+        g_autoptr(GPtrArray) members = NULL;
         GHashTableIter it;
         KnownDevice *kd;
 
+        if (r->backend->group_members &&
+            r->backend->group_members(r->backend, group, &members) >= 0) {
+                for (guint i = 0; i < members->len; i++)
+                        if (!device_among(members->pdata[i], devs, n)) {
+                                g_ptr_array_add(keep, g_strdup(members->pdata[i]));
+                                return keep->pdata[keep->len - 1];
+                        }
+                return NULL;
+        }
         g_hash_table_iter_init(&it, r->devices);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd)) {
-                bool inside = false;
-
                 if (!kd->listed)
                         continue;
                 /* A device's group is known only once it is opened. */
-                if (!kd->device && r->backend->open_device(r->backend, kd->name, &kd->device) < 0)
+                if (known_device_open(r, kd, NULL) < 0)
                         continue;
                 if (g_strcmp0(kd->device->info.iommu_group, group) != 0)
                         continue;
-                for (size_t i = 0; i < n && !inside; i++)
-                        inside = devs[i] == kd->device;
-                if (!inside)
+                if (!device_among(kd->name, devs, n))
                         return kd->name;
         }
         return NULL;
@@ -501,6 +654,7 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
 {
         enum policy_mode override = POLICY_MODE_REQUIRE_P2P;
         g_autofree PolicyDevice *pd = g_new0(PolicyDevice, n ? n : 1);
+        g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
         PolicySettings base;
         PolicyDecision *d = NULL;
         g_autoptr(Policy) fallback = NULL;
@@ -518,7 +672,8 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
                 };
                 if (info->iommu_group) {
                         pd[i].group_claimed_by = group_claimant(r, self, info->iommu_group);
-                        pd[i].group_outside_member = group_outsider(r, devs, n, info->iommu_group);
+                        pd[i].group_outside_member =
+                            group_outsider(r, devs, n, info->iommu_group, keep);
                 }
         }
         settings_from_defaults(&r->defaults, &base);

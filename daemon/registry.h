@@ -3,8 +3,10 @@
 
 /*
  * Model only: knows nothing of D-Bus. The registry owns the Backend, every device the backend
- * listed (by name; a Device is opened on first use and kept) and every VM. A device belongs
- * to at most one VM.
+ * listed (by name) and every VM. A device belongs to at most one VM. A device's Device is
+ * opened when needed and kept while a VM holds it or a device fd was handed over to it;
+ * otherwise it is released once the event loop is idle again, so the daemon holds no fd of a
+ * device no VM holds (for the kernel backend: no VFIO group a VMM could not then open).
  *
  * Errors: negative errno, with a GError whose message names the input and what would fix it:
  *   -EINVAL  malformed arguments (VM name, device list, option values)
@@ -45,7 +47,8 @@ size_t registry_n_devices(const Registry *r);
  * next rescan), the array to the caller. */
 GPtrArray *registry_device_names(const Registry *r);
 bool registry_has_device(const Registry *r, const char *name);
-/* The device, opened on first use; it stays the registry's. */
+/* The device, opened when needed; it stays the registry's, borrowed until the event loop
+ * runs again (a device no VM holds is released then). */
 int registry_open_device(Registry *r, const char *name, Device **ret, GError **error);
 /* The device's state; while its VM sequences, the last one the sequencer reported. */
 int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GError **error);
@@ -73,8 +76,27 @@ int registry_check_vm_args(const char *name, const char *const *devices, size_t 
  */
 int registry_register_vm(Registry *r, const char *name, const char *const *devices, size_t n,
                          const VmOptions *options, Vm **ret, GError **error);
-/* Closes the VM's data sessions and forgets it; its devices stay in the state they are in. */
+/* Closes the VM's data sessions and forgets it; its devices stay in the state they are in,
+ * and the backend closes them (with any device fd handed over for them). */
 int registry_unregister_vm(Registry *r, const char *name, GError **error);
+
+/*
+ * A device fd the VMM holds, handed over (AttachDeviceFd) because the VMM holds the device's
+ * VFIO group and no other process can open it. The check needs no privilege and changes
+ * nothing: -EINVAL when the backend takes no fds (the sim backend) or fd cannot be the named
+ * device's fd, -ENODEV for an unknown device. Attaching takes fd over (closed on error) and
+ * keeps it until the VM holding the device is unregistered or the device disappears: -EBUSY
+ * when the device already has a device fd (vfio-migd opened it, or one was handed over).
+ */
+int registry_check_device_fd(Registry *r, const char *name, int fd, GError **error);
+int registry_attach_device_fd(Registry *r, const char *name, int fd, GError **error);
+
+/*
+ * The valid IOVA space of the VM's IOMMU context (IovaRange, normalized: the aperture minus
+ * its groups' reserved regions, from sysfs) and sentences where the kernel's view of an open
+ * container disagrees (char*). Both new. Opens nothing. The sim backend: the whole space.
+ */
+int registry_vm_iova(Registry *r, const Vm *vm, GArray **ret_ranges, GPtrArray **ret_warnings);
 
 /*
  * The policy in force (owned; NULL means the built-in defaults). Setting one re-applies its

@@ -2,6 +2,7 @@
 #include "bus/bus-manager.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 #include "bus/bus-errors.h"
@@ -71,9 +72,10 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         /* One device that cannot be opened must not hide the others. */
         if (registry_open_device(d->registry, name, &dev, &gerr) >= 0) {
                 driver = dev->info.driver ? dev->info.driver : "";
-                flags = dev->info.migration_flags;
+                /* The state first: a kernel device learns its flags when it is opened. */
                 if (registry_device_state(d->registry, name, &s, &gerr) >= 0)
                         state = mig_state_to_string(s);
+                flags = dev->info.migration_flags;
         }
         if (gerr)
                 log_debug("ListDevices: %s", gerr->message);
@@ -357,6 +359,41 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
         return sd_bus_reply_method_return(m, "");
 }
 
+static int method_attach_device_fd(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        g_autoptr(GError) gerr = NULL;
+        g_autofree char *action = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *name;
+        int borrowed, r;
+
+        r = sd_bus_message_read(m, "sh", &name, &borrowed);
+        if (r < 0)
+                return r;
+        /* Validation needs no privilege and changes nothing (registry.h). */
+        r = registry_check_device_fd(d->registry, name, borrowed, &gerr);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+
+        action = g_strdup_printf("hand over the device fd of %s", name);
+        r = bus_authorize(m, &d->auth, action, error);
+        if (r < 0)
+                return r;
+        r = refuse_if_stopping(d, error);
+        if (r < 0)
+                return r;
+
+        /* The message owns the fd it carried; the device keeps its own copy. */
+        fd = fcntl(borrowed, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        r = registry_attach_device_fd(d->registry, name, steal_fd(&fd), &gerr);
+        if (r < 0)
+                return reply_gerror(error, r, gerr);
+        return sd_bus_reply_method_return(m, "");
+}
+
 static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
@@ -537,6 +574,8 @@ static const sd_bus_vtable manager_vtable[] = {
                             method_unregister_vm, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rescan", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", devices), method_rescan,
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("AttachDeviceFd", SD_BUS_ARGS("s", device, "h", fd), SD_BUS_NO_RESULT,
+                            method_attach_device_fd, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("CheckMigration", SD_BUS_ARGS("s", name),
                             SD_BUS_RESULT("b", allowed, "a(sss)", blockers, "a(ssss)", plan, "as",
                                           matched, "a{sv}", settings),

@@ -9,6 +9,7 @@
 #include "bus/bus-errors.h"
 #include "bus/bus-manager.h"
 #include "bus/bus-util.h"
+#include "core/iova.h"
 #include "log.h"
 
 /* A method call whose reply waits for its sequence. */
@@ -468,6 +469,30 @@ VM_PROPERTY_GETTER(property_get_blockers)
         return append_string_array(reply, blockers);
 }
 
+/* IovaRanges a(tt) and Warnings as: one computation, from sysfs and open containers. */
+VM_PROPERTY_GETTER(property_get_iova)
+{
+        Daemon *d = userdata;
+        Vm *vm = vm_from_path(d, path, error);
+        g_autoptr(GArray) ranges = NULL;
+        g_autoptr(GPtrArray) warnings = NULL;
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        r = registry_vm_iova(d->registry, vm, &ranges, &warnings);
+        if (r < 0)
+                return r;
+        if (strcmp(property, "Warnings") == 0)
+                return append_string_array(reply, warnings);
+        r = sd_bus_message_open_container(reply, 'a', "(tt)");
+        for (guint i = 0; r >= 0 && i < ranges->len; i++) {
+                const IovaRange *range = &g_array_index(ranges, IovaRange, i);
+                r = sd_bus_message_append(reply, "(tt)", range->start, range->end);
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
 VM_PROPERTY_GETTER(property_get_last_sequence)
 {
         Vm *vm = vm_from_path(userdata, path, error);
@@ -488,6 +513,9 @@ static const sd_bus_vtable vm_vtable[] = {
     /* Computed from the devices' flags today; a policy engine may change them later. */
     SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0, 0),
     SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0, 0),
+    /* Valid IOVA space of the VM's IOMMU context (inclusive ends), and what disagrees. */
+    SD_BUS_PROPERTY("IovaRanges", "a(tt)", property_get_iova, 0, 0),
+    SD_BUS_PROPERTY("Warnings", "as", property_get_iova, 0, 0),
     SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),

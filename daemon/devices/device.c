@@ -56,6 +56,11 @@ void device_cancel(Device *d)
                 d->ops->cancel(d);
 }
 
+char *device_describe_error(Device *d)
+{
+        return d->ops->describe_error ? d->ops->describe_error(d) : NULL;
+}
+
 void device_info_clear(DeviceInfo *info)
 {
         g_clear_pointer(&info->name, g_free);

@@ -41,6 +41,12 @@ typedef struct DeviceOps {
         int (*reset)(Device *d);
         /* Optional (may be NULL): make a blocked set_state return -ECANCELED promptly. */
         void (*cancel)(Device *d);
+        /*
+         * Optional: a sentence saying why the last failed op failed where the errno alone
+         * would not (which file is not a device node, that another process holds the VFIO
+         * group) and what would fix it; NULL when there is nothing to add. Caller frees.
+         */
+        char *(*describe_error)(Device *d);
         /* Release backend resources; called once when the last reference goes. */
         void (*close)(Device *d);
 } DeviceOps;
@@ -60,6 +66,28 @@ struct Backend {
         int (*open_device)(Backend *b, const char *name, Device **ret);
         void (*free)(Backend *b);
         void *data;
+
+        /* The ops below are optional (NULL in the sim backend). */
+
+        /*
+         * The members of an IOMMU group that take part in it, whatever their driver, sorted
+         * (char*; caller frees); -ENOENT for an unknown group. A member bound to a host driver
+         * is not one of the backend's devices, yet it shares the group: without this a group
+         * held in part would look whole. Members that do no DMA of their own (bridges,
+         * unbound devices) are left out.
+         */
+        int (*group_members)(Backend *b, const char *group, GPtrArray **ret);
+        /*
+         * The valid IOVA space of the IOMMU context of devs (IovaRange, normalized) and
+         * sentences about it, such as the kernel's view differing from sysfs (char*); both new,
+         * caller frees. NULL op: the whole 64-bit space and no warnings.
+         */
+        int (*iova_context)(Backend *b, Device *const *devs, size_t n, GArray **ret_ranges,
+                            GPtrArray **ret_warnings);
+        /* -EINVAL with a sentence naming d when fd cannot be d's device fd. */
+        int (*check_device_fd)(Device *d, int fd, GError **error);
+        /* fd (taken over, closed on error) becomes d's device fd; -EBUSY: d has one already. */
+        int (*adopt_device_fd)(Device *d, int fd, GError **error);
 };
 
 Device *device_ref(Device *d);
@@ -71,6 +99,8 @@ int device_get_state(Device *d, enum mig_state *ret);
 int device_set_state(Device *d, enum mig_state target, int *ret_data_fd);
 int device_reset(Device *d);
 void device_cancel(Device *d);
+/* The describe_error op's sentence, or NULL (also when the backend has none). */
+char *device_describe_error(Device *d);
 
 void device_info_clear(DeviceInfo *info);
 void device_info_copy(DeviceInfo *dst, const DeviceInfo *src);
