@@ -320,12 +320,24 @@ mkdir -p "$ctl"
 { # The command, as the guest's bash runs it: environment, directory, arguments.
   printf 'export HOME=/root LANG=C.UTF-8 TERM=dumb GUEST_OUT=/run/guest/out\n'
   for e in "${envs[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
-  # The guest sees the host's files, except under its own tmpfs (/run /tmp /var/tmp /var/lib).
+  # The guest sees the host's files; under its own tmpfs (/run /tmp /var/tmp /var/lib) only
+  # the paths listed in .guest/keep.
   printf 'cd %q || { echo "guest.sh: no directory %q in the guest (a tmpfs there hides the host'"'"'s)" >&2; exit %d; }\n' "$PWD" "$PWD" $EXIT_NOBOOT
   printf 'exec'
   printf ' %q' "$@"
   printf '\n'
 } >"$ctl/cmd"
+
+# The guest mounts its own tmpfs on /run, /tmp, /var/tmp and /var/lib, which would hide a
+# checkout (or a build tree, or a binary named in --env) that lives there, as a fresh clone
+# under /tmp does. These paths are bound back, read-only, from the host root (initramfs-init.sh).
+{
+  printf '%s\n' "$top" "$PWD"
+  for e in "${envs[@]}"; do
+    v=${e#*=}
+    [[ $v == /* ]] && printf '%s\n' "$(dirname "$v")"
+  done
+} | sort -u >"$ctl/keep"
 
 # The device layout is documented in README.md; guest-bind.sh and the tests rely on it.
 # shellcheck disable=SC2054 # the commas are QEMU's

@@ -33,6 +33,9 @@ done </modules/order
 p9="trans=virtio,version=9p2000.L,msize=262144"
 r=/newroot
 mount -t 9p -o "$p9,ro,cache=loose" hostroot $r || die "cannot mount the host root (9p tag hostroot)"
+# A second view of the host root that the tmpfs mounts below do not cover (the initramfs's
+# mounts are private: nothing mounted on /newroot later shows up here).
+mkdir -p /hostro && mount --bind $r /hostro || die "cannot bind the host root to /hostro"
 
 # Where the programs the guest runs (dbus-daemon, python, the tests) need to write.
 mount -t tmpfs -o mode=0755 tmpfs $r/run &&
@@ -68,6 +71,19 @@ mount --bind $r/run/guest/modules "$libdir/modules" || die "cannot bind the kern
 ip link set lo up 2>/dev/null
 ctl=$r/run/guest/out/.guest
 [ -f $ctl/cmd ] || die "no command in the writable share ($ctl/cmd)"
+
+# Host paths the command needs that the tmpfs mounts above hide (guest.sh lists them):
+# bound back read-only from the second view of the host root.
+if [ -f $ctl/keep ]; then
+  while read -r p; do
+    case $p in
+    /tmp/* | /var/tmp/* | /var/lib/* | /run/*)
+      [ -d "/hostro$p" ] || continue
+      mkdir -p "$r$p" && mount --bind "/hostro$p" "$r$p" || die "cannot keep $p visible in the guest"
+      ;;
+    esac
+  done <$ctl/keep
+fi
 
 say "running the command"
 chroot $r /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -32,11 +32,6 @@ while [ $# -gt 0 ]; do
 done
 for b in "$migd" "$migctl"; do
   [ -x "$b" ] || { echo "test-migtest-daemon.sh: $b is not built (set MIGD and MIGCTL)" >&2; exit 1; }
-  case $b in
-    /tmp/* | /run/* | /var/tmp/* | /var/lib/*)
-      echo "test-migtest-daemon.sh: $b is under a directory the guest mounts its own tmpfs on" >&2
-      exit 1 ;;
-  esac
 done
 
 ko=$("$here/build.sh")
