@@ -335,7 +335,7 @@ mkdir -p "$ctl"
   printf '%s\n' "$top" "$PWD"
   for e in "${envs[@]}"; do
     v=${e#*=}
-    [[ $v == /* ]] && printf '%s\n' "$(dirname "$v")"
+    if [[ $v == /* ]]; then printf '%s\n' "$(dirname "$v")"; fi
   done
 } | sort -u >"$ctl/keep"
 
