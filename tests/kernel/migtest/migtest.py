@@ -11,7 +11,9 @@ import hashlib
 import os
 import struct
 import subprocess
+import sys
 import time
+import traceback
 import uuid
 
 # ioctls: _IO(';', 100 + n)
@@ -269,3 +271,37 @@ def wait_for(pred, timeout=5.0, step=0.01):
             return True
         time.sleep(step)
     return pred()
+
+
+# --- a small TAP runner, shared by the in-guest test programs ---
+
+tests = []
+
+
+def test(fn):
+    """Registers fn as a test, in the order of definition."""
+    tests.append(fn)
+    return fn
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def eq(got, want, what):
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+def tap_step(i, name, fn):
+    """Runs fn as TAP test number i; True when it passed (the traceback goes to stderr)."""
+    t = time.monotonic()
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - report and go on
+        print(f"not ok {i} - {name}: {e}", flush=True)
+        traceback.print_exc(file=sys.stderr)
+        return False
+    print(f"ok {i} - {name} ({(time.monotonic() - t) * 1000:.0f} ms)", flush=True)
+    return True

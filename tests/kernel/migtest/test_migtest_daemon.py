@@ -26,29 +26,12 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
-from migtest import TYPES, Mdev, fsm_paths, load_modules, path_arcs  # noqa: E402
+from migtest import (TYPES, Mdev, check, eq, fsm_paths, load_modules, path_arcs,  # noqa: E402
+                     tap_step, test, tests)
 
 MIGD = os.environ.get("MIGD", f"{TOP}/build/daemon/vfio-migd")
 MIGCTL = os.environ.get("MIGCTL", f"{TOP}/build/client/vfio-migctl")
 EXIT_REFUSED, EXIT_ROLLED_BACK = 6, 7
-
-tests = []
-
-
-def test(fn):
-    tests.append(fn)
-    return fn
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def eq(got, want, what):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-
 
 class Env:
     work = None
@@ -462,36 +445,27 @@ def main():
     failed = 0
     i = 0
     for i, fn in enumerate(run, 1):
-        t = time.monotonic()
-        try:
-            fn()
-            print(f"ok {i} - {fn.__name__} ({(time.monotonic() - t) * 1000:.0f} ms)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report and go on
+        if not tap_step(i, fn.__name__, fn):
             failed += 1
-            print(f"not ok {i} - {fn.__name__}: {e}", flush=True)
-            traceback.print_exc(file=sys.stderr)
             if Env.migd is None or Env.migd.poll() is not None:
                 print("Bail out! vfio-migd is not running")
                 return 1
-    try:
+
+    def quiesce_benchmark():
         if Env.migd is None:
             start_daemon()
         p, s = bench(args.rounds)
         check(s > p, "serial is slower than parallel")
-        print(f"ok {i + 1} - quiesce_benchmark", flush=True)
-    except Exception as e:  # noqa: BLE001
-        failed += 1
-        print(f"not ok {i + 1} - quiesce_benchmark: {e}", flush=True)
-        traceback.print_exc(file=sys.stderr)
-    try:
+
+    def daemon_exits_cleanly_and_kernel_stays_quiet():
         stop_daemon()
         out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout[dmesg_start:]
         for bad in ("WARNING:", "BUG:", "Oops", "Call Trace"):
             check(bad not in out, f"dmesg has {bad}")
-        print(f"ok {i + 2} - daemon_exits_cleanly_and_kernel_stays_quiet", flush=True)
-    except Exception as e:  # noqa: BLE001
-        failed += 1
-        print(f"not ok {i + 2} - daemon_exits_cleanly_and_kernel_stays_quiet: {e}", flush=True)
+
+    failed += not tap_step(i + 1, "quiesce_benchmark", quiesce_benchmark)
+    failed += not tap_step(i + 2, "daemon_exits_cleanly_and_kernel_stays_quiet",
+                           daemon_exits_cleanly_and_kernel_stays_quiet)
     if failed:
         sys.stderr.write(f"--- vfio-migd log ({Env.migd_log})\n")
         with open(Env.migd_log, errors="replace") as f:

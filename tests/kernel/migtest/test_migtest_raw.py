@@ -16,28 +16,10 @@ import traceback
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from migtest import (MIG_P2P, MIG_STOP_COPY, STATES, STREAM_HDR, TYPES, Container, Mdev,  # noqa: E402
-                     expect_errno, fsm_paths, load_modules, path_arcs, read_all, stream_parse,
-                     wait_for, write_all)
+                     check, eq, expect_errno, fsm_paths, load_modules, path_arcs, read_all,
+                     stream_parse, tap_step, test, tests, wait_for, write_all)
 
 KO, TSV = sys.argv[1], sys.argv[2]
-tests = []
-
-
-def test(fn):
-    tests.append(fn)
-    return fn
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def eq(got, want, what):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-
-
 class Env:
     container = None
     devs = {}
@@ -371,14 +353,7 @@ def main():
     print(f"1..{len(tests)}")
     failed = 0
     for i, fn in enumerate(tests, 1):
-        t = time.monotonic()
-        try:
-            fn()
-            print(f"ok {i} - {fn.__name__} ({(time.monotonic() - t) * 1000:.0f} ms)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report and go on
-            failed += 1
-            print(f"not ok {i} - {fn.__name__}: {e}", flush=True)
-            traceback.print_exc(file=sys.stderr)
+        failed += not tap_step(i, fn.__name__, fn)
     return 1 if failed else 0
 
 
