@@ -60,34 +60,41 @@ static Vm *vm_from_path(Daemon *d, const char *path, sd_bus_error *error)
 
 /* ---- the report a{sv} (docs/dbus-api.md, "The report") ---- */
 
-static int append_strings(sd_bus_message *m, const char *key, const GPtrArray *strings)
+/* Opens the dict entry key -> variant of an array of elements of signature element; the
+ * caller appends the elements and closes with close_array_entry(). */
+static int open_array_entry(sd_bus_message *m, const char *key, const char *element)
 {
+        char array[16];
         int r;
 
+        g_snprintf(array, sizeof(array), "a%s", element);
         r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", key);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'v', "as");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'a', "s");
-        if (r < 0)
-                return r;
-        for (guint i = 0; strings && i < strings->len; i++) {
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', array);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', element);
+        return r;
+}
+
+static int close_array_entry(sd_bus_message *m)
+{
+        int r = 0;
+
+        /* array, variant, dict entry */
+        for (int i = 0; i < 3 && r >= 0; i++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int append_strings(sd_bus_message *m, const char *key, const GPtrArray *strings)
+{
+        int r = open_array_entry(m, key, "s");
+
+        for (guint i = 0; r >= 0 && strings && i < strings->len; i++)
                 r = sd_bus_message_append(m, "s", (const char *)strings->pdata[i]);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_close_container(m);
-        if (r < 0)
-                return r;
-        return sd_bus_message_close_container(m);
+        return r < 0 ? r : close_array_entry(m);
 }
 
 /* errno values go on the wire positive, as errno(3) names them; 0 when there was none. */
@@ -116,37 +123,16 @@ static int append_step(sd_bus_message *m, const Vm *vm, const SeqStep *s)
             s->message ? s->message : "", "bytes", "t", s->bytes);
 }
 
-/* key -> aa{sv}, one dictionary per element of array (of elem_size bytes). */
+/* key -> aa{sv}, one dictionary per step or per phase of the report. */
 static int append_dict_array(sd_bus_message *m, const char *key, const Vm *vm, const GArray *a,
                              bool steps)
 {
-        int r;
+        int r = open_array_entry(m, key, "a{sv}");
 
-        r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", key);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'v', "aa{sv}");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'a', "a{sv}");
-        if (r < 0)
-                return r;
-        for (guint i = 0; a && i < a->len; i++) {
+        for (guint i = 0; r >= 0 && a && i < a->len; i++)
                 r = steps ? append_step(m, vm, &g_array_index(a, SeqStep, i))
                           : append_phase(m, &g_array_index(a, SeqPhaseTiming, i));
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_close_container(m);
-        if (r < 0)
-                return r;
-        return sd_bus_message_close_container(m);
+        return r < 0 ? r : close_array_entry(m);
 }
 
 static const char *report_result(const SeqReport *rep)
