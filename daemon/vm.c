@@ -35,6 +35,7 @@ typedef struct VmQueued {
 
 struct Vm {
         char *name;
+        char *origin;
         Device **devices;
         size_t n;
         int *data_fds;          /* open data sessions, -1 when none; the worker's while busy */
@@ -141,6 +142,7 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         g_queue_init(&vm->queue);
         vm->wake_fd = -1;
         vm->name = g_strdup(name);
+        vm->origin = g_strdup("dbus");
         vm->options = *options;
         vm->devices = g_new0(Device *, n);
         vm->data_fds = g_new(int, n);
@@ -185,7 +187,19 @@ void vm_free(Vm *vm)
         g_free(vm->states);
         g_free(vm->state_text);
         g_free(vm->name);
+        g_free(vm->origin);
         g_free(vm);
+}
+
+void vm_set_origin(Vm *vm, const char *origin)
+{
+        g_free(vm->origin);
+        vm->origin = g_strdup(origin);
+}
+
+const char *vm_origin(const Vm *vm)
+{
+        return vm->origin;
 }
 
 const char *vm_name(const Vm *vm)

@@ -117,6 +117,14 @@ void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata);
 /* New options (a policy reload); a running sequence keeps the ones it started with. */
 void vm_set_options(Vm *vm, const VmOptions *options);
 
+/*
+ * Who registered the VM: "dbus" (RegisterVM), "libvirt" (the daemon's libvirt connection),
+ * "libvirt-xml" (RegisterVMFromXML), "journal" (restored after a restart). Default "dbus".
+ * The string is copied.
+ */
+void vm_set_origin(Vm *vm, const char *origin);
+const char *vm_origin(const Vm *vm);
+
 /* The report of the last sequence, or NULL before the first. */
 const SeqReport *vm_last_report(const Vm *vm);
 

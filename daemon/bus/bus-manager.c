@@ -260,6 +260,57 @@ static void emit_vm_signal(Daemon *d, const char *member, const char *name)
                                          name, path);
 }
 
+int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devices, size_t n,
+                            const VmOptions *options, const char *origin, Vm **ret,
+                            GError **error)
+{
+        size_t devices_before = registry_n_devices(d->registry);
+        Vm *vm;
+        int r;
+
+        r = registry_register_vm(d->registry, name, devices, n, options, &vm, error);
+        /* A rescan may have found devices even when the registration failed. */
+        if (registry_n_devices(d->registry) != devices_before)
+                bus_manager_emit_counts(d, false, true);
+        if (r < 0)
+                return r;
+        vm_set_origin(vm, origin);
+        bus_manager_emit_counts(d, true, false);
+        emit_device_vm_changed(d, vm);
+        emit_vm_signal(d, "VMNew", name);
+        if (ret)
+                *ret = vm;
+        return 0;
+}
+
+int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error)
+{
+        g_autofree char *vm_name_copy = g_strdup(name);
+        g_autoptr(GPtrArray) device_names = g_ptr_array_new_with_free_func(g_free);
+        size_t devices_before = registry_n_devices(d->registry);
+        Vm *vm = registry_get_vm(d->registry, name);
+        Device *dev;
+        int r;
+
+        /* The VM's devices change their VM property once it is gone. */
+        if (vm)
+                VM_FOREACH_DEVICE (vm, i, dev)
+                        g_ptr_array_add(device_names, g_strdup(dev->info.name));
+        r = registry_unregister_vm(d->registry, vm_name_copy, error);
+        if (r < 0)
+                return r;
+
+        bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
+        for (guint i = 0; i < device_names->len; i++) {
+                g_autofree char *path = bus_device_path(device_names->pdata[i]);
+                if (path && registry_has_device(d->registry, device_names->pdata[i]))
+                        (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_DEVICE, "VM",
+                                                             NULL);
+        }
+        emit_vm_signal(d, "VMRemoved", vm_name_copy);
+        return 0;
+}
+
 static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
@@ -267,9 +318,8 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         g_autoptr(GError) gerr = NULL;
         g_autofree char *action = NULL, *path = NULL;
         VmOptions options = *registry_defaults(d->registry);
-        size_t n_devices, devices_before;
+        size_t n_devices;
         const char *name;
-        Vm *vm;
         int r;
 
         r = sd_bus_message_read(m, "s", &name);
@@ -294,18 +344,10 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
 
-        devices_before = registry_n_devices(d->registry);
-        r = registry_register_vm(d->registry, name, (const char *const *)devices, n_devices,
-                                 &options, &vm, &gerr);
-        /* A rescan may have found devices even when the registration failed. */
-        if (registry_n_devices(d->registry) != devices_before)
-                bus_manager_emit_counts(d, false, true);
+        r = bus_manager_register_vm(d, name, (const char *const *)devices, n_devices, &options,
+                                    "dbus", NULL, &gerr);
         if (r < 0)
                 return reply_gerror(error, r, gerr);
-
-        bus_manager_emit_counts(d, true, false);
-        emit_device_vm_changed(d, vm);
-        emit_vm_signal(d, "VMNew", name);
         path = bus_vm_path(name);
         if (!path)
                 return -ENOMEM;
@@ -316,12 +358,8 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
 {
         Daemon *d = userdata;
         g_autoptr(GError) gerr = NULL;
-        g_autofree char *action = NULL, *vm_name_copy = NULL;
-        g_autoptr(GPtrArray) device_names = NULL;
-        size_t devices_before;
+        g_autofree char *action = NULL;
         const char *name;
-        Device *dev;
-        Vm *vm;
         int r;
 
         r = sd_bus_message_read(m, "s", &name);
@@ -335,27 +373,9 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
 
-        /* The VM's devices change their VM property once it is gone. */
-        vm = registry_get_vm(d->registry, name);
-        device_names = g_ptr_array_new_with_free_func(g_free);
-        if (vm)
-                VM_FOREACH_DEVICE (vm, i, dev)
-                        g_ptr_array_add(device_names, g_strdup(dev->info.name));
-        vm_name_copy = g_strdup(name);
-
-        devices_before = registry_n_devices(d->registry);
-        r = registry_unregister_vm(d->registry, name, &gerr);
+        r = bus_manager_unregister_vm(d, name, &gerr);
         if (r < 0)
                 return reply_gerror(error, r, gerr);
-
-        bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
-        for (guint i = 0; i < device_names->len; i++) {
-                g_autofree char *path = bus_device_path(device_names->pdata[i]);
-                if (path && registry_has_device(d->registry, device_names->pdata[i]))
-                        (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_DEVICE, "VM",
-                                                             NULL);
-        }
-        emit_vm_signal(d, "VMRemoved", vm_name_copy);
         return sd_bus_reply_method_return(m, "");
 }
 

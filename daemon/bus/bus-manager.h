@@ -7,6 +7,18 @@
 
 int bus_manager_register(Daemon *d);
 
+/*
+ * Registers a VM (registry_register_vm(), same errors) and emits what a registration changes:
+ * VMCount/DeviceCount, each device's VM property, VMNew. origin as vm_set_origin(). Every
+ * front end registers through here (RegisterVM, RegisterVMFromXML, the libvirt tracker, the
+ * journal's restore), so the bus always shows the same thing.
+ */
+int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devices, size_t n,
+                            const VmOptions *options, const char *origin, Vm **ret,
+                            GError **error);
+/* Unregisters (registry_unregister_vm(), same errors) and emits counts, devices' VM, VMRemoved. */
+int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error);
+
 /* PropertiesChanged for VMCount and/or DeviceCount. */
 void bus_manager_emit_counts(Daemon *d, bool vm_count, bool device_count);
 /* DeviceStateChanged and SequenceProgress, on the Manager (docs/dbus-api.md, "Signals"). */
