@@ -18,6 +18,7 @@
 /* A set of settings where each key may or may not be given. */
 typedef struct SettingsPatch {
         bool has_mode, has_deadline, has_parallelism, has_on_failure, has_strategy;
+        bool has_after_crash, has_hook_unavailable, has_start_unmigratable;
         PolicySettings v;
 } SettingsPatch;
 
@@ -50,6 +51,9 @@ static const PolicySettings builtin_defaults = {
         .parallelism = 0,
         .on_failure = POLICY_ON_FAILURE_ROLLBACK,
         .strategy = PLAN_STRATEGY_PARALLEL,
+        .after_crash = POLICY_AFTER_CRASH_ROLLBACK,
+        .hook_daemon_unavailable = POLICY_HOOK_FAIL_OPEN,
+        .on_start_unmigratable = POLICY_START_ALLOW,
 };
 
 static const char *const mode_names[] = {
@@ -63,6 +67,47 @@ static const char *const on_failure_names[] = {
         [POLICY_ON_FAILURE_ROLLBACK] = "rollback",
         [POLICY_ON_FAILURE_RESET] = "reset",
 };
+
+static const char *const after_crash_names[] = {
+        [POLICY_AFTER_CRASH_ROLLBACK] = "rollback",
+        [POLICY_AFTER_CRASH_FINISH] = "finish",
+};
+
+static const char *const hook_unavailable_names[] = {
+        [POLICY_HOOK_FAIL_OPEN] = "fail-open",
+        [POLICY_HOOK_FAIL_CLOSED] = "fail-closed",
+};
+
+static const char *const start_unmigratable_names[] = {
+        [POLICY_START_ALLOW] = "allow",
+        [POLICY_START_REFUSE] = "refuse",
+};
+
+/* The index of s in names[0..n), or -EINVAL. */
+static int name_index(const char *const *names, size_t n, const char *s)
+{
+        for (size_t i = 0; s && i < n; i++)
+                if (strcmp(s, names[i]) == 0)
+                        return (int)i;
+        return -EINVAL;
+}
+
+const char *policy_after_crash_to_string(enum policy_after_crash a)
+{
+        return (unsigned)a < G_N_ELEMENTS(after_crash_names) ? after_crash_names[a] : "invalid";
+}
+
+const char *policy_hook_unavailable_to_string(enum policy_hook_unavailable h)
+{
+        return (unsigned)h < G_N_ELEMENTS(hook_unavailable_names) ? hook_unavailable_names[h]
+                                                                  : "invalid";
+}
+
+const char *policy_start_unmigratable_to_string(enum policy_start_unmigratable v)
+{
+        return (unsigned)v < G_N_ELEMENTS(start_unmigratable_names) ? start_unmigratable_names[v]
+                                                                    : "invalid";
+}
 
 const char *policy_mode_to_string(enum policy_mode m)
 {
@@ -357,10 +402,33 @@ static int parse_enum_string(ParseCtx *c, json_t *v, const char *choices, int r_
                            : 0;
 }
 
+/* key, when obj has it: a string among names[0..n); *has and *ret set. */
+static int parse_named(ParseCtx *c, json_t *obj, const char *key, const char *const *names,
+                       size_t n, const char *choices, bool *has, int *ret)
+{
+        json_t *v = json_object_get(obj, key);
+        int r;
+
+        if (!v)
+                return 0;
+        path_push_key(c, key);
+        r = expect_type(c, v, JSON_STRING, "a string");
+        if (r == 0) {
+                *ret = name_index(names, n, json_string_value(v));
+                r = parse_enum_string(c, v, choices, *ret);
+        }
+        path_pop(c);
+        if (r < 0)
+                return r;
+        *has = true;
+        return 0;
+}
+
 /* Parses the settings keys present in obj into patch; other keys are left to the caller. */
 static int parse_settings(ParseCtx *c, json_t *obj, SettingsPatch *patch)
 {
         json_t *v;
+        int i = 0;
         int r = 0;
 
         if ((v = json_object_get(obj, "mode"))) {
@@ -415,6 +483,26 @@ static int parse_settings(ParseCtx *c, json_t *obj, SettingsPatch *patch)
                         return r;
                 patch->has_strategy = true;
         }
+        r = parse_named(c, obj, "after-crash", after_crash_names, G_N_ELEMENTS(after_crash_names),
+                        "rollback, finish", &patch->has_after_crash, &i);
+        if (r < 0)
+                return r;
+        if (patch->has_after_crash)
+                patch->v.after_crash = (enum policy_after_crash)i;
+        r = parse_named(c, obj, "hook-daemon-unavailable", hook_unavailable_names,
+                        G_N_ELEMENTS(hook_unavailable_names), "fail-open, fail-closed",
+                        &patch->has_hook_unavailable, &i);
+        if (r < 0)
+                return r;
+        if (patch->has_hook_unavailable)
+                patch->v.hook_daemon_unavailable = (enum policy_hook_unavailable)i;
+        r = parse_named(c, obj, "on-start-unmigratable", start_unmigratable_names,
+                        G_N_ELEMENTS(start_unmigratable_names), "allow, refuse",
+                        &patch->has_start_unmigratable, &i);
+        if (r < 0)
+                return r;
+        if (patch->has_start_unmigratable)
+                patch->v.on_start_unmigratable = (enum policy_start_unmigratable)i;
         return 0;
 }
 
@@ -443,7 +531,9 @@ static int parse_migratable(ParseCtx *c, json_t *obj, bool *has, bool *migratabl
         return 0;
 }
 
-#define SETTINGS_KEYS "mode", "phase-deadline-ms", "parallelism", "on-failure", "strategy"
+#define SETTINGS_KEYS                                                                              \
+        "mode", "phase-deadline-ms", "parallelism", "on-failure", "strategy", "after-crash",       \
+                "hook-daemon-unavailable", "on-start-unmigratable"
 
 static int parse_vm_entry(ParseCtx *c, json_t *obj, size_t file, size_t index, Policy *p)
 {
@@ -658,6 +748,12 @@ static void apply_patch(PolicySettings *s, const SettingsPatch *p)
                 s->on_failure = p->v.on_failure;
         if (p->has_strategy)
                 s->strategy = p->v.strategy;
+        if (p->has_after_crash)
+                s->after_crash = p->v.after_crash;
+        if (p->has_hook_unavailable)
+                s->hook_daemon_unavailable = p->v.hook_daemon_unavailable;
+        if (p->has_start_unmigratable)
+                s->on_start_unmigratable = p->v.on_start_unmigratable;
 }
 
 static bool device_entry_matches(const DeviceEntry *e, const PolicyDevice *d)

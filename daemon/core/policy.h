@@ -38,17 +38,39 @@ enum policy_on_failure {
         POLICY_ON_FAILURE_RESET,    /* reset every device (state discarded) */
 };
 
+/* What the daemon does on start with a sequence its crash interrupted (docs/policy.md). */
+enum policy_after_crash {
+        POLICY_AFTER_CRASH_ROLLBACK, /* back to where the VM was consistent before it began */
+        POLICY_AFTER_CRASH_FINISH,   /* complete it when it can be completed, else roll back */
+};
+
+/* What the libvirt hook does when the daemon does not answer. */
+enum policy_hook_unavailable {
+        POLICY_HOOK_FAIL_OPEN,   /* let libvirt go on, logged */
+        POLICY_HOOK_FAIL_CLOSED, /* refuse the operation */
+};
+
+/* What the libvirt hook does when a domain starts that could not migrate. */
+enum policy_start_unmigratable {
+        POLICY_START_ALLOW,  /* start it, logged with the blockers */
+        POLICY_START_REFUSE, /* veto the start */
+};
+
 typedef struct PolicySettings {
         enum policy_mode mode;
         uint32_t phase_deadline_ms;
         uint32_t parallelism; /* 0: one worker per device */
         enum policy_on_failure on_failure;
         enum plan_strategy strategy;
+        enum policy_after_crash after_crash;
+        enum policy_hook_unavailable hook_daemon_unavailable;
+        enum policy_start_unmigratable on_start_unmigratable;
 } PolicySettings;
 
 typedef struct Policy Policy;
 
-/* The built-in defaults: require-p2p, 10000 ms, parallelism 0, rollback, parallel. */
+/* The built-in defaults: require-p2p, 10000 ms, parallelism 0, rollback, parallel,
+ * after-crash rollback, hook fail-open, start allowed. */
 Policy *policy_new_default(void);
 /*
  * Parses the files in order into a new policy. names[i] is used in messages only.
@@ -106,5 +128,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PolicyDecision, policy_decision_free)
 const char *policy_mode_to_string(enum policy_mode m);
 int policy_mode_from_string(const char *s, enum policy_mode *ret);
 const char *policy_on_failure_to_string(enum policy_on_failure f);
+const char *policy_after_crash_to_string(enum policy_after_crash a);
+const char *policy_hook_unavailable_to_string(enum policy_hook_unavailable h);
+const char *policy_start_unmigratable_to_string(enum policy_start_unmigratable s);
 /* The plan's P2P mode for a policy mode (single-only and deny never reach a plan). */
 enum plan_p2p_mode policy_mode_to_plan(enum policy_mode m);

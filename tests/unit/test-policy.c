@@ -177,11 +177,13 @@ static void test_merge_order_later_files_win(void)
 {
         const char *names[] = {"policy.json", "policy.d/10-site.json", "policy.d/20-rack.json"};
         const char *texts[] = {
-                "{\"defaults\":{\"mode\":\"deny\",\"phase-deadline-ms\":5000,\"parallelism\":4}}",
+                ("{\"defaults\":{\"mode\":\"deny\",\"phase-deadline-ms\":5000,\"parallelism\":4,"
+                 "\"after-crash\":\"finish\",\"hook-daemon-unavailable\":\"fail-open\"}}"),
                 /* Parenthesized: one string split over two lines, not a missing comma. */
                 ("{\"defaults\":{\"mode\":\"require-p2p\"},"
                  " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"serial\"}]}"),
-                "{\"vms\":[{\"match\":\"web-1\",\"phase-deadline-ms\":1000,\"on-failure\":\"reset\"}]}",
+                ("{\"vms\":[{\"match\":\"web-1\",\"phase-deadline-ms\":1000,\"on-failure\":\"reset\","
+                 "\"hook-daemon-unavailable\":\"fail-closed\",\"on-start-unmigratable\":\"refuse\"}]}"),
         };
         Policy *p = NULL;
         PolicyDecision *d = NULL;
@@ -195,6 +197,9 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpuint(d->settings.parallelism, ==, 4);
         g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_SERIAL);
         g_assert_cmpint(d->settings.on_failure, ==, POLICY_ON_FAILURE_RESET);
+        g_assert_cmpint(d->settings.after_crash, ==, POLICY_AFTER_CRASH_FINISH);
+        g_assert_cmpint(d->settings.hook_daemon_unavailable, ==, POLICY_HOOK_FAIL_CLOSED);
+        g_assert_cmpint(d->settings.on_start_unmigratable, ==, POLICY_START_REFUSE);
         g_assert_cmpuint(g_strv_length(d->matched), ==, 2);
         g_assert_cmpstr(d->matched[0], ==, "policy.d/10-site.json: vms[0] (match \"web-*\")");
         g_assert_cmpstr(d->matched[1], ==, "policy.d/20-rack.json: vms[0] (match \"web-1\")");
@@ -238,7 +243,8 @@ static const BadCase bad_cases[] = {
          "are: $schema, defaults, vms, devices, comment"},
         {"unknown key in a VM entry", "{\"vms\": [\n {\"match\": \"a\"},\n {\"match\": \"b\", \"mod\": \"deny\"}]}",
          "/etc/vfio-migd/policy.json:3:17: unknown key \"mod\" in vms[1]; known keys are: match, "
-         "mode, phase-deadline-ms, parallelism, on-failure, strategy, migratable, reason, comment"},
+         "mode, phase-deadline-ms, parallelism, on-failure, strategy, after-crash, "
+         "hook-daemon-unavailable, on-start-unmigratable, migratable, reason, comment"},
         {"wrong type", "{\"defaults\": {\"phase-deadline-ms\": \"10s\"}}",
          "/etc/vfio-migd/policy.json:1:36: defaults.phase-deadline-ms must be an integer, not a string"},
         {"out of range", "{\"defaults\": {\"phase-deadline-ms\": 0}}",
@@ -247,6 +253,15 @@ static const BadCase bad_cases[] = {
         {"unknown mode", "{\"defaults\": {\"mode\": \"p2p-maybe\"}}",
          "/etc/vfio-migd/policy.json:1:23: defaults.mode is \"p2p-maybe\"; it must be one of "
          "require-p2p, p2p-blocked, single-only, deny"},
+        {"unknown after-crash", "{\"defaults\": {\"after-crash\": \"resume\"}}",
+         "/etc/vfio-migd/policy.json:1:30: defaults.after-crash is \"resume\"; it must be one of "
+         "rollback, finish"},
+        {"hook setting not a string", "{\"defaults\": {\"hook-daemon-unavailable\": true}}",
+         "/etc/vfio-migd/policy.json:1:42: defaults.hook-daemon-unavailable must be a string, not a "
+         "boolean"},
+        {"unknown on-start-unmigratable", "{\"vms\": [{\"match\": \"a\", \"on-start-unmigratable\": \"no\"}]}",
+         "/etc/vfio-migd/policy.json:1:50: vms[0].on-start-unmigratable is \"no\"; it must be one of "
+         "allow, refuse"},
         {"bad glob", "{\"vms\": [{\"match\": \"web-[0-9\"}]}",
          "/etc/vfio-migd/policy.json:1:20: vms[0].match: the glob \"web-[0-9\" has a '[' without "
          "its closing ']'"},
