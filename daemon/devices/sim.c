@@ -586,6 +586,176 @@ static int sim_device_from_json(json_t *o, const char *path, const char *name, S
         return 0;
 }
 
+/*
+ * ---- the peer index: DIR/.p2p/@GROUP/NAME ----
+ *
+ * An empty file per device of a P2P group, so a device finds its peers by listing its group
+ * instead of reading every device file of the directory on every arc. Invariant: every
+ * device whose file names group G has the entry DIR/.p2p/@G/NAME. The entry is added before
+ * a file naming G is written and removed after the last such file is gone, both under the
+ * device's lock; an entry may thus be stale (its device removed or moved to another group)
+ * and readers check each candidate's file, as the full scan did. The '@' keeps group names
+ * such as "." or ".." from being path components.
+ *
+ * DIR/.p2p/complete says every device of DIR has its entry. A directory without it (made
+ * before the index existed, or after a failed entry write) is scanned in full by the next
+ * arc, which adds the entries it finds and then the marker. Only entries are ever added
+ * without a lock, which keeps the invariant: an entry too many is harmless.
+ */
+
+#define SIM_INDEX_DIR      ".p2p"
+#define SIM_INDEX_COMPLETE "complete"
+#define SIM_INDEX_TRIES    8
+
+static char *index_root(const char *dir)
+{
+        return g_strdup_printf("%s/" SIM_INDEX_DIR, dir);
+}
+
+static char *index_group_dir(const char *dir, const char *group)
+{
+        return g_strdup_printf("%s/" SIM_INDEX_DIR "/@%s", dir, group);
+}
+
+static char *index_entry(const char *dir, const char *group, const char *name)
+{
+        return g_strdup_printf("%s/" SIM_INDEX_DIR "/@%s/%s", dir, group, name);
+}
+
+static char *index_marker(const char *dir)
+{
+        return g_strdup_printf("%s/" SIM_INDEX_DIR "/" SIM_INDEX_COMPLETE, dir);
+}
+
+/* Adds NAME to GROUP's entries; an existing entry costs one stat. */
+static int index_add(const char *dir, const char *group, const char *name, GError **error)
+{
+        g_autofree char *entry = index_entry(dir, group, name);
+        g_autofree char *gdir = NULL;
+        int r;
+
+        if (access(entry, F_OK) == 0)
+                return 0;
+        gdir = index_group_dir(dir, group);
+        /* A remover may take away the group's directory between our mkdir and mknod. */
+        for (unsigned i = 0; i < SIM_INDEX_TRIES; i++) {
+                if (mknod(entry, S_IFREG | 0644, 0) == 0 || errno == EEXIST)
+                        return 0;
+                if (errno != ENOENT)
+                        break;
+                if (g_mkdir_with_parents(gdir, 0755) < 0)
+                        break;
+        }
+        r = -errno;
+        return sim_error(error, r,
+                         "Cannot write the P2P peer index entry %s: %s; check that %s/.p2p is a "
+                         "writable directory (remove it if not: it is rebuilt)",
+                         entry, g_strerror(-r), dir);
+}
+
+/* Removes NAME from GROUP's entries, and the group's directory once empty. */
+static void index_del(const char *dir, const char *group, const char *name)
+{
+        g_autofree char *entry = index_entry(dir, group, name);
+        g_autofree char *gdir = index_group_dir(dir, group);
+
+        if (unlink(entry) < 0 && errno != ENOENT)
+                log_warning("cannot remove the P2P peer index entry %s: %s (a stale entry is "
+                            "ignored)",
+                            entry, g_strerror(errno));
+        (void)rmdir(gdir); /* fails while other entries remain */
+}
+
+/* Removes NAME from every group: for a device whose file no longer says its group. */
+static void index_del_everywhere(const char *dir, const char *name)
+{
+        g_autofree char *root = index_root(dir);
+        const char *e;
+        GDir *gd = g_dir_open(root, 0, NULL);
+
+        while (gd && (e = g_dir_read_name(gd)))
+                if (e[0] == '@')
+                        index_del(dir, e + 1, name);
+        if (gd)
+                g_dir_close(gd);
+}
+
+/* A failed entry write: readers must scan again until a rebuild succeeds. */
+static void index_invalidate(const char *dir)
+{
+        g_autofree char *marker = index_marker(dir);
+
+        if (unlink(marker) < 0 && errno != ENOENT)
+                log_warning("cannot invalidate the P2P peer index %s: %s", marker,
+                            g_strerror(errno));
+}
+
+static bool index_complete(const char *dir)
+{
+        g_autofree char *marker = index_marker(dir);
+
+        return access(marker, F_OK) == 0;
+}
+
+static int index_mark_complete(const char *dir)
+{
+        g_autofree char *marker = index_marker(dir);
+
+        if (mknod(marker, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* For g_ptr_array_sort on char*. */
+static int compare_strings(gconstpointer a, gconstpointer b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A directory without device files has nothing to index: the index is complete from the
+ * start, sparing the first arc a scan. Devices created meanwhile add their entries first. */
+static void index_start(const char *dir)
+{
+        const char *e;
+        bool empty = true;
+        GDir *gd;
+
+        if (index_complete(dir))
+                return;
+        gd = g_dir_open(dir, 0, NULL);
+        while (gd && empty && (e = g_dir_read_name(gd)))
+                empty = !g_str_has_suffix(e, ".json") || e[0] == '.';
+        if (gd)
+                g_dir_close(gd);
+        if (gd && empty) {
+                g_autofree char *root = index_root(dir);
+
+                if (g_mkdir_with_parents(root, 0755) == 0)
+                        (void)index_mark_complete(dir);
+        }
+}
+
+/* GROUP's entries, sorted; -errno when the group cannot be listed (a missing one is empty). */
+static int index_names(const char *dir, const char *group, GPtrArray **ret)
+{
+        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+        g_autofree char *gdir = index_group_dir(dir, group);
+        g_autoptr(GError) local = NULL;
+        const char *e;
+        GDir *gd = g_dir_open(gdir, 0, &local);
+
+        if (!gd && !g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                return -EIO;
+        while (gd && (e = g_dir_read_name(gd)))
+                if (check_name(e, NULL) == 0)
+                        g_ptr_array_add(names, g_strdup(e));
+        if (gd)
+                g_dir_close(gd);
+        g_ptr_array_sort(names, compare_strings);
+        *ret = g_steal_pointer(&names);
+        return 0;
+}
+
 /* ---- files: unlocked reads, locked read-modify-write ---- */
 
 /* Readers take no device lock: writers replace the file atomically and sim_file_read waits
@@ -678,6 +848,10 @@ static int sim_file_store(const char *dir, const SimDevice *d, int lock_fd, GErr
 
         free(text);
         json_decref(o);
+        /* Before the file says the group: a file hand-edited into a group gets its entry on
+         * its next write; failing that, readers scan the directory again. */
+        if (*d->p2p_group && index_add(dir, d->p2p_group, d->name, NULL) < 0)
+                index_invalidate(dir);
         r = sim_file_replace(path, line, strlen(line), error);
         if (r >= 0)
                 version_bump(lock_fd);
@@ -753,11 +927,6 @@ static int sim_update(const char *dir, const char *name, SimUpdateFn fn, void *u
         return r < 0 ? r : 0;
 }
 
-static int compare_names(gconstpointer a, gconstpointer b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Device names in dir, sorted; a missing directory holds no devices. */
 static int sim_dir_names(const char *dir, GPtrArray **ret, GError **error)
 {
@@ -781,7 +950,7 @@ static int sim_dir_names(const char *dir, GPtrArray **ret, GError **error)
         }
         if (gd)
                 g_dir_close(gd);
-        g_ptr_array_sort(names, compare_names);
+        g_ptr_array_sort(names, compare_strings);
         *ret = g_steal_pointer(&names);
         return 0;
 }
@@ -892,10 +1061,20 @@ int sim_device_create(const char *dir, const SimSpec *spec, GError **error)
                               "Sim device '%s' already exists in %s; pick another name or "
                               "remove it first (vfio-migsim remove %s)",
                               spec->name, dir, spec->name);
-        if (r >= 0)
-                r = sim_blob_regenerate(dir, d, error);
+        if (r < 0)
+                goto out;
+        index_start(dir);
+        if (*d->p2p_group) {
+                r = index_add(dir, d->p2p_group, d->name, error);
+                if (r < 0)
+                        goto out;
+        }
+        r = sim_blob_regenerate(dir, d, error);
         if (r >= 0)
                 r = sim_file_store(dir, d, fd, error);
+        if (r < 0 && *d->p2p_group)
+                index_del(dir, d->p2p_group, d->name);
+out:
         sim_unlock(dir, spec->name, fd, r >= 0 || r == -EEXIST);
         return r;
 }
@@ -903,7 +1082,8 @@ int sim_device_create(const char *dir, const SimSpec *spec, GError **error)
 /* Works on a malformed device file too: removing is how a user gets rid of one. */
 int sim_device_remove(const char *dir, const char *name, GError **error)
 {
-        g_autofree char *json = NULL, *state = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        g_autofree char *json = NULL, *state = NULL, *group = NULL;
         int fd, r = check_name(name, error);
 
         if (r < 0)
@@ -913,6 +1093,9 @@ int sim_device_remove(const char *dir, const char *name, GError **error)
                 return fd;
         json = json_path(dir, name);
         state = state_path(dir, name);
+        /* The group, to drop the index entry after the file; NULL for a malformed file. */
+        if (sim_file_load(dir, name, &d, NULL) >= 0)
+                group = g_strdup(d->p2p_group);
         if (unlink(json) < 0)
                 r = errno == ENOENT
                         ? sim_error(error, -ENOENT, "No sim device '%s' in %s", name, dir)
@@ -924,6 +1107,10 @@ int sim_device_remove(const char *dir, const char *name, GError **error)
                 unlink(state);
                 unlink(spare_json);
                 unlink(spare_state);
+                if (!group)
+                        index_del_everywhere(dir, name);
+                else if (*group)
+                        index_del(dir, group, name);
         }
         sim_unlock(dir, name, fd, r < 0 && r != -ENOENT);
         return r;
@@ -1069,6 +1256,43 @@ int sim_device_force_state(const char *dir, const char *name, enum mig_state s, 
         return sim_update(dir, name, state_force, &s, error);
 }
 
+int sim_device_set_p2p_group(const char *dir, const char *name, const char *group, GError **error)
+{
+        g_autoptr(SimDevice) d = NULL;
+        g_autofree char *old = NULL;
+        int fd, r;
+
+        if (!group)
+                group = "";
+        r = check_name(name, error);
+        if (r >= 0 && *group)
+                r = check_label("P2P group", group, error);
+        if (r < 0)
+                return r;
+        fd = sim_lock(dir, name, error);
+        if (fd < 0)
+                return fd;
+        r = sim_file_load(dir, name, &d, error);
+        if (r < 0 || strcmp(d->p2p_group, group) == 0)
+                goto out;
+        /* The new entry before the file says the group, the old one away after. */
+        if (*group) {
+                r = index_add(dir, group, name, error);
+                if (r < 0)
+                        goto out;
+        }
+        old = g_steal_pointer(&d->p2p_group);
+        d->p2p_group = g_strdup(group);
+        r = sim_file_store(dir, d, fd, error);
+        if (r < 0 && *group)
+                index_del(dir, group, name);
+        else if (r >= 0 && *old)
+                index_del(dir, old, name);
+out:
+        sim_unlock(dir, name, fd, r != -ENOENT);
+        return r < 0 ? r : 0;
+}
+
 /* ---- peers: devices of one p2p_group can DMA into each other ---- */
 
 typedef struct SimPeer {
@@ -1081,6 +1305,54 @@ static void sim_peer_clear(gpointer p)
         g_free(((SimPeer *)p)->name);
 }
 
+/*
+ * No complete index: every device file of dir, adding the index entries of those in a group
+ * and then the marker, so the next arc lists its group instead. Returns the names to check
+ * for peers: all of them. Without a writable index it stays a scan on every arc.
+ */
+static int sim_peers_rebuild(const char *dir, const SimDevice *self, GPtrArray **ret)
+{
+        g_autofree char *root = index_root(dir);
+        g_autoptr(GError) error = NULL;
+        bool complete;
+        int r;
+
+        r = sim_dir_names(dir, ret, &error);
+        if (r < 0) {
+                log_warning("sim device %s: cannot look for peers: %s", self->name, error->message);
+                return r;
+        }
+        if (g_mkdir_with_parents(root, 0755) < 0) {
+                static gint warned;
+
+                if (g_atomic_int_compare_and_exchange(&warned, 0, 1))
+                        log_warning("sim device %s: cannot create the P2P peer index %s: %s; "
+                                    "every arc reads every device file until it can (remove "
+                                    "what is in the way)",
+                                    self->name, root, g_strerror(errno));
+                return 0;
+        }
+        complete = true;
+        for (guint i = 0; complete && i < (*ret)->len; i++) {
+                g_autoptr(SimDevice) d = NULL;
+
+                /* A device removed meanwhile needs no entry; a malformed one is no peer. */
+                if (sim_file_load(dir, (*ret)->pdata[i], &d, NULL) < 0 || !*d->p2p_group)
+                        continue;
+                if (index_add(dir, d->p2p_group, d->name, &error) < 0) {
+                        log_warning("sim device %s: %s", self->name, error->message);
+                        complete = false;
+                }
+        }
+        if (complete && (r = index_mark_complete(dir)) < 0)
+                log_warning("sim device %s: cannot mark the P2P peer index %s complete: %s",
+                            self->name, root, g_strerror(-r));
+        else if (complete)
+                log_info("sim directory %s: P2P peer index rebuilt for %u devices", dir,
+                         (*ret)->len);
+        return 0;
+}
+
 /* Peers are read without their locks: a peer's state is whatever its last write says. */
 static GArray *sim_peers_read(const char *dir, const SimDevice *self)
 {
@@ -1090,10 +1362,10 @@ static GArray *sim_peers_read(const char *dir, const SimDevice *self)
         GArray *peers = g_array_new(FALSE, FALSE, sizeof(SimPeer));
 
         g_array_set_clear_func(peers, sim_peer_clear);
-        if (sim_dir_names(dir, &names, &error) < 0) {
-                log_warning("sim device %s: cannot look for peers: %s", self->name, error->message);
+        /* The index names candidates, maybe stale ones: each is checked as the scan did. */
+        if ((!index_complete(dir) || index_names(dir, self->p2p_group, &names) < 0) &&
+            sim_peers_rebuild(dir, self, &names) < 0)
                 return peers;
-        }
         for (guint i = 0; i < names->len; i++) {
                 g_autoptr(SimDevice) d = NULL;
                 g_autofree char *text = NULL;

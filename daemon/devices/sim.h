@@ -19,6 +19,13 @@
  * - Devices with the same non-empty p2p_group are peers with P2P mappings: a device that is
  *   stopped (STOP, STOP_COPY, RESUMING) while a peer is RUNNING or PRE_COPY (able to initiate
  *   P2P DMA) records a corruption event on the stopped device.
+ * - Peers are found through an index, DIR/.p2p/@GROUP/NAME (an empty file per device of a
+ *   group) plus DIR/.p2p/complete, kept by create, remove and set_p2p_group under the
+ *   device's lock, so an arc reads its peers' files, not every file of the directory. A
+ *   directory without the marker (made by an older version) is scanned in full once and the
+ *   index rebuilt. A device file whose p2p_group was edited by hand gets its entry on its
+ *   next write; to be sure, remove DIR/.p2p while nothing runs. Directory watchers should
+ *   ignore dot files: .p2p, .NAME.lock and the .NAME.json.tmp / .NAME.state.tmp spares.
  *
  * Errors: 0 or negative errno; functions taking GError** also fill it with a sentence
  * naming the file or input and what would fix it.
@@ -112,6 +119,9 @@ int sim_device_set_latency(const char *dir, const char *name, const char *arc, u
 int sim_device_clear_events(const char *dir, const char *name, GError **error);
 /* Administrative: force a state without walking arcs (test set-up, demo reset). */
 int sim_device_force_state(const char *dir, const char *name, enum mig_state s, GError **error);
+/* Administrative: moves the device to another P2P group (NULL/"": none), index included. No
+ * corruption event is recorded for the move itself; the next arc of either side checks. */
+int sim_device_set_p2p_group(const char *dir, const char *name, const char *group, GError **error);
 
 /* "FROM>TO", "*>TO", "FROM>*" or "*"; -EINVAL with a message otherwise. */
 int sim_fault_parse_arc(const char *s, SimFault *f, GError **error);

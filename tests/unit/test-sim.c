@@ -1,11 +1,14 @@
 /* test-sim: simulated devices behave as the kernel's uAPI says a migration device does */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <jansson.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/mig-state.h"
@@ -31,18 +34,21 @@ static void fixture_setup(Fixture *f, gconstpointer data)
         g_assert_no_error(error);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        return remove(path) < 0 ? -errno : 0;
+}
+
+/* The directory holds the peer index, DIR/.p2p/@GROUP/NAME, as well as the device files. */
+static void rm_rf(const char *dir)
+{
+        g_assert_cmpint(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS), ==, 0);
+}
+
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-        GDir *d = g_dir_open(f->dir, 0, NULL);
-        const char *e;
-
-        while (d && (e = g_dir_read_name(d))) {
-                g_autofree char *p = g_build_filename(f->dir, e, NULL);
-                g_unlink(p);
-        }
-        if (d)
-                g_dir_close(d);
-        g_assert_cmpint(g_rmdir(f->dir), ==, 0);
+        rm_rf(f->dir);
+        g_assert_false(g_file_test(f->dir, G_FILE_TEST_EXISTS));
         backend_free(f->backend);
         g_free(f->dir);
 }
@@ -921,6 +927,276 @@ static void test_concurrent_writers_never_corrupt(Fixture *f, gconstpointer data
         g_assert_cmpint(state_of(f, "b"), ==, MIG_STATE_RUNNING);
 }
 
+/* ---- the peer index ---- */
+
+static bool index_has(Fixture *f, const char *group, const char *name)
+{
+        g_autofree char *p = name ? g_strdup_printf("%s/.p2p/@%s/%s", f->dir, group, name)
+                                  : g_strdup_printf("%s/.p2p/@%s", f->dir, group);
+
+        return g_file_test(p, G_FILE_TEST_EXISTS);
+}
+
+static bool index_complete(Fixture *f)
+{
+        g_autofree char *p = g_strdup_printf("%s/.p2p/complete", f->dir);
+
+        return g_file_test(p, G_FILE_TEST_IS_REGULAR);
+}
+
+static void set_group(Fixture *f, const char *name, const char *group)
+{
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpint(sim_device_set_p2p_group(f->dir, name, group, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+/* Stops name (RUNNING -> STOP) and returns the peers it recorded events for, "b,c". */
+static char *stop_and_blame(Fixture *f, const char *name)
+{
+        g_autoptr(Device) dev = open_device(f, name);
+        g_autoptr(SimDevice) d = NULL;
+        GString *s = g_string_new(NULL);
+
+        g_assert_cmpint(sim_device_clear_events(f->dir, name, NULL), ==, 0);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        d = read_device(f, name);
+        for (guint i = 0; i < d->events->len; i++)
+                g_string_append_printf(s, "%s%s", i ? "," : "",
+                                       ((SimEvent *)d->events->pdata[i])->peer);
+        force_state(f, name, MIG_STATE_RUNNING);
+        return g_string_free(s, FALSE);
+}
+
+static void touch(Fixture *f, const char *rel)
+{
+        g_autofree char *p = g_build_filename(f->dir, rel, NULL);
+        g_autofree char *parent = g_path_get_dirname(p);
+
+        g_assert_cmpint(g_mkdir_with_parents(parent, 0755), ==, 0);
+        g_assert_true(g_file_set_contents(p, "", 0, NULL));
+}
+
+static void test_peer_index_create_remove_regroup(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) b = NULL;
+        g_autofree char *blamed = NULL;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        create_device(f, "c", ALL_FLAGS, NULL);
+        /* Made in an empty directory: complete from the start, no scan needed. */
+        g_assert_true(index_complete(f));
+        g_assert_true(index_has(f, "vm1", "a"));
+        g_assert_true(index_has(f, "vm1", "b"));
+        g_assert_false(index_has(f, "vm1", "c"));
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "b");
+        g_clear_pointer(&blamed, g_free);
+
+        /* b moves to vm2, c joins vm1: the entries move, a's peers with them. */
+        set_group(f, "b", "vm2");
+        set_group(f, "c", "vm1");
+        g_assert_false(index_has(f, "vm1", "b"));
+        g_assert_true(index_has(f, "vm2", "b"));
+        g_assert_true(index_has(f, "vm1", "c"));
+        b = read_device(f, "b");
+        g_assert_cmpstr(b->p2p_group, ==, "vm2");
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "c");
+        g_clear_pointer(&blamed, g_free);
+        /* The same group again changes nothing; none takes b out of every group. */
+        set_group(f, "c", "vm1");
+        set_group(f, "b", NULL);
+        g_assert_false(index_has(f, "vm2", NULL)); /* an empty group's directory goes */
+        blamed = stop_and_blame(f, "b");
+        g_assert_cmpstr(blamed, ==, "");
+        g_clear_pointer(&blamed, g_free);
+
+        /* Group names that are path components elsewhere stay inside the index. */
+        set_group(f, "b", "..");
+        set_group(f, "c", "..");
+        g_assert_true(index_has(f, "..", "b"));
+        blamed = stop_and_blame(f, "b");
+        g_assert_cmpstr(blamed, ==, "c");
+        g_clear_pointer(&blamed, g_free);
+
+        g_assert_cmpint(sim_device_remove(f->dir, "a", &error), ==, 0);
+        g_assert_false(index_has(f, "vm1", NULL));
+        g_assert_cmpint(sim_device_remove(f->dir, "c", &error), ==, 0);
+        g_assert_false(index_has(f, "..", "c"));
+        g_assert_true(index_has(f, "..", "b"));
+        g_assert_no_error(error);
+}
+
+static void test_peer_index_stale_entries_are_ignored(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *blamed = NULL, *garbage = NULL;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        create_device(f, "other", ALL_FLAGS, "vm2");
+        /* Entries for a removed device, for one in another group, and junk. */
+        touch(f, ".p2p/@vm1/gone");
+        touch(f, ".p2p/@vm1/other");
+        touch(f, ".p2p/@vm1/.hidden");
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "b");
+
+        /* Removing a device whose file is malformed clears its entries in every group. */
+        touch(f, ".p2p/@vm3/b");
+        garbage = g_build_filename(f->dir, "b.json", NULL);
+        g_assert_true(g_file_set_contents(garbage, "{", 1, NULL));
+        g_assert_cmpint(sim_device_remove(f->dir, "b", &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_false(index_has(f, "vm1", "b"));
+        g_assert_false(index_has(f, "vm3", NULL));
+        g_assert_true(index_has(f, "vm1", "a"));
+}
+
+static void test_peer_index_rebuilt_in_an_old_directory(Fixture *f, gconstpointer data)
+{
+        g_autofree char *index = g_build_filename(f->dir, ".p2p", NULL);
+        g_autofree char *json = g_build_filename(f->dir, "c.json", NULL);
+        g_autofree char *blamed = NULL, *text = NULL, *edited = NULL;
+        GString *s;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        create_device(f, "c", ALL_FLAGS, NULL);
+        /* A directory from before the index: the first arc scans it and builds the index. */
+        rm_rf(index);
+        create_device(f, "d", ALL_FLAGS, "vm1"); /* adds its own entry, not the marker */
+        g_assert_false(index_complete(f));
+        g_assert_true(index_has(f, "vm1", "d"));
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "b,d");
+        g_clear_pointer(&blamed, g_free);
+        g_assert_true(index_complete(f));
+        g_assert_true(index_has(f, "vm1", "a"));
+        g_assert_true(index_has(f, "vm1", "b"));
+
+        /* A file edited into a group by hand gets its entry on its next write. */
+        g_assert_true(g_file_get_contents(json, &text, NULL, NULL));
+        s = g_string_new(text);
+        g_assert_cmpint(g_string_replace(s, "\"p2p_group\": \"\"", "\"p2p_group\": 0", 1), ==, 1);
+        g_assert_cmpint(g_string_replace(s, ": 0", ": \"x\"", 1), ==, 1);
+        g_assert_cmpint(g_string_replace(s, "\"x\"", "\"vm1\"", 1), ==, 1);
+        edited = g_string_free(s, FALSE);
+        g_assert_true(g_file_set_contents(json, edited, -1, NULL));
+        g_assert_false(index_has(f, "vm1", "c"));
+        force_state(f, "c", MIG_STATE_RUNNING);
+        g_assert_true(index_has(f, "vm1", "c"));
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "b,c,d");
+}
+
+static void test_peer_index_unwritable(Fixture *f, gconstpointer data)
+{
+        g_autofree char *index = g_build_filename(f->dir, ".p2p", NULL);
+        g_autofree char *blamed = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) b = NULL;
+        SimSpec spec = {.name = "x", .flags = ALL_FLAGS, .p2p_group = "vm1"};
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        /* Something in the index's way: peers are still found, by reading every file. */
+        rm_rf(index);
+        g_assert_true(g_file_set_contents(index, "in the way", -1, NULL));
+        blamed = stop_and_blame(f, "a");
+        g_assert_cmpstr(blamed, ==, "b");
+        blamed = (g_free(blamed), stop_and_blame(f, "a"));
+        g_assert_cmpstr(blamed, ==, "b");
+
+        /* Creating into a group or moving to one is refused, naming the index; nothing left. */
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -ENOTDIR);
+        g_assert_nonnull(strstr(error->message, "P2P peer index"));
+        g_assert_nonnull(strstr(error->message, index));
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_read(f->dir, "x", NULL, NULL), ==, -ENOENT);
+        g_assert_cmpint(sim_device_set_p2p_group(f->dir, "b", "vm2", &error), ==, -ENOTDIR);
+        g_assert_nonnull(strstr(error->message, "P2P peer index"));
+        g_clear_error(&error);
+        b = read_device(f, "b");
+        g_assert_cmpstr(b->p2p_group, ==, "vm1");
+        /* Without a group nothing needs the index. */
+        spec.p2p_group = NULL;
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(sim_device_remove(f->dir, "x", &error), ==, 0);
+}
+
+static void test_set_p2p_group_bad_input(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) a = NULL;
+        g_autofree char *lock = g_build_filename(f->dir, ".nope.lock", NULL);
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        g_assert_cmpint(sim_device_set_p2p_group(f->dir, "a", "no/slash", &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "no/slash"));
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_set_p2p_group(f->dir, "../a", "vm2", &error), ==, -EINVAL);
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_set_p2p_group(f->dir, "nope", "vm2", &error), ==, -ENOENT);
+        g_assert_nonnull(strstr(error->message, "nope"));
+        g_assert_false(g_file_test(lock, G_FILE_TEST_EXISTS));
+        g_assert_false(index_has(f, "vm2", NULL));
+        a = read_device(f, "a");
+        g_assert_cmpstr(a->p2p_group, ==, "vm1");
+}
+
+typedef struct Regrouper {
+        Fixture *f;
+        gint *stop;
+        unsigned moves;
+} Regrouper;
+
+static gpointer regroup_run(gpointer p)
+{
+        Regrouper *r = p;
+
+        while (!g_atomic_int_get(r->stop)) {
+                const char *group = r->moves % 2 ? "vm1" : "vm2";
+
+                g_assert_cmpint(sim_device_set_p2p_group(r->f->dir, "b", group, NULL), ==, 0);
+                r->moves++;
+        }
+        return NULL;
+}
+
+/* Moves under the device lock: however arcs and moves interleave, the entry of the group the
+ * file says is there and no other. */
+static void test_peer_index_concurrent_regroup(Fixture *f, gconstpointer data)
+{
+        gint stop = 0;
+        Regrouper rg = {f, &stop, 0};
+        g_autoptr(Device) a = NULL, b = NULL;
+        g_autoptr(SimDevice) bd = NULL;
+        GThread *t;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        create_device(f, "c", ALL_FLAGS, "vm2");
+        a = open_device(f, "a");
+        b = open_device(f, "b");
+        t = g_thread_new("regroup", regroup_run, &rg);
+        for (int i = 0; i < 200; i++) {
+                g_assert_cmpint(device_set_state(i % 2 ? a : b, MIG_STATE_STOP, NULL), ==, 0);
+                g_assert_cmpint(device_set_state(i % 2 ? a : b, MIG_STATE_RUNNING, NULL), ==, 0);
+        }
+        g_atomic_int_set(&stop, 1);
+        g_thread_join(t);
+        g_assert_cmpuint(rg.moves, >, 0);
+        bd = read_device(f, "b");
+        g_assert_true(index_has(f, bd->p2p_group, "b"));
+        g_assert_false(index_has(f, strcmp(bd->p2p_group, "vm1") ? "vm1" : "vm2", "b"));
+}
+
 /* ---- cost ---- */
 
 /* Microseconds per arc for 64 devices stepping RUNNING <-> target, zero latency. */
@@ -1028,6 +1304,13 @@ int main(int argc, char **argv)
         ADD("/sim/events-are-capped", test_events_are_capped);
         ADD("/sim/concurrent-writers-never-corrupt", test_concurrent_writers_never_corrupt);
         ADD("/sim/state-reads-see-other-writers", test_state_reads_see_other_writers);
+        ADD("/sim/peer-index/create-remove-regroup", test_peer_index_create_remove_regroup);
+        ADD("/sim/peer-index/stale-entries-are-ignored", test_peer_index_stale_entries_are_ignored);
+        ADD("/sim/peer-index/rebuilt-in-an-old-directory",
+            test_peer_index_rebuilt_in_an_old_directory);
+        ADD("/sim/peer-index/unwritable", test_peer_index_unwritable);
+        ADD("/sim/peer-index/set-p2p-group-bad-input", test_set_p2p_group_bad_input);
+        ADD("/sim/peer-index/concurrent-regroup", test_peer_index_concurrent_regroup);
         ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
