@@ -18,7 +18,7 @@
 #include "migctl-print.h"
 #include "util.h"
 
-static int append_options(sd_bus_message *m, const RegisterOptions *reg)
+int append_options(sd_bus_message *m, const RegisterOptions *reg)
 {
         int r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r >= 0 && reg->strategy)

@@ -24,6 +24,7 @@ static const SignalNames signal_names[] = {
     {"DeviceStateChanged", {"device", "path", "old_state", "new_state", NULL}},
     {"SequenceProgress",
      {"vm", "path", "operation", "phase", "index", "count", "status", "elapsed_us", NULL}},
+    {"GroupChanged", {"group", "added", "removed", "vms", NULL}},
     {"PropertiesChanged", {"interface", "changed", "invalidated", NULL}},
     {"NameOwnerChanged", {"name", "old_owner", "new_owner", NULL}},
 };
@@ -105,7 +106,13 @@ static void print_human(FILE *f, const char *member, const char *path, const jso
                         arg_str(args, 0), arg_str(args, 2), arg_str(args, 3), arg_u64(args, 4) + 1,
                         arg_u64(args, 5), arg_str(args, 6),
                         fmt_ms(arg_u64(args, 7), elapsed, sizeof(elapsed)));
-        else if (strcmp(member, "PropertiesChanged") == 0) {
+        else if (strcmp(member, "GroupChanged") == 0) {
+                g_autofree char *added = fmt_value(json_array_get(args, 1));
+                g_autofree char *removed = fmt_value(json_array_get(args, 2));
+                g_autofree char *vms = fmt_value(json_array_get(args, 3));
+                fprintf(f, " IOMMU group %s: joined %s, left %s; held by %s", arg_str(args, 0),
+                        added, removed, vms);
+        } else if (strcmp(member, "PropertiesChanged") == 0) {
                 g_autofree char *object = short_object(path);
                 const char *iface = arg_str(args, 0);
                 const char *dot = strrchr(iface, '.');

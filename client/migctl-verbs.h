@@ -33,6 +33,12 @@ int verb_check(Ctl *c, int argc, char **argv); /* VM: 0 allowed, MIGCTL_EXIT_REF
 int verb_policy_validate(Ctl *c, int argc, char **argv); /* FILE...: local, c->bus is NULL */
 
 int verb_register(Ctl *c, int argc, char **argv, const RegisterOptions *options); /* VM DEV... */
+/* The options a{sv} of RegisterVM and RegisterVMFromXML, appended to m. */
+int append_options(sd_bus_message *m, const RegisterOptions *reg);
+/* migctl-libvirt.c */
+int verb_register_xml(Ctl *c, int argc, char **argv, const RegisterOptions *options); /* FILE|- */
+int verb_check_incoming(Ctl *c, int argc, char **argv); /* FILE|-: 0 allowed, REFUSED not */
+int verb_libvirt_domains(Ctl *c, int argc, char **argv);
 int verb_unregister(Ctl *c, int argc, char **argv);                               /* VM */
 int verb_rescan(Ctl *c, int argc, char **argv);
 int verb_attach_fd(Ctl *c, int argc, char **argv); /* DEVICE PATH|fd:N */
@@ -44,3 +50,5 @@ int verb_start(Ctl *c, int argc, char **argv);   /* VM */
 int verb_abort(Ctl *c, int argc, char **argv);   /* VM */
 int verb_policy_reload(Ctl *c, int argc, char **argv);
 int verb_policy_show(Ctl *c, int argc, char **argv);
+/* migctl-hook.c: the libvirt qemu hook (docs/libvirt.md); connects itself, c->bus is NULL */
+int verb_libvirt_hook(Ctl *c, int argc, char **argv); /* DOMAIN OPERATION SUBOP EXTRA */

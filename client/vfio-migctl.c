@@ -20,6 +20,11 @@ static int verb_register_with_options(Ctl *c, int argc, char **argv)
         return verb_register(c, argc, argv, &reg);
 }
 
+static int verb_register_xml_with_options(Ctl *c, int argc, char **argv)
+{
+        return verb_register_xml(c, argc, argv, &reg);
+}
+
 /* --- command line ------------------------------------------------------------------- */
 
 enum {
@@ -58,6 +63,10 @@ static const Verb verbs[] = {
     {"policy", "show", 0, 0, 0, verb_policy_show, ""},
     {"policy", "reload", 0, 0, 0, verb_policy_reload, ""},
     {"policy", "validate", 1, -1, VERB_LOCAL, verb_policy_validate, "FILE..."},
+    {"libvirt-hook", NULL, 4, 4, VERB_LOCAL, verb_libvirt_hook, "DOMAIN OPERATION SUBOP EXTRA"},
+    {"libvirt-domains", NULL, 0, 0, 0, verb_libvirt_domains, ""},
+    {"check-incoming", NULL, 1, 1, 0, verb_check_incoming, "FILE|-"},
+    {"register-xml", NULL, 1, 1, VERB_REGISTER_OPTIONS, verb_register_xml_with_options, "FILE|-"},
 };
 
 static void help(FILE *f)
@@ -102,6 +111,17 @@ static void help(FILE *f)
                 "Local (no daemon):\n"
                 "  policy validate FILE...  check policy files as the daemon reads them\n"
                 "                         (exit 1 and FILE:LINE:COL when one is invalid)\n"
+                "libvirt:\n"
+                "  libvirt-domains        the running domains vfio-migd's libvirt connection\n"
+                "                         sees: tracked as a VM, or why not\n"
+                "  check-incoming FILE|-  may this host receive the domain (XML in FILE or on\n"
+                "                         stdin): problems per hostdev (exit 6 when refused)\n"
+                "  register-xml FILE|-    register the VM of a domain XML (its hostdevs);\n"
+                "                         takes register's options (changing)\n"
+                "  libvirt-hook DOMAIN OPERATION SUBOP EXTRA\n"
+                "                         the qemu hook (/etc/libvirt/hooks/qemu.d/vfio-migd):\n"
+                "                         domain XML on stdin; exit 1 vetoes (docs/libvirt.md);\n"
+                "                         --timeout defaults to 10 (VFIO_MIGD_HOOK_TIMEOUT)\n"
                 "\n"
                 "Options:\n"
                 "  --json                 machine-readable JSON on stdout\n"

@@ -9,12 +9,16 @@
 
 #include "bus/bus-device.h"
 #include "bus/bus-errors.h"
+#include "bus/bus-libvirt.h"
 #include "bus/bus-manager.h"
 #include "bus/bus-vm.h"
+#include "daemon-hotplug.h"
+#include "host/hotplug.h"
 #include "devices/sim.h"
 #include "devices/vfio-kernel.h"
 #include "log.h"
 #include "policy-files.h"
+#include "recovery.h"
 
 static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **error)
 {
@@ -165,6 +169,14 @@ static int daemon_setup_bus(Daemon *d, GError **error)
         r = bus_device_register(d);
         if (r < 0)
                 goto fail;
+        /* The journal's VMs are back before anything else registers one (recovery.h). */
+        r = recovery_restore(d, d->state_dir, error);
+        if (r < 0)
+                return r;
+        /* Running domains are VMs before the name is there; libvirt being away is no error. */
+        r = bus_libvirt_start(d);
+        if (r < 0)
+                goto fail;
 
         /* Last: a caller woken by the name finds every object already there. */
         r = sd_bus_request_name(d->bus, BUS_NAME, 0);
@@ -245,9 +257,15 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
                 d->policy_files = g_new0(char *, 1);
         }
 
+        d->libvirt_uri = g_strdup(options->libvirt_uri);
+        d->state_dir = g_strdup(options->state_dir);
         r = daemon_setup_bus(d, error);
         if (r < 0)
                 return r;
+        /* Once the name is owned, so whoever watches it sees the recovery's signals. */
+        recovery_start(d);
+        /* Not fatal: without a watch, Rescan still compares the groups. */
+        (void)daemon_watch_hotplug(d, options);
 
         *ret = g_steal_pointer(&d);
         return 0;
@@ -272,8 +290,14 @@ void daemon_free(Daemon *d)
 {
         if (!d)
                 return;
+        /* libvirt first: no event may register a VM while the registry goes away. */
+        bus_libvirt_stop(d);
+        hotplug_watch_free(d->hotplug);
         /* The registry first: a sequence still running finishes and replies on the bus. */
         registry_free(d->registry);
+        /* After the registry: its last sequences still write the journal. */
+        recovery_free(d->recovery);
+        g_free(d->state_dir);
         if (d->slots)
                 g_ptr_array_free(d->slots, true);
         sd_bus_flush_close_unref(d->bus);
@@ -282,5 +306,6 @@ void daemon_free(Daemon *d)
         g_free(d->policy_file);
         g_free(d->policy_dir);
         g_strfreev(d->policy_files);
+        g_free(d->libvirt_uri);
         g_free(d);
 }

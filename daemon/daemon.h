@@ -36,6 +36,8 @@ typedef struct DaemonOptions {
         const char *policy_file;    /* default /etc/vfio-migd/policy.json */
         const char *policy_dir;     /* default /etc/vfio-migd/policy.d */
         bool allow_default_policy;  /* run with built-in defaults when the policy is invalid */
+        const char *state_dir;      /* the crash journal's directory; default /var/lib/vfio-migd */
+        const char *libvirt_uri;    /* NULL: no libvirt connection (--libvirt-uri=none) */
 } DaemonOptions;
 
 typedef struct Daemon {
@@ -47,6 +49,11 @@ typedef struct Daemon {
         GPtrArray *slots; /* sd_bus_slot*: every vtable, enumerator and match */
         char *policy_file, *policy_dir;
         char **policy_files; /* the files of the policy in force, in order */
+        char *state_dir;     /* the crash journal's directory */
+        struct Recovery *recovery; /* the journal and what the start recovered (recovery.h) */
+        struct HotplugWatch *hotplug; /* devices that come and go (daemon-hotplug.h), or NULL */
+        char *libvirt_uri;   /* NULL: libvirt is off */
+        struct LvTracker *libvirt; /* libvirt domains as VMs (bus/bus-libvirt.h), or NULL */
 } Daemon;
 
 int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);

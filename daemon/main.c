@@ -44,6 +44,10 @@ static void print_help(void)
                "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
                "                               (default: refuse to start, exit status 78)\n"
+               "  --state-dir=DIR              the crash journal's directory, created 0700\n"
+               "                               (default: /var/lib/vfio-migd)\n"
+               "  --libvirt-uri=URI            track the running domains of this libvirt; none:\n"
+               "                               no libvirt (default: qemu:///system)\n"
                "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
                "info)\n"
                "  --version                    print the version and exit\n"
@@ -93,6 +97,8 @@ enum {
         ARG_POLICY,
         ARG_POLICY_DIR,
         ARG_ALLOW_DEFAULT_POLICY,
+        ARG_STATE_DIR,
+        ARG_LIBVIRT_URI,
         ARG_VERSION,
         ARG_HELP,
 };
@@ -113,6 +119,8 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
             {"policy", required_argument, NULL, ARG_POLICY},
             {"policy-dir", required_argument, NULL, ARG_POLICY_DIR},
             {"allow-default-policy", no_argument, NULL, ARG_ALLOW_DEFAULT_POLICY},
+            {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+            {"libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI},
             {"version", no_argument, NULL, ARG_VERSION},
             {"help", no_argument, NULL, ARG_HELP},
             {},
@@ -188,6 +196,17 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                 case ARG_ALLOW_DEFAULT_POLICY:
                         o->allow_default_policy = true;
                         break;
+                case ARG_STATE_DIR:
+                        if (!*optarg)
+                                return usage_error("--state-dir: give a directory.");
+                        o->state_dir = optarg;
+                        break;
+                case ARG_LIBVIRT_URI:
+                        if (!*optarg)
+                                return usage_error("--libvirt-uri: give a libvirt URI, or none "
+                                                   "for no libvirt.");
+                        o->libvirt_uri = strcmp(optarg, "none") == 0 ? NULL : optarg;
+                        break;
                 case ARG_VERSION:
                         printf("vfio-migd %s\n", VFIO_MIGD_VERSION);
                         return EXIT_SUCCESS;
@@ -213,6 +232,7 @@ int main(int argc, char **argv)
             .sim_dir = "/var/lib/vfio-migd/sim",
             .sysfs_root = "/sys",
             .dev_root = "/dev",
+            .libvirt_uri = "qemu:///system",
         };
         g_autoptr(Daemon) d = NULL;
         g_autoptr(GError) error = NULL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/iova.h"
+#include "group-watch.h"
 #include "log.h"
 #include "util.h"
 
@@ -31,11 +32,13 @@ struct Registry {
         GHashTable *vms;                 /* name -> Vm* */
         Policy *policy;                  /* NULL: built-in defaults */
         sd_event_source *release_source; /* releases free devices once the loop is idle */
+        GroupWatch *group_watch;         /* each VM's IOMMU groups as registered (hotplug) */
 };
 
 static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
                                  const VmOptions *explicit, VmOptions *ret);
 static GPtrArray *registry_vm_blockers(const Vm *vm, void *userdata);
+static void registry_watch_vm(Registry *r, Vm *vm);
 
 static void known_device_free(KnownDevice *kd)
 {
@@ -54,6 +57,7 @@ int registry_new(Backend *backend, sd_event *event, const VmOptions *defaults, R
         r->devices =
             g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)known_device_free);
         r->vms = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)vm_free);
+        r->group_watch = group_watch_new();
         *ret = r;
         return 0;
 }
@@ -71,6 +75,7 @@ void registry_free(Registry *r)
                 vm_wait_idle(vm);
         g_hash_table_destroy(r->vms);
         g_hash_table_destroy(r->devices);
+        group_watch_free(r->group_watch);
         sd_event_source_disable_unref(r->release_source);
         policy_free(r->policy);
         backend_free(r->backend);
@@ -442,6 +447,7 @@ int registry_register_vm(Registry *r, const char *name, const char *const *devic
         for (size_t i = 0; i < n; i++)
                 ((KnownDevice *)g_hash_table_lookup(r->devices, devices[i]))->vm = vm;
         vm_set_blockers_func(vm, registry_vm_blockers, r);
+        registry_watch_vm(r, vm);
         log_info("VM %s registered with %zu devices (strategy %s, p2p-mode %s, phase deadline "
                  "%u ms, parallelism %u).",
                  name, n, plan_strategy_to_string(options->strategy),
@@ -484,6 +490,7 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
                 if (!kd->listed)
                         g_hash_table_remove(r->devices, kd->name);
         }
+        group_watch_remove_vm(r->group_watch, name);
         log_info("VM %s unregistered.", name);
         /* The VM's references are the last: the backend closes the devices' fds here. */
         g_hash_table_remove(r->vms, name);
@@ -649,6 +656,25 @@ static const char *group_outsider(Registry *r, Device *const *devs, size_t n, co
         return NULL;
 }
 
+/* What the host did to the VM's groups since it was registered (group-watch.h). */
+static void add_hotplug_blockers(Registry *r, const Vm *vm, PolicyDecision *d)
+{
+        const GArray *facts = group_watch_blockers(r->group_watch, vm_name(vm));
+
+        if (!facts)
+                return;
+        d->blockers = g_renew(PolicyBlocker, d->blockers, d->n_blockers + facts->len);
+        for (guint i = 0; i < facts->len; i++) {
+                const GroupWatchBlocker *f = &g_array_index(facts, GroupWatchBlocker, i);
+                d->blockers[d->n_blockers++] = (PolicyBlocker){
+                    .id = g_strdup(f->id),
+                    .device = g_strdup(f->device),
+                    .message = g_strdup(f->message),
+                };
+        }
+        d->allowed = false;
+}
+
 static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Device *const *devs,
                               size_t n, const VmOptions *explicit)
 {
@@ -685,6 +711,8 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
         policy_evaluate(r->policy ? r->policy : fallback, &base,
                         explicit && explicit->explicit_mask & VM_OPT_P2P_MODE ? &override : NULL,
                         name, pd, n, &d);
+        if (self)
+                add_hotplug_blockers(r, self, d);
         return d;
 }
 
@@ -710,6 +738,53 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
         if (log)
                 log_decision(vm_name(vm), d);
         return d;
+}
+
+/* The devices, opened, in a new NULL-terminated array (borrowed pointers). */
+static int open_devices(Registry *r, const char *const *devices, size_t n, Device ***ret,
+                        GError **error)
+{
+        g_autofree Device **devs = g_new0(Device *, n + 1);
+        int err;
+
+        for (size_t i = 0; i < n; i++) {
+                err = registry_open_device(r, devices[i], &devs[i], error);
+                if (err < 0)
+                        return err;
+        }
+        *ret = g_steal_pointer(&devs);
+        return 0;
+}
+
+int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
+                            PolicyDecision **ret, GError **error)
+{
+        g_autofree Device **devs = NULL;
+        int err;
+
+        err = open_devices(r, devices, n, &devs, error);
+        if (err < 0)
+                return err;
+        *ret = decide(r, registry_get_vm(r, name), name, devs, n, NULL);
+        return 0;
+}
+
+int registry_devices_iova(Registry *r, const char *const *devices, size_t n, GArray **ret_ranges,
+                          GPtrArray **ret_warnings, GError **error)
+{
+        g_autofree Device **devs = NULL;
+        int err;
+
+        err = open_devices(r, devices, n, &devs, error);
+        if (err < 0)
+                return err;
+        if (!r->backend->iova_context) {
+                *ret_ranges = iova_ranges_new();
+                iova_ranges_add(*ret_ranges, 0, UINT64_MAX);
+                *ret_warnings = g_ptr_array_new_with_free_func(g_free);
+                return 0;
+        }
+        return r->backend->iova_context(r->backend, devs, n, ret_ranges, ret_warnings);
 }
 
 /* The VM's blockers as "id: sentence", which is what Blockers and refusals show. */
@@ -752,4 +827,90 @@ void registry_set_policy(Registry *r, Policy *policy)
                 vm_effective_options(r, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm), &o);
                 vm_set_options(vm, &o);
         }
+}
+
+/* ---- hotplug: what the host did to the VMs' IOMMU groups ---- */
+
+/* The group's members that take part: the host's list when the backend has one, else the
+ * listed devices the backend says are in it. */
+static GPtrArray *watch_members(const char *group, void *userdata)
+{
+        Registry *r = userdata;
+        GPtrArray *members = NULL;
+        GHashTableIter it;
+        KnownDevice *kd;
+
+        if (r->backend->group_members) {
+                if (r->backend->group_members(r->backend, group, &members) < 0)
+                        return NULL;
+                return members;
+        }
+        members = g_ptr_array_new_with_free_func(g_free);
+        g_hash_table_iter_init(&it, r->devices);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd))
+                if (kd->listed && known_device_open(r, kd, NULL) >= 0 &&
+                    g_strcmp0(kd->device->info.iommu_group, group) == 0)
+                        g_ptr_array_add(members, g_strdup(kd->name));
+        return members;
+}
+
+static int watch_device_status(const char *device, const char *registered_driver,
+                               char **ret_driver, void *userdata)
+{
+        Registry *r = userdata;
+        KnownDevice *kd = g_hash_table_lookup(r->devices, device);
+        int err;
+
+        if (kd && kd->listed)
+                return 0;
+        if (!r->backend->host_device)
+                return -ENODEV;
+        err = r->backend->host_device(r->backend, device, ret_driver);
+        if (err < 0)
+                return -ENODEV;
+        return g_strcmp0(*ret_driver, registered_driver) == 0 ? 0 : 1;
+}
+
+static GroupWatchHost watch_host(Registry *r)
+{
+        return (GroupWatchHost){watch_members, watch_device_status, r};
+}
+
+static void registry_watch_vm(Registry *r, Vm *vm)
+{
+        size_t n = vm_n_devices(vm);
+        g_autofree const char **names = g_new0(const char *, n + 1);
+        g_autofree const char **groups = g_new0(const char *, n + 1);
+        g_autofree const char **drivers = g_new0(const char *, n + 1);
+        GroupWatchHost host = watch_host(r);
+
+        for (size_t i = 0; i < n; i++) {
+                names[i] = vm_device(vm, i)->info.name;
+                groups[i] = vm_device(vm, i)->info.iommu_group;
+                drivers[i] = vm_device(vm, i)->info.driver;
+        }
+        group_watch_add_vm(r->group_watch, vm_name(vm), names, groups, drivers, n, &host);
+}
+
+GroupWatchResult *registry_reevaluate(Registry *r, GError **error)
+{
+        GroupWatchHost host = watch_host(r);
+        GroupWatchResult *res;
+        int err;
+
+        err = registry_rescan(r, error);
+        if (err < 0)
+                return NULL;
+        res = group_watch_evaluate(r->group_watch, &host);
+        for (guint i = 0; i < res->gone->len; i++) {
+                g_auto(GStrv) parts = g_strsplit(res->gone->pdata[i], "\t", 2);
+                Vm *vm = g_hash_table_lookup(r->vms, parts[0]);
+                ssize_t idx = vm && parts[1] ? vm_device_index(vm, parts[1]) : -1;
+
+                if (idx < 0)
+                        continue;
+                /* A step running on it is cancelled; the sequencer rolls the others back. */
+                device_set_gone(vm_device(vm, (size_t)idx));
+        }
+        return res;
 }

@@ -24,6 +24,7 @@
 
 #include "core/policy.h"
 #include "devices/device.h"
+#include "group-watch.h"
 #include "vm.h"
 
 typedef struct Registry Registry;
@@ -111,3 +112,23 @@ const Policy *registry_policy(const Registry *r);
  * the VM, the mode and the entries that decided it.
  */
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log);
+
+/*
+ * The same decision and IOVA space for devices that no VM holds yet under that name (an
+ * incoming migration's domain): every device is opened (-ENODEV unknown, the open's errors
+ * otherwise). A VM of that name, when one is registered, counts as the same VM (its devices'
+ * groups are not "claimed by another VM"). Nothing is registered or changed.
+ */
+int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
+                            PolicyDecision **ret, GError **error);
+int registry_devices_iova(Registry *r, const char *const *devices, size_t n, GArray **ret_ranges,
+                          GPtrArray **ret_warnings, GError **error);
+
+/*
+ * After the host changed (hotplug) or on Rescan: rescans, then compares each VM's IOMMU
+ * groups and devices with what they were at registration (group-watch.h). A device the host
+ * removed is marked gone (device_set_gone()): a sequence running on its VM fails and rolls the
+ * other devices back. The VMs' blockers then include "group-changed" and "device-removed".
+ * NULL with *error set when the rescan fails.
+ */
+GroupWatchResult *registry_reevaluate(Registry *r, GError **error);

@@ -759,7 +759,8 @@ static size_t rollback_devices(SeqRun *run, PlanDevice *pd, size_t *map, bool *i
         for (size_t i = 0; i < run->n; i++) {
                 enum mig_state s;
 
-                if (run->hung[i])
+                /* A device the host removed has nothing to roll back (device_set_gone()). */
+                if (run->hung[i] || device_is_gone(run->devices[i]))
                         continue;
                 if (device_get_state(run->devices[i], &s) < 0)
                         s = MIG_STATE_ERROR;

@@ -53,6 +53,8 @@ struct Vm {
 
         VmBlockersFunc blockers_func;
         void *blockers_userdata;
+        VmJournalFunc journal_func;
+        void *journal_userdata;
 };
 
 void vm_options_overlay(VmOptions *base, const VmOptions *over)
@@ -72,6 +74,21 @@ void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata)
 {
         vm->blockers_func = func;
         vm->blockers_userdata = userdata;
+}
+
+void vm_set_journal_func(Vm *vm, VmJournalFunc func, void *userdata)
+{
+        vm->journal_func = func;
+        vm->journal_userdata = userdata;
+}
+
+/* Journal failures after BEGIN are the hook's to log: the sequence goes on regardless. */
+static void vm_journal(Vm *vm, VmJournalPoint point, enum plan_op op, const SeqEvent *ev)
+{
+        VmJournalInfo info = {.op = op, .ev = ev};
+
+        if (vm->journal_func)
+                (void)vm->journal_func(vm, point, &info, vm->journal_userdata, NULL);
 }
 
 void vm_set_options(Vm *vm, const VmOptions *options)
@@ -518,6 +535,27 @@ static int resume_outcome(const SeqReport *rep, int error)
         return error;
 }
 
+/* A device the host removed (device_set_gone()) is the cause, whatever step noticed it. */
+static void report_name_gone(const Vm *vm, SeqReport *rep)
+{
+        g_autoptr(GString) gone = g_string_new(NULL);
+        char *message;
+
+        for (size_t i = 0; i < vm->n; i++)
+                if (device_is_gone(vm->devices[i]))
+                        g_string_append_printf(gone, "%s%s", gone->len ? ", " : "",
+                                               vm->devices[i]->info.name);
+        if (!gone->len || rep->error == 0)
+                return;
+        message = g_strdup_printf("device %s was removed from the host during the sequence "
+                                  "(hotplug)%s; %s",
+                                  gone->str,
+                                  rep->rolled_back ? " and the other devices were rolled back" : "",
+                                  rep->message ? rep->message : g_strerror(-rep->error));
+        g_free(rep->message);
+        rep->message = message;
+}
+
 static void vm_finish_run(Vm *vm)
 {
         VmRun *run = g_steal_pointer(&vm->run);
@@ -533,9 +571,11 @@ static void vm_finish_run(Vm *vm)
         vm->last_report = g_steal_pointer(&run->report);
         vm_run_free(run);
         error = resume_outcome(vm->last_report, error);
+        report_name_gone(vm, vm->last_report);
 
         vm_refresh_states(vm, vm->last_report);
         vm_log_outcome(vm, vm->last_report, error);
+        vm_journal(vm, VM_JOURNAL_END, vm->last_report->op, NULL);
         if (on_done)
                 on_done(vm, error, vm->last_report, userdata);
 }
@@ -547,6 +587,9 @@ static void vm_dispatch(Vm *vm, VmQueued *q)
         } else {
                 if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
                         vm->states[q->ev.device] = q->ev.new_state;
+                if (vm->run && (q->ev.kind == SEQ_EVENT_PHASE_START ||
+                                q->ev.kind == SEQ_EVENT_ROLLBACK_START))
+                        vm_journal(vm, VM_JOURNAL_PHASE, vm->run->op, &q->ev);
                 if (vm->run && vm->run->on_event)
                         vm->run->on_event(vm, &q->ev, vm->run->userdata);
         }
@@ -657,6 +700,16 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
                             plan_op_to_string(vm->run->op));
                 return -EAGAIN;
         }
+        for (size_t i = 0; i < vm->n; i++)
+                if (device_is_gone(vm->devices[i])) {
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODEV),
+                                    "VM %s cannot %s: its device %s was removed from the host; "
+                                    "unregister VM %s and register it again with the devices "
+                                    "it has.",
+                                    vm->name, plan_op_to_string(op), vm->devices[i]->info.name,
+                                    vm->name);
+                        return -ENODEV;
+                }
         if (op_needs_migratable(op)) {
                 g_autoptr(GPtrArray) blockers = vm_compute_blockers(vm);
                 if (blockers->len > 0) {
@@ -672,6 +725,15 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
         r = vm_plan(vm, op, &plan, error);
         if (r < 0)
                 return r;
+        /* The record is on disk before any device moves, or nothing moves. */
+        if (vm->journal_func) {
+                VmJournalInfo info = {.op = op, .plan = plan, .states = vm->states};
+                r = vm->journal_func(vm, VM_JOURNAL_BEGIN, &info, vm->journal_userdata, error);
+                if (r < 0) {
+                        plan_free(plan);
+                        return r;
+                }
+        }
 
         run = g_new0(VmRun, 1);
         run->vm = vm;
@@ -699,6 +761,7 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
         if (!run->thread) {
                 vm->run = NULL;
                 vm_run_free(run);
+                vm_journal(vm, VM_JOURNAL_END, op, NULL);
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOMEM),
                             "Cannot start a thread for VM %s's sequence: %s", vm->name,
                             thread_error->message);

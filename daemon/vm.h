@@ -15,6 +15,8 @@
  *   -EAGAIN  a sequence is already running on this VM
  *   -EBADFD  the devices are not in a state the operation starts from
  *   -EPERM   the VM has blockers (vm_compute_blockers())
+ *   -ENODEV  a device of the VM was removed from the host (device_is_gone())
+ *   -EIO     the journal hook could not record the sequence (nothing moved)
  * A sequence's outcome (VmDoneFunc) is 0, -ETIMEDOUT (a phase passed its deadline),
  * -EBADMSG (the resume stream was bad) or the failing step's errno.
  */
@@ -114,12 +116,30 @@ GPtrArray *vm_compute_blockers(const Vm *vm);
 /* Who decides the blockers instead of the flags alone (the registry's policy decision). */
 typedef GPtrArray *(*VmBlockersFunc)(const Vm *vm, void *userdata);
 void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata);
+/*
+ * The crash journal's hook (journal.h, recovery.h), loop thread. BEGIN: the plan is built,
+ * states[] are the devices' states, no worker runs yet; an error refuses the operation
+ * before any device moves. PHASE: ev is the SEQ_EVENT_PHASE_START or _ROLLBACK_START just
+ * delivered. END: the sequence is over, before on_done.
+ */
+typedef enum VmJournalPoint { VM_JOURNAL_BEGIN, VM_JOURNAL_PHASE, VM_JOURNAL_END } VmJournalPoint;
+typedef struct VmJournalInfo {
+        enum plan_op op;
+        const Plan *plan;             /* BEGIN only */
+        const enum mig_state *states; /* BEGIN only: one per device */
+        const SeqEvent *ev;           /* PHASE only */
+} VmJournalInfo;
+typedef int (*VmJournalFunc)(Vm *vm, VmJournalPoint point, const VmJournalInfo *info,
+                             void *userdata, GError **error);
+void vm_set_journal_func(Vm *vm, VmJournalFunc func, void *userdata);
+
 /* New options (a policy reload); a running sequence keeps the ones it started with. */
 void vm_set_options(Vm *vm, const VmOptions *options);
 
 /*
  * Who registered the VM: "dbus" (RegisterVM), "libvirt" (the daemon's libvirt connection),
- * "libvirt-xml" (RegisterVMFromXML), "journal" (restored after a restart). Default "dbus".
+ * "libvirt-xml" (RegisterVMFromXML). A VM restored from the journal after a restart keeps its
+ * registrant's origin ("journal" only when the journal had none). Default "dbus".
  * The string is copied.
  */
 void vm_set_origin(Vm *vm, const char *origin);

@@ -9,6 +9,7 @@ PACKAGES=(
   dbus dbus-daemon dbus-bin libglib2.0-bin systemd python3 util-linux passwd
   valgrind clang libclang-rt-14-dev
   qemu-system-x86 busybox-static cpio kmod
+  libvirt-dev libvirt-daemon libvirt-clients
 )
 
 missing=()

@@ -6,8 +6,11 @@
 #include <string.h>
 
 #include "bus/bus-errors.h"
+#include "bus/bus-libvirt.h"
 #include "bus/bus-util.h"
+#include "daemon-hotplug.h"
 #include "log.h"
+#include "recovery.h"
 
 /* Methods that change things refuse while the daemon stops (see daemon.h). */
 static int refuse_if_stopping(const Daemon *d, sd_bus_error *error)
@@ -212,7 +215,7 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
         }
 }
 
-static int read_vm_options(sd_bus_message *m, VmOptions *o, sd_bus_error *error)
+int bus_manager_read_vm_options(sd_bus_message *m, VmOptions *o, sd_bus_error *error)
 {
         unsigned seen = 0;
         int r;
@@ -275,6 +278,7 @@ int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devi
         if (r < 0)
                 return r;
         vm_set_origin(vm, origin);
+        recovery_track_vm(d, vm);
         bus_manager_emit_counts(d, true, false);
         emit_device_vm_changed(d, vm);
         emit_vm_signal(d, "VMNew", name);
@@ -299,6 +303,7 @@ int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error)
         r = registry_unregister_vm(d->registry, vm_name_copy, error);
         if (r < 0)
                 return r;
+        recovery_untrack_vm(d, vm_name_copy);
 
         bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
         for (guint i = 0; i < device_names->len; i++) {
@@ -329,7 +334,7 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
         n_devices = devices ? g_strv_length(devices) : 0;
-        r = read_vm_options(m, &options, error);
+        r = bus_manager_read_vm_options(m, &options, error);
         if (r < 0)
                 return r;
         r = registry_check_vm_args(name, (const char *const *)devices, n_devices, &options, &gerr);
@@ -418,7 +423,6 @@ static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
         g_autoptr(GError) gerr = NULL;
-        size_t before;
         int r;
 
         r = bus_authorize(m, &d->auth, "rescan the devices", error);
@@ -427,12 +431,10 @@ static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
-        before = registry_n_devices(d->registry);
-        r = registry_rescan(d->registry, &gerr);
+        /* Also compares the VMs' IOMMU groups with their registration (GroupChanged). */
+        r = daemon_reevaluate(d, "Rescan", &gerr);
         if (r < 0)
                 return reply_gerror(error, r, gerr);
-        if ((size_t)r != before)
-                bus_manager_emit_counts(d, false, true);
         log_info("Rescan: %d devices.", r);
         return sd_bus_reply_method_return(m, "u", (uint32_t)r);
 }
@@ -571,6 +573,13 @@ static int property_get_policy_files(sd_bus *bus, const char *path, const char *
         return sd_bus_message_append_strv(reply, d->policy_files);
 }
 
+static int property_get_last_recovery(sd_bus *bus, const char *path, const char *interface,
+                                      const char *property, sd_bus_message *reply,
+                                      void *userdata, sd_bus_error *error)
+{
+        return recovery_append_last(reply, userdata);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -578,6 +587,12 @@ static const sd_bus_vtable manager_vtable[] = {
     SD_BUS_PROPERTY("VMCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("DeviceCount", "u", property_get_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("PolicyFiles", "as", property_get_policy_files, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("LastRecovery", "a{sv}", property_get_last_recovery, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("LibvirtURI", "s", bus_libvirt_property_get_uri, 0,
+                    SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("LibvirtConnected", "b", bus_libvirt_property_get_connected, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 
     SD_BUS_METHOD_WITH_ARGS("ListVMs", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", vms), method_list_vms,
@@ -602,15 +617,27 @@ static const sd_bus_vtable manager_vtable[] = {
                             method_check_migration, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("ReloadPolicy", SD_BUS_NO_ARGS, SD_BUS_RESULT("u", files),
                             method_reload_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("RegisterVMFromXML", SD_BUS_ARGS("s", xml, "a{sv}", options),
+                            SD_BUS_RESULT("o", vm), bus_libvirt_method_register_vm_from_xml,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("CheckIncomingMigration", SD_BUS_ARGS("s", xml),
+                            SD_BUS_RESULT("b", allowed, "a(sss)", problems, "a{sv}", details),
+                            bus_libvirt_method_check_incoming, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ListLibvirtDomains", SD_BUS_NO_ARGS,
+                            SD_BUS_RESULT("a(ssoa(ss))", domains), bus_libvirt_method_list_domains,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
 
     SD_BUS_SIGNAL_WITH_ARGS("VMNew", SD_BUS_ARGS("s", name, "o", vm), 0),
     SD_BUS_SIGNAL_WITH_ARGS("VMRemoved", SD_BUS_ARGS("s", name, "o", vm), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("Recovered", SD_BUS_ARGS("s", vm, "s", action, "s", outcome), 0),
     SD_BUS_SIGNAL_WITH_ARGS("DeviceStateChanged",
                             SD_BUS_ARGS("s", device, "o", path, "s", old_state, "s", new_state), 0),
     SD_BUS_SIGNAL_WITH_ARGS("SequenceProgress",
                             SD_BUS_ARGS("s", vm, "o", path, "s", operation, "s", phase, "u", index,
                                         "u", count, "s", status, "t", elapsed_us),
                             0),
+    SD_BUS_SIGNAL_WITH_ARGS("GroupChanged",
+                            SD_BUS_ARGS("s", group, "as", added, "as", removed, "as", vms), 0),
     SD_BUS_VTABLE_END,
 };
 
@@ -669,4 +696,35 @@ void bus_manager_emit_sequence_progress(Daemon *d, const char *vm, const char *o
                                (uint32_t)count, status, elapsed_us);
         if (r < 0)
                 log_debug("Cannot emit SequenceProgress: %s", strerror(-r));
+}
+
+static int append_strv(sd_bus_message *m, const GPtrArray *strings)
+{
+        int r = sd_bus_message_open_container(m, 'a', "s");
+
+        for (guint i = 0; r >= 0 && i < strings->len; i++)
+                r = sd_bus_message_append(m, "s", (const char *)strings->pdata[i]);
+        return r < 0 ? r : sd_bus_message_close_container(m);
+}
+
+void bus_manager_emit_group_changed(Daemon *d, const char *group, const GPtrArray *added,
+                                    const GPtrArray *removed, const GPtrArray *vms)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(d->bus, &m, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                      "GroupChanged");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", group);
+        if (r >= 0)
+                r = append_strv(m, added);
+        if (r >= 0)
+                r = append_strv(m, removed);
+        if (r >= 0)
+                r = append_strv(m, vms);
+        if (r >= 0)
+                r = sd_bus_send(d->bus, m, NULL);
+        if (r < 0)
+                log_debug("Cannot emit GroupChanged: %s", strerror(-r));
 }

@@ -497,8 +497,10 @@ static const sd_bus_vtable vm_vtable[] = {
     SD_BUS_PROPERTY("Groups", "as", property_get_groups, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("State", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     /* Computed from the devices' flags today; a policy engine may change them later. */
-    SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0, 0),
-    SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0, 0),
+    SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+    SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
     /* Valid IOVA space of the VM's IOMMU context (inclusive ends), and what disagrees. */
     SD_BUS_PROPERTY("IovaRanges", "a(tt)", property_get_iova, 0, 0),
     SD_BUS_PROPERTY("Warnings", "as", property_get_iova, 0, 0),

@@ -23,6 +23,8 @@ void device_unref(Device *d)
 
 int device_get_state(Device *d, enum mig_state *ret)
 {
+        if (device_is_gone(d))
+                return -ENODEV;
         if (!d->ops->get_state)
                 return -EOPNOTSUPP;
         return d->ops->get_state(d, ret);
@@ -33,6 +35,10 @@ int device_set_state(Device *d, enum mig_state target, int *ret_data_fd)
         int fd = -1;
         int r;
 
+        if (ret_data_fd)
+                *ret_data_fd = -1;
+        if (device_is_gone(d))
+                return -ENODEV;
         if (!d->ops->set_state)
                 return -EOPNOTSUPP;
         r = d->ops->set_state(d, target, &fd);
@@ -45,6 +51,8 @@ int device_set_state(Device *d, enum mig_state target, int *ret_data_fd)
 
 int device_reset(Device *d)
 {
+        if (device_is_gone(d))
+                return -ENODEV;
         if (!d->ops->reset)
                 return -EOPNOTSUPP;
         return d->ops->reset(d);
@@ -54,6 +62,17 @@ void device_cancel(Device *d)
 {
         if (d->ops->cancel)
                 d->ops->cancel(d);
+}
+
+void device_set_gone(Device *d)
+{
+        if (g_atomic_int_compare_and_exchange(&d->gone, 0, 1))
+                device_cancel(d);
+}
+
+bool device_is_gone(Device *d)
+{
+        return g_atomic_int_get(&d->gone) != 0;
 }
 
 char *device_describe_error(Device *d)

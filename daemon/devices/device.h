@@ -8,6 +8,7 @@
  */
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/mig-state.h"
@@ -56,6 +57,7 @@ struct Device {
         DeviceInfo info;
         void *backend_data;
         gint refcount;
+        gint gone; /* the host no longer has the device (device_set_gone()) */
 };
 
 struct Backend {
@@ -88,6 +90,12 @@ struct Backend {
         int (*check_device_fd)(Device *d, int fd, GError **error);
         /* fd (taken over, closed on error) becomes d's device fd; -EBUSY: d has one already. */
         int (*adopt_device_fd)(Device *d, int fd, GError **error);
+        /*
+         * The host's view of a device the backend may no longer list (hotplug): 0 with the
+         * driver bound now (*ret_driver new, NULL when unbound), -ENOENT when the host has no
+         * such device. NULL op: a device the backend does not list is gone.
+         */
+        int (*host_device)(Backend *b, const char *name, char **ret_driver);
 };
 
 Device *device_ref(Device *d);
@@ -101,6 +109,14 @@ int device_reset(Device *d);
 void device_cancel(Device *d);
 /* The describe_error op's sentence, or NULL (also when the backend has none). */
 char *device_describe_error(Device *d);
+/*
+ * The host removed the device (hotplug): from now on get_state, set_state and reset fail
+ * with -ENODEV without asking the backend, a blocked set_state is cancelled, and the
+ * sequencer leaves the device out of a rollback. Thread-safe; never undone (a device that
+ * comes back is a new Device).
+ */
+void device_set_gone(Device *d);
+bool device_is_gone(Device *d);
 
 void device_info_clear(DeviceInfo *info);
 void device_info_copy(DeviceInfo *dst, const DeviceInfo *src);

@@ -844,6 +844,22 @@ static int kernel_group_members(Backend *b, const char *group, GPtrArray **ret)
         return r;
 }
 
+static int kernel_host_device(Backend *b, const char *name, char **ret_driver)
+{
+        KernelBackend *kb = backend_of(b);
+        HostDevice *hd;
+        int r = -ENOENT;
+
+        g_mutex_lock(&kb->lock);
+        hd = kb->snapshot ? g_hash_table_lookup(kb->snapshot->devices, name) : NULL;
+        if (hd) {
+                *ret_driver = g_strdup(hd->driver);
+                r = 0;
+        }
+        g_mutex_unlock(&kb->lock);
+        return r;
+}
+
 /* ranges within [first start, last end] of within: the aperture, which sysfs does not show. */
 static GArray *iova_clip(const GArray *ranges, const GArray *within)
 {
@@ -1018,6 +1034,7 @@ int vfio_kernel_backend_new(const char *sysfs_root, const char *dev_root, Backen
         b->open_device = kernel_open_device;
         b->free = kernel_backend_free;
         b->group_members = kernel_group_members;
+        b->host_device = kernel_host_device;
         b->iova_context = kernel_iova_context;
         b->check_device_fd = vfio_kernel_check_device_fd;
         b->adopt_device_fd = vfio_kernel_adopt_fd;

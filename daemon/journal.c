@@ -1,0 +1,616 @@
+/* journal: the crash-safe record of registered VMs and the sequences in flight */
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define JOURNAL_TMP JOURNAL_FILE ".tmp"
+
+struct Journal {
+        char *dir, *path;
+        int dir_fd;
+        GHashTable *vms; /* name -> JournalVm* */
+        json_t *payload; /* {"vms": {name: record}}: one record rebuilt per change */
+        bool dirty;      /* a phase is recorded in memory only (journal_phase()) */
+        uint64_t n_writes, n_syncs;
+};
+
+void journal_sequence_free(JournalSequence *s)
+{
+        if (!s)
+                return;
+        g_free(s->begin_states);
+        g_strfreev(s->phases);
+        g_free(s->phase);
+        g_free(s);
+}
+
+JournalSequence *journal_sequence_copy(const JournalSequence *s, size_t n_devices)
+{
+        JournalSequence *c = g_new0(JournalSequence, 1);
+
+        *c = *s;
+        c->begin_states = g_memdup2(s->begin_states, n_devices * sizeof(enum mig_state));
+        c->phases = g_strdupv(s->phases);
+        c->phase = g_strdup(s->phase);
+        return c;
+}
+
+void journal_vm_free(JournalVm *v)
+{
+        if (!v)
+                return;
+        g_free(v->name);
+        g_free(v->origin);
+        g_strfreev(v->devices);
+        journal_sequence_free(v->seq);
+        g_free(v);
+}
+
+static JournalVm *journal_vm_copy(const JournalVm *v)
+{
+        JournalVm *c = g_new0(JournalVm, 1);
+
+        c->name = g_strdup(v->name);
+        c->origin = g_strdup(v->origin);
+        c->devices = g_strdupv(v->devices);
+        c->n_devices = v->n_devices;
+        c->options = v->options;
+        c->seq = v->seq ? journal_sequence_copy(v->seq, v->n_devices) : NULL;
+        return c;
+}
+
+static int journal_error(GError **error, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int journal_error(GError **error, int err, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (error) {
+                va_start(ap, fmt);
+                g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+                va_end(ap);
+                g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(-err), msg);
+        }
+        return err;
+}
+
+int journal_open(const char *dir, Journal **ret, GError **error)
+{
+        g_autoptr(Journal) j = g_new0(Journal, 1);
+
+        j->dir_fd = -1;
+        j->dir = g_strdup(dir);
+        j->path = g_build_filename(dir, JOURNAL_FILE, NULL);
+        j->vms =
+            g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)journal_vm_free);
+        j->payload = json_pack("{s:{}}", "vms");
+        if (g_mkdir_with_parents(dir, 0700) < 0)
+                return journal_error(error, -errno,
+                                     "Cannot create the state directory %s: %s; create it "
+                                     "(mode 0700) or give another one with --state-dir.",
+                                     dir, g_strerror(errno));
+        j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (j->dir_fd < 0)
+                return journal_error(error, -errno,
+                                     "Cannot open the state directory %s: %s; give another one "
+                                     "with --state-dir.",
+                                     dir, g_strerror(errno));
+        *ret = g_steal_pointer(&j);
+        return 0;
+}
+
+void journal_free(Journal *j)
+{
+        if (!j)
+                return;
+        closep(&j->dir_fd);
+        g_hash_table_destroy(j->vms);
+        json_decref(j->payload);
+        g_free(j->dir);
+        g_free(j->path);
+        g_free(j);
+}
+
+const char *journal_path(const Journal *j)
+{
+        return j->path;
+}
+
+static int journal_write(Journal *j, bool sync, GError **error);
+
+uint64_t journal_n_writes(const Journal *j)
+{
+        return j->n_writes;
+}
+
+uint64_t journal_n_syncs(const Journal *j)
+{
+        return j->n_syncs;
+}
+
+bool journal_dirty(const Journal *j)
+{
+        return j->dirty;
+}
+
+int journal_flush(Journal *j, GError **error)
+{
+        return j->dirty ? journal_write(j, false, error) : 0;
+}
+
+const JournalVm *journal_get_vm(const Journal *j, const char *name)
+{
+        return g_hash_table_lookup(j->vms, name);
+}
+
+size_t journal_n_vms(const Journal *j)
+{
+        return g_hash_table_size(j->vms);
+}
+
+/* ---- records as JSON ---- */
+
+static json_t *strv_to_json(char *const *v)
+{
+        json_t *a = json_array();
+
+        for (; v && *v; v++)
+                json_array_append_new(a, json_string(*v));
+        return a;
+}
+
+static json_t *options_to_json(const VmOptions *o)
+{
+        json_t *obj = json_object();
+
+        if (o->explicit_mask & VM_OPT_STRATEGY)
+                json_object_set_new(obj, "strategy",
+                                    json_string(plan_strategy_to_string(o->strategy)));
+        if (o->explicit_mask & VM_OPT_P2P_MODE)
+                json_object_set_new(obj, "p2p-mode",
+                                    json_string(plan_p2p_mode_to_string(o->p2p_mode)));
+        if (o->explicit_mask & VM_OPT_PHASE_DEADLINE)
+                json_object_set_new(obj, "phase-deadline-ms", json_integer(o->phase_deadline_ms));
+        if (o->explicit_mask & VM_OPT_PARALLELISM)
+                json_object_set_new(obj, "parallelism", json_integer(o->parallelism));
+        return obj;
+}
+
+static json_t *sequence_to_json(const JournalSequence *s, size_t n_devices)
+{
+        json_t *states = json_array();
+
+        for (size_t i = 0; i < n_devices; i++)
+                json_array_append_new(states, json_string(mig_state_to_string(s->begin_states[i])));
+        return json_pack("{s:s,s:o,s:o,s:s?,s:I,s:b,s:I}", "operation", plan_op_to_string(s->op),
+                         "begin-states", states, "phases", strv_to_json(s->phases), "phase",
+                         s->phase, "phase-index", (json_int_t)s->phase_index, "rollback",
+                         s->rollback, "started-us", (json_int_t)s->started_us);
+}
+
+static json_t *vm_to_json(const JournalVm *v)
+{
+        json_t *o = json_pack("{s:s,s:o,s:o}", "origin", v->origin, "devices",
+                              strv_to_json(v->devices), "options", options_to_json(&v->options));
+
+        if (v->seq)
+                json_object_set_new(o, "sequence", sequence_to_json(v->seq, v->n_devices));
+        return o;
+}
+
+/* ---- writing ---- */
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static char *payload_checksum(const char *payload)
+{
+        return g_compute_checksum_for_string(G_CHECKSUM_SHA256, payload, -1);
+}
+
+/*
+ * The whole file, through a temporary file, so a crash leaves the old one or the new one:
+ * the rename alone is atomic for every process that reads after the daemon died. sync adds
+ * the fsyncs that make it durable across a crash of the host too.
+ */
+static int journal_write(Journal *j, bool sync, GError **error)
+{
+        g_autofree char *payload = json_dumps(j->payload, JSON_COMPACT | JSON_SORT_KEYS);
+        g_autofree char *sum = NULL, *text = NULL;
+        _cleanup_close_ int fd = -1;
+        const char *step;
+        int r;
+
+        if (!payload)
+                return journal_error(error, -ENOMEM, "Cannot serialize the journal %s.", j->path);
+        sum = payload_checksum(payload);
+        text = g_strdup_printf("{\"format\":\"%s\",\"version\":%d,\"checksum\":\"%s\","
+                               "\"payload\":%s}\n",
+                               JOURNAL_FORMAT, JOURNAL_VERSION, sum, payload);
+
+        step = "create";
+        fd = openat(j->dir_fd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        r = fd < 0 ? -errno : 0;
+        if (r >= 0) {
+                step = "write";
+                r = write_all(fd, text, strlen(text));
+        }
+        if (r >= 0 && sync) {
+                step = "fsync";
+                r = fsync(fd) < 0 ? -errno : 0;
+        }
+        if (r >= 0) {
+                step = "close";
+                r = close(steal_fd(&fd)) < 0 ? -errno : 0;
+        }
+        if (r >= 0) {
+                step = "rename";
+                r = renameat(j->dir_fd, JOURNAL_TMP, j->dir_fd, JOURNAL_FILE) < 0 ? -errno : 0;
+        }
+        if (r < 0) {
+                (void)unlinkat(j->dir_fd, JOURNAL_TMP, 0);
+                return journal_error(error, r,
+                                     "Cannot write the journal %s (%s of %s/%s failed: %s); "
+                                     "the previous journal stays. Free space or fix the state "
+                                     "directory's permissions.",
+                                     j->path, step, j->dir, JOURNAL_TMP, g_strerror(-r));
+        }
+        j->n_writes++;
+        j->dirty = false;
+        if (!sync)
+                return 0;
+        /* The rename is durable only once the directory is. */
+        if (fsync(j->dir_fd) < 0)
+                return journal_error(error, -errno, "Cannot sync the state directory %s: %s.",
+                                     j->dir, g_strerror(errno));
+        j->n_syncs++;
+        return 0;
+}
+
+static void payload_update(Journal *j, const JournalVm *v)
+{
+        json_object_set_new(json_object_get(j->payload, "vms"), v->name, vm_to_json(v));
+}
+
+/* ---- reading ---- */
+
+static int bad(GError **error, const Journal *j, const char *vm, const char *what)
+{
+        if (vm)
+                return journal_error(error, -EBADMSG,
+                                     "Journal %s: VM '%s' %s; the file was not written by this "
+                                     "daemon or was damaged.",
+                                     j->path, vm, what);
+        return journal_error(error, -EBADMSG,
+                             "Journal %s: %s; the file was not written by this daemon or was "
+                             "damaged.",
+                             j->path, what);
+}
+
+static int strv_from_json(const json_t *a, char ***ret, size_t *ret_n)
+{
+        g_autoptr(GPtrArray) v = g_ptr_array_new_with_free_func(g_free);
+        size_t i;
+        json_t *e;
+
+        if (!json_is_array(a))
+                return -EBADMSG;
+        json_array_foreach(a, i, e)
+        {
+                if (!json_is_string(e))
+                        return -EBADMSG;
+                g_ptr_array_add(v, g_strdup(json_string_value(e)));
+        }
+        if (ret_n)
+                *ret_n = v->len;
+        g_ptr_array_add(v, NULL);
+        *ret = (char **)g_ptr_array_free(g_steal_pointer(&v), false);
+        return 0;
+}
+
+static int options_from_json(const json_t *o, VmOptions *ret)
+{
+        const char *key;
+        json_t *v;
+
+        vm_options_init(ret);
+        if (!json_is_object(o))
+                return -EBADMSG;
+        json_object_foreach((json_t *)o, key, v)
+        {
+                if (strcmp(key, "strategy") == 0 && json_is_string(v) &&
+                    plan_strategy_from_string(json_string_value(v), &ret->strategy) >= 0)
+                        ret->explicit_mask |= VM_OPT_STRATEGY;
+                else if (strcmp(key, "p2p-mode") == 0 && json_is_string(v) &&
+                         plan_p2p_mode_from_string(json_string_value(v), &ret->p2p_mode) >= 0)
+                        ret->explicit_mask |= VM_OPT_P2P_MODE;
+                else if (strcmp(key, "phase-deadline-ms") == 0 && json_is_integer(v) &&
+                         json_integer_value(v) >= 1 &&
+                         json_integer_value(v) <= VM_PHASE_DEADLINE_MAX) {
+                        ret->phase_deadline_ms = (uint32_t)json_integer_value(v);
+                        ret->explicit_mask |= VM_OPT_PHASE_DEADLINE;
+                } else if (strcmp(key, "parallelism") == 0 && json_is_integer(v) &&
+                           json_integer_value(v) >= 0 &&
+                           json_integer_value(v) <= VM_PARALLELISM_MAX) {
+                        ret->parallelism = (uint32_t)json_integer_value(v);
+                        ret->explicit_mask |= VM_OPT_PARALLELISM;
+                } else
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+static int sequence_from_json(const json_t *o, size_t n_devices, JournalSequence **ret)
+{
+        g_autoptr(GPtrArray) keep = NULL;
+        JournalSequence *s;
+        const char *op, *phase = NULL;
+        json_t *states, *phases, *e;
+        json_int_t index, started;
+        int rollback;
+        size_t i;
+
+        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?s,s:I,s:b,s:I}", "operation", &op,
+                        "begin-states", &states, "phases", &phases, "phase", &phase, "phase-index",
+                        &index, "rollback", &rollback, "started-us", &started) < 0)
+                return -EBADMSG;
+        if (!json_is_array(states) || json_array_size(states) != n_devices || index < -1 ||
+            started < 0)
+                return -EBADMSG;
+        s = g_new0(JournalSequence, 1);
+        s->begin_states = g_new0(enum mig_state, n_devices ? n_devices : 1);
+        s->phase = g_strdup(phase);
+        s->phase_index = index;
+        s->rollback = rollback;
+        s->started_us = (uint64_t)started;
+        if (plan_op_from_string(op, &s->op) < 0 || strv_from_json(phases, &s->phases, NULL) < 0)
+                goto fail;
+        json_array_foreach(states, i,
+                           e) if (!json_is_string(e) ||
+                                  mig_state_from_string(json_string_value(e), &s->begin_states[i]) <
+                                      0) goto fail;
+        *ret = s;
+        return 0;
+fail:
+        journal_sequence_free(s);
+        return -EBADMSG;
+}
+
+static int vm_from_json(const Journal *j, const char *name, const json_t *o, JournalVm **ret,
+                        GError **error)
+{
+        g_autoptr(JournalVm) v = g_new0(JournalVm, 1);
+        json_t *devices, *options, *seq = NULL;
+        const char *origin;
+
+        v->name = g_strdup(name);
+        if (!vm_name_is_valid(name))
+                return bad(error, j, name, "has a name that is not a valid VM name");
+        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?o}", "origin", &origin, "devices", &devices,
+                        "options", &options, "sequence", &seq) < 0)
+                return bad(error, j, name, "lacks origin, devices or options");
+        v->origin = g_strdup(origin);
+        if (strv_from_json(devices, &v->devices, &v->n_devices) < 0 || v->n_devices < 1 ||
+            v->n_devices > VM_DEVICES_MAX)
+                return bad(error, j, name, "has a device list that is not 1 or more names");
+        if (options_from_json(options, &v->options) < 0)
+                return bad(error, j, name, "has an unknown or invalid option");
+        if (seq && sequence_from_json(seq, v->n_devices, &v->seq) < 0)
+                return bad(error, j, name, "has a malformed sequence record");
+        *ret = g_steal_pointer(&v);
+        return 0;
+}
+
+/* The file's envelope: format, version, checksum over the canonical payload. */
+static int check_envelope(const Journal *j, json_t *root, json_t **ret_payload, GError **error)
+{
+        g_autofree char *canonical = NULL, *sum = NULL;
+        const char *format, *checksum;
+        json_t *payload, *version;
+
+        if (json_unpack(root, "{s:s,s:o,s:s,s:o}", "format", &format, "version", &version,
+                        "checksum", &checksum, "payload", &payload) < 0 ||
+            strcmp(format, JOURNAL_FORMAT) != 0)
+                return bad(error, j, NULL,
+                           "is not a vfio-migd journal (format, version, checksum "
+                           "or payload missing)");
+        if (!json_is_integer(version) || json_integer_value(version) != JOURNAL_VERSION) {
+                g_autofree char *v =
+                    json_is_integer(version)
+                        ? g_strdup_printf("%" JSON_INTEGER_FORMAT, json_integer_value(version))
+                        : g_strdup("(not a number)");
+                return journal_error(error, -EPROTO,
+                                     "Journal %s has format version %s; this daemon reads "
+                                     "version %d. It was written by another vfio-migd release.",
+                                     j->path, v, JOURNAL_VERSION);
+        }
+        canonical = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+        sum = canonical ? payload_checksum(canonical) : NULL;
+        if (!sum || g_ascii_strcasecmp(sum, checksum) != 0)
+                return bad(error, j, NULL, "has a checksum that does not match its payload");
+        *ret_payload = payload;
+        return 0;
+}
+
+static int compare_vm_names(gconstpointer a, gconstpointer b)
+{
+        return strcmp((*(JournalVm *const *)a)->name, (*(JournalVm *const *)b)->name);
+}
+
+int journal_load(Journal *j, GPtrArray **ret_vms, GError **error)
+{
+        g_autoptr(GPtrArray) vms = g_ptr_array_new_with_free_func((GDestroyNotify)journal_vm_free);
+        g_autoptr(GError) read_error = NULL;
+        g_autofree char *text = NULL;
+        json_error_t jerr;
+        json_t *root, *payload = NULL, *records = NULL, *rec;
+        const char *name;
+        gsize len;
+        int r;
+
+        if (!g_file_get_contents(j->path, &text, &len, &read_error)) {
+                if (g_error_matches(read_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                        return journal_error(error, -ENOENT, "No journal at %s.", j->path);
+                return journal_error(error, -EIO, "Cannot read the journal: %s.",
+                                     read_error->message);
+        }
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return journal_error(error, -EBADMSG,
+                                     "Journal %s is not valid JSON (torn or damaged): line %d, "
+                                     "column %d: %s.",
+                                     j->path, jerr.line, jerr.column, jerr.text);
+        r = check_envelope(j, root, &payload, error);
+        if (r >= 0 && (!(records = json_object_get(payload, "vms")) || !json_is_object(records)))
+                r = bad(error, j, NULL, "has a payload without its 'vms' object");
+        if (r >= 0)
+                json_object_foreach(records, name, rec)
+                {
+                        JournalVm *v = NULL;
+                        r = vm_from_json(j, name, rec, &v, error);
+                        if (r < 0)
+                                break;
+                        g_ptr_array_add(vms, v);
+                }
+        json_decref(root);
+        if (r < 0)
+                return r;
+
+        g_ptr_array_sort(vms, compare_vm_names);
+        g_hash_table_remove_all(j->vms);
+        json_object_clear(json_object_get(j->payload, "vms"));
+        for (guint i = 0; i < vms->len; i++) {
+                JournalVm *v = journal_vm_copy(vms->pdata[i]);
+                g_hash_table_insert(j->vms, v->name, v);
+                payload_update(j, v);
+        }
+        if (ret_vms)
+                *ret_vms = g_steal_pointer(&vms);
+        return 0;
+}
+
+int journal_quarantine(Journal *j, char **ret_path, GError **error)
+{
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+        g_autofree char *stamp = g_date_time_format(now, "%Y%m%dT%H%M%S");
+        g_autofree char *name = g_strdup_printf("%s.corrupt-%s", JOURNAL_FILE, stamp);
+        g_autofree char *path = g_build_filename(j->dir, name, NULL);
+
+        if (renameat(j->dir_fd, JOURNAL_FILE, j->dir_fd, name) < 0)
+                return journal_error(error, -errno, "Cannot move the journal %s aside to %s: %s.",
+                                     j->path, path, g_strerror(errno));
+        (void)fsync(j->dir_fd);
+        if (ret_path)
+                *ret_path = g_steal_pointer(&path);
+        return 0;
+}
+
+/* ---- changes ---- */
+
+int journal_put_vm(Journal *j, const char *name, const char *origin, const char *const *devices,
+                   size_t n_devices, const VmOptions *options, GError **error)
+{
+        JournalVm *old = g_hash_table_lookup(j->vms, name);
+        JournalVm *v = g_new0(JournalVm, 1);
+
+        v->name = g_strdup(name);
+        v->origin = g_strdup(origin ? origin : "dbus");
+        v->devices = g_new0(char *, n_devices + 1);
+        for (size_t i = 0; i < n_devices; i++)
+                v->devices[i] = g_strdup(devices[i]);
+        v->n_devices = n_devices;
+        v->options = *options;
+        if (old && old->seq && old->n_devices == n_devices)
+                v->seq = g_steal_pointer(&old->seq);
+        g_hash_table_replace(j->vms, v->name, v);
+        payload_update(j, v);
+        return journal_write(j, true, error);
+}
+
+int journal_remove_vm(Journal *j, const char *name, GError **error)
+{
+        if (!g_hash_table_remove(j->vms, name))
+                return journal_error(error, -ENOENT, "Journal %s records no VM %s.", j->path, name);
+        json_object_del(json_object_get(j->payload, "vms"), name);
+        return journal_write(j, true, error);
+}
+
+static JournalVm *lookup(Journal *j, const char *name, GError **error)
+{
+        JournalVm *v = g_hash_table_lookup(j->vms, name);
+
+        if (!v)
+                journal_error(error, -ENOENT, "Journal %s records no VM %s.", j->path, name);
+        return v;
+}
+
+int journal_begin(Journal *j, const char *name, const JournalSequence *seq, GError **error)
+{
+        JournalVm *v = lookup(j, name, error);
+        JournalSequence *old;
+        int r;
+
+        if (!v)
+                return -ENOENT;
+        old = g_steal_pointer(&v->seq);
+        v->seq = journal_sequence_copy(seq, v->n_devices);
+        payload_update(j, v);
+        r = journal_write(j, true, error);
+        if (r < 0) {
+                journal_sequence_free(v->seq);
+                v->seq = old;
+                payload_update(j, v);
+                return r;
+        }
+        journal_sequence_free(old);
+        return 0;
+}
+
+int journal_phase(Journal *j, const char *name, const char *phase, int64_t index, bool rollback,
+                  GError **error)
+{
+        JournalVm *v = lookup(j, name, error);
+
+        if (!v)
+                return -ENOENT;
+        if (!v->seq)
+                return 0;
+        g_free(v->seq->phase);
+        v->seq->phase = g_strdup(phase);
+        v->seq->phase_index = index;
+        v->seq->rollback |= rollback;
+        payload_update(j, v);
+        j->dirty = true;
+        return 0;
+}
+
+int journal_end(Journal *j, const char *name, GError **error)
+{
+        JournalVm *v = lookup(j, name, error);
+
+        if (!v)
+                return -ENOENT;
+        if (!v->seq)
+                return 0;
+        g_clear_pointer(&v->seq, journal_sequence_free);
+        payload_update(j, v);
+        return journal_write(j, false, error);
+}

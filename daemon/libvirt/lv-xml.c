@@ -1,0 +1,279 @@
+/* lv-xml: what the daemon does with a domain XML a caller hands in */
+#include "libvirt/lv-xml.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/iova.h"
+#include "core/mig-state.h"
+
+static const char *hostdev_label(const LvHostdev *h)
+{
+        return h->name ? h->name : h->alias ? h->alias : "(no address)";
+}
+
+int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
+                   GError **error)
+{
+        g_autoptr(LvDomain) d = NULL;
+        g_autoptr(GPtrArray) devices = g_ptr_array_new();
+        int r;
+
+        r = lv_domain_parse(xml, len, &d, error);
+        if (r < 0)
+                return r;
+        if (!vm_name_is_valid(d->name)) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
+                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
+                            d->name ? d->name : "");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < d->n_hostdevs; i++) {
+                const LvHostdev *h = &d->hostdevs[i];
+
+                if (h->problem) {
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                                    "Domain %s: hostdev %s: %s", d->name, hostdev_label(h),
+                                    h->problem);
+                        return -EINVAL;
+                }
+                g_ptr_array_add(devices, h->name);
+        }
+        if (devices->len == 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "Domain %s has no VFIO hostdev (<hostdev mode='subsystem' "
+                            "type='pci'> or type='mdev'>): there is nothing for vfio-migd to "
+                            "coordinate.",
+                            d->name);
+                return -EINVAL;
+        }
+        *ret_domain = g_steal_pointer(&d);
+        *ret_devices = g_steal_pointer(&devices);
+        return 0;
+}
+
+bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n)
+{
+        if (vm_n_devices(vm) != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (vm_device_index(vm, names[i]) < 0)
+                        return false;
+        return true;
+}
+
+char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const LvHostdev *h)
+{
+        return g_strdup_printf(
+            "Hostdev %s of domain %s: the %s backend knows no such device; %s, then call "
+            "Rescan or register again.",
+            h->name, domain, backend,
+            h->type == LV_HOSTDEV_MDEV ? "create the mdev (mdevctl start)"
+                                       : "bind it to vfio-pci or its vendor's VFIO variant driver");
+}
+
+void lv_problem_free(LvProblem *p)
+{
+        if (!p)
+                return;
+        g_free(p->id);
+        g_free(p->hostdev);
+        g_free(p->message);
+        g_free(p);
+}
+
+void lv_problem_add(GPtrArray *problems, const char *id, const char *hostdev, const char *fmt, ...)
+{
+        LvProblem *p = g_new0(LvProblem, 1);
+        va_list ap;
+
+        p->id = g_strdup(id);
+        p->hostdev = g_strdup(hostdev ? hostdev : "");
+        va_start(ap, fmt);
+        p->message = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_ptr_array_add(problems, p);
+}
+
+void lv_incoming_free(LvIncoming *c)
+{
+        if (!c)
+                return;
+        g_ptr_array_unref(c->problems);
+        g_ptr_array_unref(c->warnings);
+        g_array_unref(c->guest_ram);
+        g_array_unref(c->iova);
+        g_ptr_array_unref(c->devices);
+        g_free(c);
+}
+
+/* The source's declaration against what this host sees. */
+static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h,
+                           const DeviceInfo *info)
+{
+        if (!h->has_declared) {
+                g_ptr_array_add(c->warnings,
+                                g_strdup_printf("Hostdev %s of domain %s: the XML declares no "
+                                                "driver, id or flags (no vfio-migd metadata from "
+                                                "the source), so they were not compared.",
+                                                h->name, domain));
+                return;
+        }
+        if (g_strcmp0(h->declared_driver, info->driver) != 0)
+                lv_problem_add(c->problems, "driver-mismatch", h->name,
+                               "Hostdev %s: the source drove it with %s, this host with %s; the "
+                               "device state cannot be loaded by another driver. Bind it to %s.",
+                               h->name, h->declared_driver ? h->declared_driver : "(none)",
+                               info->driver ? info->driver : "(none)",
+                               h->declared_driver ? h->declared_driver : "the source's driver");
+        if (h->declared_vendor != info->vendor_id || h->declared_device != info->device_id)
+                lv_problem_add(c->problems, "id-mismatch", h->name,
+                               "Hostdev %s: the source's device is %04x:%04x, this host's is "
+                               "%04x:%04x; the state of one cannot be loaded into the other. "
+                               "Point the hostdev at a %04x:%04x device.",
+                               h->name, h->declared_vendor, h->declared_device, info->vendor_id,
+                               info->device_id, h->declared_vendor, h->declared_device);
+        if (h->declared_flags != info->migration_flags) {
+                g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
+
+                lv_problem_add(c->problems, "flags-mismatch", h->name,
+                               "Hostdev %s: the source's device migrates with flags %s, this "
+                               "host's with %s; both sides must offer the same migration "
+                               "features (driver or firmware version).",
+                               h->name, src, mig_flags_to_string(info->migration_flags));
+        }
+}
+
+static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const LvHostdev *h)
+{
+        g_autoptr(GError) gerr = NULL;
+        Device *dev;
+        Vm *holder;
+        int err;
+
+        if (h->problem) {
+                lv_problem_add(c->problems, "bad-hostdev", hostdev_label(h), "Hostdev %s: %s",
+                               hostdev_label(h), h->problem);
+                return;
+        }
+        if (!registry_has_device(r, h->name)) {
+                g_autofree char *s =
+                    lv_hostdev_unknown_sentence(registry_backend_name(r), d->name, h);
+                lv_problem_add(c->problems, "no-device", h->name, "%s", s);
+                return;
+        }
+        err = registry_open_device(r, h->name, &dev, &gerr);
+        if (err < 0) {
+                lv_problem_add(c->problems, err == -EBUSY ? "device-busy" : "no-device", h->name,
+                               "Hostdev %s: %s", h->name, gerr->message);
+                return;
+        }
+        g_ptr_array_add(c->devices, g_strdup(h->name));
+        if (!dev->info.driver || !strstr(dev->info.driver, "vfio"))
+                lv_problem_add(c->problems, "not-vfio", h->name,
+                               "Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
+                               "vfio-pci (or its vendor's VFIO variant driver).",
+                               h->name, dev->info.driver ? dev->info.driver : "no driver");
+        holder = registry_device_vm(r, h->name);
+        if (holder && strcmp(vm_name(holder), d->name) != 0)
+                lv_problem_add(c->problems, "device-busy", h->name,
+                               "Hostdev %s belongs to VM %s on this host; migrate or stop %s "
+                               "first, or use another device.",
+                               h->name, vm_name(holder), vm_name(holder));
+        check_declared(c, d->name, h, &dev->info);
+}
+
+static void check_policy(Registry *r, LvIncoming *c, const LvDomain *d)
+{
+        g_autoptr(GError) gerr = NULL;
+        PolicyDecision *dec = NULL;
+
+        if (registry_decide_devices(r, d->name, (const char *const *)c->devices->pdata,
+                                    c->devices->len, &dec, &gerr) < 0) {
+                lv_problem_add(c->problems, "no-device", "", "%s", gerr->message);
+                return;
+        }
+        for (size_t i = 0; i < dec->n_blockers; i++) {
+                g_autofree char *id = g_strconcat("policy:", dec->blockers[i].id, NULL);
+                lv_problem_add(c->problems, id, dec->blockers[i].device, "%s",
+                               dec->blockers[i].message);
+        }
+        policy_decision_free(dec);
+}
+
+static void check_iova(Registry *r, LvIncoming *c, const LvDomain *d)
+{
+        g_autoptr(GError) gerr = NULL;
+        g_autoptr(GPtrArray) warnings = NULL;
+        g_autoptr(GArray) ranges = NULL;
+        g_autoptr(GArray) uncovered = NULL;
+
+        if (registry_devices_iova(r, (const char *const *)c->devices->pdata, c->devices->len,
+                                  &ranges, &warnings, &gerr) < 0) {
+                g_ptr_array_add(c->warnings, g_strdup_printf("The devices' IOVA space is "
+                                                             "unknown: %s",
+                                                             gerr->message));
+                return;
+        }
+        for (guint i = 0; i < warnings->len; i++)
+                g_ptr_array_add(c->warnings, g_strdup(warnings->pdata[i]));
+        g_array_append_vals(c->iova, ranges->data, ranges->len);
+        uncovered = iova_ranges_subtract(c->guest_ram, ranges);
+        for (guint i = 0; i < uncovered->len; i++) {
+                const IovaRange *u = &g_array_index(uncovered, IovaRange, i);
+
+                lv_problem_add(c->problems, "iova", "",
+                               "Guest RAM 0x%" G_GINT64_MODIFIER "x-0x%" G_GINT64_MODIFIER
+                               "x of domain %s lies outside the devices' valid IOVA space "
+                               "(reserved regions of their IOMMU groups); the devices could "
+                               "not DMA there. Give the guest less RAM or use devices in other "
+                               "groups.",
+                               u->start, u->end, d->name);
+        }
+}
+
+int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret, GError **error)
+{
+        g_autoptr(LvDomain) d = NULL;
+        g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
+        bool unknown = false;
+        int err;
+
+        err = lv_domain_parse(xml, len, &d, error);
+        if (err < 0)
+                return err;
+        if (!vm_name_is_valid(d->name)) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
+                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
+                            d->name ? d->name : "");
+                return -EINVAL;
+        }
+        c->problems = g_ptr_array_new_with_free_func((GDestroyNotify)lv_problem_free);
+        c->warnings = g_ptr_array_new_with_free_func(g_free);
+        c->devices = g_ptr_array_new_with_free_func(g_free);
+        c->iova = iova_ranges_new();
+        c->guest_ram = lv_domain_guest_ram(d);
+
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                if (d->hostdevs[i].name && !registry_has_device(r, d->hostdevs[i].name))
+                        unknown = true;
+        /* A device bound since the last scan is not unknown. */
+        if (unknown)
+                (void)registry_rescan(r, NULL);
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                check_hostdev(r, c, d, &d->hostdevs[i]);
+        if (d->n_hostdevs == 0)
+                g_ptr_array_add(c->warnings, g_strdup_printf("Domain %s has no VFIO hostdev; "
+                                                             "vfio-migd has nothing to check.",
+                                                             d->name));
+        /* The decision and the IOVA space need every device. */
+        if (c->devices->len > 0 && c->devices->len == lv_domain_n_usable(d)) {
+                check_policy(r, c, d);
+                check_iova(r, c, d);
+        }
+        c->allowed = c->problems->len == 0;
+        *ret = g_steal_pointer(&c);
+        return 0;
+}

@@ -1,0 +1,678 @@
+/* recovery: the journal kept while the daemon runs, and what a restart does with it */
+#include "recovery.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus/bus-device.h"
+#include "bus/bus-manager.h"
+#include "bus/bus-util.h"
+#include "daemon.h"
+#include "log.h"
+
+/* What the start did with one VM of the journal: an entry of LastRecovery's "vms". */
+typedef struct RecoveredVm {
+        char *vm, *origin;
+        char *operation, *phase;     /* the interrupted sequence; "" when none */
+        char *after_crash;           /* the policy applied; "" when no sequence was interrupted */
+        GPtrArray *devices, *states; /* char*: what the start found */
+        char *action;                /* "restored", "not-restored", "rollback", "finish", "none" */
+        char *outcome;   /* "ok", "state-lost", "failed", "consistent", "device-missing", ... */
+        GPtrArray *lost; /* char*: devices whose state was lost */
+        char *message;
+        bool signal;  /* a Recovered signal is due */
+        bool pending; /* its recovery sequence runs */
+        enum plan_op run_op;
+        JournalSequence *seq; /* the interrupted sequence (owned), NULL when none */
+        size_t n_devices;
+} RecoveredVm;
+
+struct Recovery {
+        Journal *journal; /* NULL when the state directory could not be used */
+        const char *status;
+        char *message, *moved_to;
+        uint64_t when_us;
+        GPtrArray *vms; /* RecoveredVm* */
+        unsigned pending;
+        sd_event_source *flush_source; /* writes the phases reached, once the loop is idle */
+};
+
+typedef struct RecoveryRun {
+        Daemon *daemon;
+        RecoveredVm *entry;
+} RecoveryRun;
+
+static void recovered_vm_free(RecoveredVm *e)
+{
+        g_free(e->vm);
+        g_free(e->origin);
+        g_free(e->operation);
+        g_free(e->phase);
+        g_free(e->after_crash);
+        g_ptr_array_unref(e->devices);
+        g_ptr_array_unref(e->states);
+        g_free(e->action);
+        g_free(e->outcome);
+        g_ptr_array_unref(e->lost);
+        g_free(e->message);
+        journal_sequence_free(e->seq);
+        g_free(e);
+}
+
+static RecoveredVm *recovered_vm_new(Recovery *rec, const JournalVm *v)
+{
+        RecoveredVm *e = g_new0(RecoveredVm, 1);
+
+        e->vm = g_strdup(v->name);
+        e->origin = g_strdup(v->origin);
+        e->operation = g_strdup(v->seq ? plan_op_to_string(v->seq->op) : "");
+        e->phase = g_strdup(v->seq && v->seq->phase ? v->seq->phase : "");
+        e->after_crash = g_strdup("");
+        e->devices = g_ptr_array_new_with_free_func(g_free);
+        e->states = g_ptr_array_new_with_free_func(g_free);
+        e->lost = g_ptr_array_new_with_free_func(g_free);
+        e->seq = v->seq ? journal_sequence_copy(v->seq, v->n_devices) : NULL;
+        e->n_devices = v->n_devices;
+        g_ptr_array_add(rec->vms, e);
+        return e;
+}
+
+static void set_result(RecoveredVm *e, const char *action, const char *outcome, char *message)
+{
+        g_free(e->action);
+        e->action = g_strdup(action);
+        g_free(e->outcome);
+        e->outcome = g_strdup(outcome);
+        g_free(e->message);
+        e->message = message ? message : g_strdup("");
+}
+
+void recovery_free(Recovery *rec)
+{
+        if (!rec)
+                return;
+        sd_event_source_disable_unref(rec->flush_source);
+        if (rec->journal)
+                (void)journal_flush(rec->journal, NULL);
+        journal_free(rec->journal);
+        g_ptr_array_unref(rec->vms);
+        g_free(rec->message);
+        g_free(rec->moved_to);
+        g_free(rec);
+}
+
+/* ---- while running: the journal follows registrations and sequences ---- */
+
+static int on_flush(sd_event_source *s, void *userdata)
+{
+        Daemon *d = userdata;
+        g_autoptr(GError) e = NULL;
+
+        if (journal_flush(d->recovery->journal, &e) < 0)
+                log_warning("%s", e->message);
+        return 0;
+}
+
+/* Phases that follow each other quickly (or the end) share one write. */
+static void schedule_flush(Daemon *d)
+{
+        Recovery *rec = d->recovery;
+        int r = 0;
+
+        if (!rec->flush_source) {
+                r = sd_event_add_defer(d->event, &rec->flush_source, on_flush, d);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(rec->flush_source, "journal-flush");
+        }
+        if (r >= 0)
+                r = sd_event_source_set_enabled(rec->flush_source, SD_EVENT_ONESHOT);
+        if (r < 0)
+                (void)on_flush(NULL, d);
+}
+
+static int on_vm_journal(Vm *vm, VmJournalPoint point, const VmJournalInfo *info, void *userdata,
+                         GError **error)
+{
+        Daemon *d = userdata;
+        Journal *j = d->recovery->journal;
+        g_autoptr(GError) e = NULL;
+        int r = 0;
+
+        if (point == VM_JOURNAL_BEGIN) {
+                g_autoptr(GPtrArray) phases = g_ptr_array_new();
+                JournalSequence seq = {
+                    .op = info->op,
+                    .begin_states = (enum mig_state *)info->states,
+                    .phase_index = -1,
+                    .started_us = (uint64_t)g_get_real_time(),
+                };
+
+                for (size_t i = 0; i < info->plan->n_phases; i++)
+                        g_ptr_array_add(phases, info->plan->phases[i].name);
+                g_ptr_array_add(phases, NULL);
+                seq.phases = (char **)phases->pdata;
+                r = journal_begin(j, vm_name(vm), &seq, &e);
+                if (r < 0) {
+                        log_error("VM %s: %s refused before any device moved: %s", vm_name(vm),
+                                  plan_op_to_string(info->op), e->message);
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EIO),
+                                    "VM %s cannot %s: the sequence could not be recorded in the "
+                                    "crash journal first, and no device moved. %s",
+                                    vm_name(vm), plan_op_to_string(info->op), e->message);
+                        return -EIO;
+                }
+                return 0;
+        }
+        if (point == VM_JOURNAL_PHASE) {
+                r = journal_phase(j, vm_name(vm), info->ev->phase, (int64_t)info->ev->phase_index,
+                                  info->ev->kind == SEQ_EVENT_ROLLBACK_START, &e);
+                if (r >= 0 && journal_dirty(j))
+                        schedule_flush(d);
+        } else {
+                r = journal_end(j, vm_name(vm), &e);
+        }
+        if (r < 0)
+                log_warning("VM %s: %s", vm_name(vm), e->message);
+        return 0;
+}
+
+void recovery_track_vm(Daemon *d, Vm *vm)
+{
+        g_autofree const char **names = g_new0(const char *, vm_n_devices(vm) + 1);
+        g_autoptr(GError) e = NULL;
+        const JournalVm *old;
+        const char *origin = vm_origin(vm);
+        Journal *j;
+
+        if (!d->recovery || !d->recovery->journal)
+                return;
+        j = d->recovery->journal;
+        /* A VM restored from the journal keeps the origin it was first registered with. */
+        old = journal_get_vm(j, vm_name(vm));
+        if (old && g_strcmp0(origin, "journal") == 0)
+                origin = old->origin;
+        for (size_t i = 0; i < vm_n_devices(vm); i++)
+                names[i] = vm_device(vm, i)->info.name;
+        if (journal_put_vm(j, vm_name(vm), origin, names, vm_n_devices(vm), vm_options(vm), &e) < 0)
+                log_warning("VM %s: %s", vm_name(vm), e->message);
+        vm_set_journal_func(vm, on_vm_journal, d);
+}
+
+void recovery_untrack_vm(Daemon *d, const char *name)
+{
+        g_autoptr(GError) e = NULL;
+
+        if (!d->recovery || !d->recovery->journal)
+                return;
+        if (journal_remove_vm(d->recovery->journal, name, &e) < 0 &&
+            !g_error_matches(e, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                log_warning("VM %s: %s", name, e->message);
+}
+
+/* ---- the decision ---- */
+
+static bool all_in(const enum mig_state *states, size_t n, enum mig_state s)
+{
+        for (size_t i = 0; i < n; i++)
+                if (states[i] != s)
+                        return false;
+        return true;
+}
+
+static bool any_in(const enum mig_state *states, size_t n, enum mig_state a, enum mig_state b)
+{
+        for (size_t i = 0; i < n; i++)
+                if (states[i] == a || states[i] == b)
+                        return true;
+        return false;
+}
+
+/* A Resume whose devices had all validated the stream (a phase after "validate" began). */
+static bool resume_past_validate(const JournalSequence *seq)
+{
+        for (int64_t i = 0; seq->phases && seq->phases[i]; i++)
+                if (strcmp(seq->phases[i], "validate") == 0)
+                        return !seq->rollback && seq->phase_index > i;
+        return false;
+}
+
+/* The finishing operation of op, or PLAN_OP_COUNT when op cannot be finished from here. */
+static enum plan_op finish_op(const JournalSequence *seq, const enum mig_state *states, size_t n,
+                              const char **why)
+{
+        bool broken = any_in(states, n, MIG_STATE_ERROR, MIG_STATE_RESUMING);
+
+        switch (seq->op) {
+        case PLAN_OP_QUIESCE:
+        case PLAN_OP_PRECOPY:
+                if (broken) {
+                        *why = "a device is in ERROR or RESUMING, so the sequence cannot be "
+                               "finished";
+                        return PLAN_OP_COUNT;
+                }
+                if (any_in(states, n, MIG_STATE_PRE_COPY, MIG_STATE_PRE_COPY_P2P) ||
+                    any_in(states, n, MIG_STATE_STOP_COPY, MIG_STATE_STOP_COPY)) {
+                        *why = "a device's data session died with the daemon, so its pre-copy "
+                               "data cannot be saved";
+                        return PLAN_OP_COUNT;
+                }
+                return seq->op;
+        case PLAN_OP_START:
+        case PLAN_OP_ABORT:
+                return seq->op;
+        case PLAN_OP_RESUME:
+                if (!broken && resume_past_validate(seq))
+                        return PLAN_OP_START;
+                *why = "a Resume cannot be finished before every device validated the stream, "
+                       "and the stream died with the daemon";
+                return PLAN_OP_COUNT;
+        case PLAN_OP_SAVE:
+                *why = "a Save cannot be finished without its data stream, which died with the "
+                       "daemon";
+                return PLAN_OP_COUNT;
+        default:
+                *why = "a reset is not finished but repeated as a rollback";
+                return PLAN_OP_COUNT;
+        }
+}
+
+bool recovery_choose(enum policy_after_crash policy, const JournalSequence *seq,
+                     const enum mig_state *states, size_t n, enum plan_op *ret_op,
+                     const char **ret_action, char **ret_reason)
+{
+        const char *why = NULL;
+        enum plan_op op;
+
+        if (policy == POLICY_AFTER_CRASH_FINISH) {
+                op = finish_op(seq, states, n, &why);
+                if (op == PLAN_OP_QUIESCE && all_in(states, n, MIG_STATE_STOP)) {
+                        *ret_action = "none";
+                        *ret_reason = g_strdup("every device is in STOP: the quiesce had "
+                                               "completed.");
+                        return false;
+                }
+                if ((op == PLAN_OP_START || op == PLAN_OP_ABORT) &&
+                    all_in(states, n, MIG_STATE_RUNNING)) {
+                        *ret_action = "none";
+                        *ret_reason = g_strdup("every device is RUNNING: the sequence had "
+                                               "completed.");
+                        return false;
+                }
+                if (op != PLAN_OP_COUNT) {
+                        *ret_op = op;
+                        *ret_action = "finish";
+                        *ret_reason = g_strdup_printf("after-crash finish: %s to the end.",
+                                                      plan_op_to_string(op));
+                        return true;
+                }
+        }
+        op = plan_op_rollback(seq->op);
+        if (all_in(states, n, MIG_STATE_RUNNING)) {
+                *ret_action = "none";
+                *ret_reason = g_strdup("every device is RUNNING already: nothing to roll back.");
+                return false;
+        }
+        *ret_op = op;
+        *ret_action = "rollback";
+        if (op == PLAN_OP_RESET)
+                *ret_reason = g_strdup_printf("%s%sthe interrupted Resume is rolled back by "
+                                              "resetting every device: the state it was loading "
+                                              "is lost.",
+                                              why ? why : "", why ? "; " : "");
+        else
+                *ret_reason = g_strdup_printf("%s%severy device goes back to RUNNING by the "
+                                              "kernel's paths (a device in ERROR or RESUMING is "
+                                              "reset and its state lost).",
+                                              why ? why : "", why ? "; " : "");
+        return true;
+}
+
+/* ---- on start, before the name: the journal read, the VMs registered again ---- */
+
+static void restore_vm(Daemon *d, Recovery *rec, const JournalVm *v)
+{
+        RecoveredVm *e = recovered_vm_new(rec, v);
+        g_autoptr(GError) err = NULL;
+        VmOptions options = *registry_defaults(d->registry);
+        Vm *vm;
+        int r;
+
+        vm_options_overlay(&options, &v->options);
+        /* The registrant's origin, so the libvirt tracker keeps managing the VMs it made. */
+        r = bus_manager_register_vm(d, v->name, (const char *const *)v->devices, v->n_devices,
+                                    &options, v->origin ? v->origin : "journal", &vm, &err);
+        if (r < 0) {
+                log_error("Journal %s: VM %s (registered by %s%s%s) is not restored: %s",
+                          journal_path(rec->journal), v->name, v->origin,
+                          v->seq ? ", interrupted during " : "",
+                          v->seq ? plan_op_to_string(v->seq->op) : "", err->message);
+                set_result(e, "not-restored", r == -ENODEV ? "device-missing" : "failed",
+                           g_strdup(err->message));
+                e->signal = true;
+                (void)journal_remove_vm(rec->journal, v->name, NULL);
+                return;
+        }
+        log_info("VM %s restored from the journal (registered by %s).", v->name, v->origin);
+        set_result(e, "restored", "ok", NULL);
+}
+
+int recovery_restore(Daemon *d, const char *state_dir, GError **error)
+{
+        g_autoptr(GPtrArray) vms = NULL;
+        g_autoptr(GError) err = NULL;
+        Recovery *rec = g_new0(Recovery, 1);
+        int r;
+
+        rec->vms = g_ptr_array_new_with_free_func((GDestroyNotify)recovered_vm_free);
+        rec->when_us = (uint64_t)g_get_real_time();
+        rec->status = "none";
+        rec->message = g_strdup("");
+        rec->moved_to = g_strdup("");
+        d->recovery = rec;
+        r = journal_open(state_dir ? state_dir : RECOVERY_STATE_DIR_DEFAULT, &rec->journal, error);
+        if (r < 0)
+                return r;
+
+        r = journal_load(rec->journal, &vms, &err);
+        if (r == -ENOENT) {
+                log_info("Journal %s: none yet; nothing to recover.", journal_path(rec->journal));
+                return 0;
+        }
+        if (r < 0) {
+                g_autofree char *moved = NULL;
+                g_autoptr(GError) move_err = NULL;
+
+                rec->status = "journal-corrupt";
+                g_free(rec->message);
+                rec->message = g_strdup(err->message);
+                if (journal_quarantine(rec->journal, &moved, &move_err) >= 0) {
+                        log_error("%s It was moved aside to %s and not acted on: no VM was "
+                                  "restored and no device touched; check the VMs' devices "
+                                  "(vfio-migctl list-devices) and register the VMs again.",
+                                  err->message, moved);
+                        g_free(rec->moved_to);
+                        rec->moved_to = g_steal_pointer(&moved);
+                } else {
+                        log_error("%s It is not acted on, and could not be moved aside: %s",
+                                  err->message, move_err->message);
+                }
+                return 0;
+        }
+
+        rec->status = "clean";
+        for (guint i = 0; i < vms->len; i++)
+                restore_vm(d, rec, vms->pdata[i]);
+        log_info("Journal %s: %u VM(s) recorded.", journal_path(rec->journal), vms->len);
+        return 0;
+}
+
+/* ---- on start, once the name is owned: the interrupted sequences dealt with ---- */
+
+static void emit_recovered(Daemon *d, const RecoveredVm *e)
+{
+        int r = sd_bus_emit_signal(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER, "Recovered", "sss",
+                                   e->vm, e->action, e->outcome);
+        if (r < 0)
+                log_debug("Cannot emit Recovered: %s", strerror(-r));
+}
+
+static void emit_vm_changed(Daemon *d, const char *vm, bool last_sequence)
+{
+        g_autofree char *path = bus_vm_path(vm);
+
+        if (path)
+                (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, "State",
+                                                     last_sequence ? "LastSequence" : NULL, NULL);
+}
+
+static void recovery_settle(Daemon *d)
+{
+        Recovery *rec = d->recovery;
+
+        if (rec->pending > 0)
+                return;
+        if (g_strcmp0(rec->status, "recovering") == 0 || g_strcmp0(rec->status, "clean") == 0) {
+                rec->status = "clean";
+                for (guint i = 0; i < rec->vms->len; i++)
+                        if (((RecoveredVm *)rec->vms->pdata[i])->signal)
+                                rec->status = "recovered";
+        }
+        (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                             "LastRecovery", NULL);
+}
+
+static void on_recovery_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        RecoveryRun *run = userdata;
+        static const char *const status[] = {
+            [SEQ_EVENT_PHASE_START] = "started",
+            [SEQ_EVENT_PHASE_DONE] = "done",
+            [SEQ_EVENT_PHASE_FAILED] = "failed",
+            [SEQ_EVENT_ROLLBACK_START] = "rollback",
+        };
+
+        if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
+                Device *dev = vm_device(vm, ev->device);
+                if (dev)
+                        bus_device_emit_state_changed(run->daemon, dev->info.name, ev->old_state,
+                                                      ev->new_state);
+                return;
+        }
+        if ((size_t)ev->kind < G_N_ELEMENTS(status) && status[ev->kind])
+                bus_manager_emit_sequence_progress(
+                    run->daemon, vm_name(vm), plan_op_to_string(run->entry->run_op),
+                    ev->phase ? ev->phase : "", (unsigned)ev->phase_index, (unsigned)ev->n_phases,
+                    status[ev->kind], ev->elapsed_us);
+}
+
+static void on_recovery_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        RecoveryRun *run = userdata;
+        RecoveredVm *e = run->entry;
+        Daemon *d = run->daemon;
+        Device *dev;
+
+        if (e->run_op == PLAN_OP_RESET && error == 0)
+                VM_FOREACH_DEVICE (vm, i, dev)
+                        g_ptr_array_add(e->lost, g_strdup(dev->info.name));
+        for (guint i = 0; rep && rep->lost_state && i < rep->lost_state->len; i++)
+                g_ptr_array_add(e->lost, g_strdup(rep->lost_state->pdata[i]));
+        g_free(e->outcome);
+        e->outcome = g_strdup(error < 0 ? "failed" : e->lost->len > 0 ? "state-lost" : "ok");
+        if (error < 0) {
+                g_autofree char *before = g_steal_pointer(&e->message);
+                e->message = g_strdup_printf(
+                    "%s The recovery's %s failed: %s", before, plan_op_to_string(e->run_op),
+                    rep && rep->message ? rep->message : g_strerror(-error));
+        }
+        if (e->lost->len > 0) {
+                g_ptr_array_add(e->lost, NULL);
+                g_autofree char *names = g_strjoinv(", ", (char **)e->lost->pdata);
+                g_ptr_array_remove_index(e->lost, e->lost->len - 1);
+                log_notice("VM %s: recovery %s (%s): %s; the state of %s is lost.", e->vm,
+                           e->action, plan_op_to_string(e->run_op), e->outcome, names);
+        } else {
+                log_notice("VM %s: recovery %s (%s): %s.", e->vm, e->action,
+                           plan_op_to_string(e->run_op), e->outcome);
+        }
+        e->pending = false;
+        d->recovery->pending--;
+        emit_vm_changed(d, e->vm, true);
+        emit_recovered(d, e);
+        recovery_settle(d);
+        g_free(run);
+        daemon_sequence_finished(d);
+}
+
+static char *describe_states(const RecoveredVm *e)
+{
+        GString *s = g_string_new(NULL);
+
+        for (guint i = 0; i < e->devices->len; i++)
+                g_string_append_printf(s, "%s%s %s", i ? ", " : "",
+                                       (const char *)e->devices->pdata[i],
+                                       (const char *)e->states->pdata[i]);
+        return g_string_free(s, false);
+}
+
+static int start_recovery_op(Daemon *d, Vm *vm, RecoveredVm *e, enum plan_op op, GError **error)
+{
+        RecoveryRun *run = g_new0(RecoveryRun, 1);
+        int r;
+
+        run->daemon = d;
+        run->entry = e;
+        e->run_op = op;
+        r = vm_start_operation(vm, op, -1, on_recovery_event, on_recovery_done, run, error);
+        if (r < 0) {
+                g_free(run);
+                return r;
+        }
+        e->pending = true;
+        d->recovery->pending++;
+        emit_vm_changed(d, e->vm, false);
+        return 0;
+}
+
+static void recover_vm(Daemon *d, RecoveredVm *e)
+{
+        g_autofree enum mig_state *states = g_new0(enum mig_state, e->n_devices + 1);
+        g_autoptr(PolicyDecision) dec = NULL;
+        g_autoptr(GError) err = NULL;
+        g_autofree char *reason = NULL, *found = NULL;
+        Vm *vm = registry_get_vm(d->registry, e->vm);
+        enum plan_op op = PLAN_OP_ABORT;
+        const char *action;
+        bool act;
+
+        for (size_t i = 0; i < vm_n_devices(vm); i++) {
+                if (vm_device_state(vm, i, &states[i]) < 0)
+                        states[i] = MIG_STATE_ERROR;
+                g_ptr_array_add(e->devices, g_strdup(vm_device(vm, i)->info.name));
+                g_ptr_array_add(e->states, g_strdup(mig_state_to_string(states[i])));
+        }
+        dec = registry_decide(d->registry, vm, false);
+        g_free(e->after_crash);
+        e->after_crash = g_strdup(policy_after_crash_to_string(dec->settings.after_crash));
+        act = recovery_choose(dec->settings.after_crash, e->seq, states, vm_n_devices(vm), &op,
+                              &action, &reason);
+        found = describe_states(e);
+        log_notice("VM %s: vfio-migd stopped during %s (last phase begun: %s%s); devices found: "
+                   "%s; after-crash %s: %s",
+                   e->vm, e->operation, e->phase[0] ? e->phase : "none",
+                   e->seq->rollback ? ", rolling back" : "", found, e->after_crash, reason);
+        e->signal = true;
+        if (!act) {
+                set_result(e, action, "consistent", g_steal_pointer(&reason));
+                (void)journal_end(d->recovery->journal, e->vm, NULL);
+                emit_recovered(d, e);
+                return;
+        }
+        set_result(e, action, "running", g_steal_pointer(&reason));
+        if (start_recovery_op(d, vm, e, op, &err) >= 0)
+                return;
+        if (strcmp(action, "finish") == 0) {
+                /* Finishing was refused (blockers, states): the policy's fallback is rollback. */
+                g_autofree char *before = g_steal_pointer(&e->message);
+                log_notice("VM %s: finishing with %s is refused (%s); rolling back instead.", e->vm,
+                           plan_op_to_string(op), err->message);
+                set_result(e, "rollback", "running",
+                           g_strdup_printf("%s Finishing was refused: %s Rolled back instead.",
+                                           before, err->message));
+                g_clear_error(&err);
+                if (start_recovery_op(d, vm, e, plan_op_rollback(e->seq->op), &err) >= 0)
+                        return;
+        }
+        log_error("VM %s: the recovery cannot start: %s", e->vm, err->message);
+        {
+                g_autofree char *before = g_steal_pointer(&e->message);
+                set_result(e, e->action, "failed",
+                           g_strdup_printf("%s It could not start: %s", before, err->message));
+        }
+        emit_recovered(d, e);
+}
+
+void recovery_start(Daemon *d)
+{
+        Recovery *rec = d->recovery;
+
+        if (!rec)
+                return;
+        if (g_strcmp0(rec->status, "clean") == 0)
+                rec->status = "recovering";
+        for (guint i = 0; i < rec->vms->len; i++) {
+                RecoveredVm *e = rec->vms->pdata[i];
+
+                if (strcmp(e->action, "not-restored") == 0)
+                        emit_recovered(d, e);
+                else if (e->seq)
+                        recover_vm(d, e);
+        }
+        recovery_settle(d);
+}
+
+/* ---- LastRecovery ---- */
+
+static int append_entry(sd_bus_message *m, const RecoveredVm *e)
+{
+        int r = sd_bus_message_open_container(m, 'a', "{sv}");
+
+        if (r >= 0)
+                r = sd_bus_message_append(m, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "vm", "s", e->vm,
+                                          "origin", "s", e->origin, "operation", "s", e->operation,
+                                          "phase", "s", e->phase, "after-crash", "s",
+                                          e->after_crash, "action", "s", e->action, "outcome", "s",
+                                          e->outcome, "message", "s", e->message);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "states");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{ss}");
+        for (guint i = 0; r >= 0 && i < e->devices->len; i++)
+                r = sd_bus_message_append(m, "{ss}", e->devices->pdata[i], e->states->pdata[i]);
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "lost-state");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        for (guint i = 0; r >= 0 && i < e->lost->len; i++)
+                r = sd_bus_message_append(m, "s", e->lost->pdata[i]);
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(m);
+        return r < 0 ? r : sd_bus_message_close_container(m);
+}
+
+int recovery_append_last(sd_bus_message *m, const Daemon *d)
+{
+        const Recovery *rec = d->recovery;
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(
+                    m, "{sv}{sv}{sv}{sv}{sv}", "status", "s", rec ? rec->status : "none", "time-us",
+                    "t", rec ? rec->when_us : 0, "journal", "s",
+                    rec && rec->journal ? journal_path(rec->journal) : "", "message", "s",
+                    rec ? rec->message : "", "moved-to", "s", rec ? rec->moved_to : "");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "vms");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "aa{sv}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "a{sv}");
+        for (guint i = 0; r >= 0 && rec && i < rec->vms->len; i++)
+                r = append_entry(m, rec->vms->pdata[i]);
+        for (int i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(m);
+        return r < 0 ? r : sd_bus_message_close_container(m);
+}
