@@ -263,6 +263,13 @@ class Daemon:
         self.argv = [*WRAPPER, binary("MIGD"), "--backend=sim", f"--sim-dir={sim_dir}",
                      f"--policy={workdir}/policy.json", f"--policy-dir={workdir}/policy.d",
                      "--log-level=debug", *args]
+        # each host its own crash journal (never /var/lib/vfio-migd); a restart keeps it
+        self.state_dir = os.path.join(workdir, "state")
+        if not any(str(a).startswith("--state-dir=") for a in args):
+            self.argv.append(f"--state-dir={self.state_dir}")
+        # the host's libvirt (qemu:///system) must not leak into a test either
+        if not any(str(a).startswith("--libvirt-uri=") for a in args):
+            self.argv.append("--libvirt-uri=none")
         self.proc = None
         self.returncode = None
 
@@ -293,6 +300,15 @@ class Daemon:
             self.proc.wait()
             self.returncode = "killed"
         self.log.close()
+        return self.returncode
+
+    def kill(self):
+        """kill -9, as a crash: no clean-up runs. A deliberate kill is no failure."""
+        if self.proc and self.returncode is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+            self.returncode = 0
         return self.returncode
 
     def read_log(self):
@@ -340,6 +356,21 @@ class Host:
         code = self.daemon.stop() if self.daemon else 0
         self.bus.stop()
         return code
+
+    def crash_daemon(self):
+        """kill -9 the daemon; the devices, the bus and the state directory stay."""
+        self.daemon.kill()
+        self.restarts = getattr(self, "restarts", 0) + 1
+
+    def restart_daemon(self, *extra_args):
+        """A new daemon on the same bus, devices and state directory (its own log file)."""
+        if self.daemon and self.daemon.returncode is None:
+            self.daemon.stop()
+        n = getattr(self, "restarts", 0)
+        self.daemon = Daemon(self.bus, self.sim.dir, self.workdir,
+                             [*self.daemon_args, *extra_args],
+                             label=f"vfio-migd-{self.label}-{n}")
+        self.daemon.start()
 
     # --- clients ---
 
