@@ -3,7 +3,7 @@
 #   1. installs missing Debian packages, builds build/ and runs every test (unit, D-Bus, and
 #      the real kernel in a QEMU guest: tests/kernel/, which fetches Debian's kernel once);
 #   2. builds build-asan/ with AddressSanitizer + UBSan and runs every test again;
-#   3. runs the D-Bus suite with the daemon under valgrind (leaks are failures);
+#   3. runs the D-Bus and libvirt suites with the daemon under valgrind (leaks are failures);
 #   4. builds the libFuzzer targets with clang and runs each for a bounded time;
 #   5. runs the benchmarks once, for their figures (not pass/fail);
 # and ends with one line "N passed, N failed, N skipped" over all passes.
@@ -56,7 +56,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_pass "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
 unset ASAN_OPTIONS UBSAN_OPTIONS
 MIGD_WRAPPER="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
-  run_pass "valgrind" build -- --suite dbus --timeout-multiplier 4
+  run_pass "valgrind" build -- --suite dbus --suite libvirt --timeout-multiplier 4
 
 CC=clang run_pass "fuzz (libFuzzer, bounded)" build-fuzz -Dfuzzing=true -Dfuzz_seconds=30
 
