@@ -32,8 +32,11 @@ class Signals:
         self.seen = 0
 
     def lines(self):
+        """The complete lines so far: the monitor may be in the middle of writing one."""
         self.mon.out.seek(0)
-        return [json.loads(x) for x in self.mon.out.read().splitlines() if x.strip()]
+        text = self.mon.out.read()
+        complete = text[:text.rfind("\n") + 1]
+        return [json.loads(x) for x in complete.splitlines() if x.strip()]
 
     def wait(self, what, pred, timeout=20):
         """The first signal after the last one waited for that matches pred."""

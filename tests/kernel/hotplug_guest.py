@@ -61,7 +61,9 @@ class Monitor:
 
     def changes(self):
         self.out.seek(0)
-        return [json.loads(line)["args"] for line in self.out.read().splitlines()
+        text = self.out.read()
+        text = text[:text.rfind("\n") + 1]  # a line being written is not complete yet
+        return [json.loads(line)["args"] for line in text.splitlines()
                 if line.strip() and json.loads(line)["signal"] == "GroupChanged"]
 
     def stop(self):
