@@ -360,18 +360,24 @@ static int options_from_json(const json_t *o, VmOptions *ret)
 
 static int sequence_from_json(const json_t *o, size_t n_devices, JournalSequence **ret)
 {
-        g_autoptr(GPtrArray) keep = NULL;
         JournalSequence *s;
         const char *op, *phase = NULL;
-        json_t *states, *phases, *e;
+        json_t *states, *phases, *e, *phase_json = NULL;
         json_int_t index, started;
         int rollback;
         size_t i;
 
-        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?s,s:I,s:b,s:I}", "operation", &op,
-                        "begin-states", &states, "phases", &phases, "phase", &phase, "phase-index",
-                        &index, "rollback", &rollback, "started-us", &started) < 0)
+        /* "phase" is null until the first phase begins (a crash can come before that). */
+        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?o,s:I,s:b,s:I}", "operation", &op,
+                        "begin-states", &states, "phases", &phases, "phase", &phase_json,
+                        "phase-index", &index, "rollback", &rollback, "started-us",
+                        &started) < 0)
                 return -EBADMSG;
+        if (phase_json && !json_is_null(phase_json)) {
+                if (!json_is_string(phase_json))
+                        return -EBADMSG;
+                phase = json_string_value(phase_json);
+        }
         if (!json_is_array(states) || json_array_size(states) != n_devices || index < -1 ||
             started < 0)
                 return -EBADMSG;

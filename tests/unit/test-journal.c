@@ -170,6 +170,23 @@ static void test_round_trip(Fixture *f, gconstpointer data)
         g_assert_cmpuint(v->seq->started_us, ==, 1234567);
 }
 
+/* A crash between a sequence's begin and its first phase leaves "phase": null. */
+static void test_sequence_before_its_first_phase_loads(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GPtrArray) vms = NULL;
+        const JournalVm *v;
+
+        put_vm1(f);
+        begin_quiesce(f, NULL, 0);
+        g_assert_cmpint(reload(f, &vms, NULL), ==, 0);
+        g_assert_cmpuint(vms->len, ==, 1);
+        v = vms->pdata[0];
+        g_assert_nonnull(v->seq);
+        g_assert_cmpint(v->seq->op, ==, PLAN_OP_QUIESCE);
+        g_assert_null(v->seq->phase);
+        g_assert_cmpint(v->seq->phase_index, ==, -1);
+}
+
 static void test_end_and_remove_are_written(Fixture *f, gconstpointer data)
 {
         g_autoptr(GPtrArray) vms = NULL, none = NULL;
@@ -445,6 +462,8 @@ int main(int argc, char **argv)
         g_test_add_func("/journal/dir/unusable-is-refused-by-name",
                         test_unusable_dir_is_refused_by_name);
         ADD("/journal/round-trip", test_round_trip);
+        ADD("/journal/round-trip-before-the-first-phase",
+            test_sequence_before_its_first_phase_loads);
         ADD("/journal/end-and-remove-are-written", test_end_and_remove_are_written);
         ADD("/journal/writes-per-sequence", test_writes_per_sequence);
         ADD("/journal/put-keeps-the-sequence-in-flight", test_put_keeps_the_sequence_in_flight);
