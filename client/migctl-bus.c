@@ -27,7 +27,7 @@ int ctl_connect(Ctl *c)
         return MIGCTL_EXIT_OK;
 }
 
-static bool error_is_ours(const sd_bus_error *e, const char *short_name)
+bool ctl_error_is(const sd_bus_error *e, const char *short_name)
 {
         return sd_bus_error_is_set(e) &&
                strncmp(e->name, MIGD_ERROR_PREFIX, strlen(MIGD_ERROR_PREFIX)) == 0 &&
@@ -37,7 +37,7 @@ static bool error_is_ours(const sd_bus_error *e, const char *short_name)
 static bool error_is_any_of(const sd_bus_error *e, const char *const *short_names)
 {
         for (size_t i = 0; short_names[i]; i++)
-                if (error_is_ours(e, short_names[i]))
+                if (ctl_error_is(e, short_names[i]))
                         return true;
         return false;
 }
@@ -70,27 +70,27 @@ int ctl_exit_code(const sd_bus_error *e, int r)
 
 static const char *error_hint(const Ctl *c, const sd_bus_error *e)
 {
-        if (error_is_ours(e, "NoSuchVM"))
+        if (ctl_error_is(e, "NoSuchVM"))
                 return "see 'vfio-migctl list-vms' for the registered VMs";
-        if (error_is_ours(e, "NoSuchDevice") ||
+        if (ctl_error_is(e, "NoSuchDevice") ||
             sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT))
                 return "see 'vfio-migctl list-devices' for the devices vfio-migd knows; "
                        "'vfio-migctl rescan' finds new ones";
-        if (error_is_ours(e, "VMExists"))
+        if (ctl_error_is(e, "VMExists"))
                 return "choose another name, or 'vfio-migctl unregister NAME' first";
-        if (error_is_ours(e, "DeviceBusy"))
+        if (ctl_error_is(e, "DeviceBusy"))
                 return "a device belongs to one VM only: 'vfio-migctl unregister' the VM holding "
                        "it";
-        if (error_is_ours(e, "Busy"))
+        if (ctl_error_is(e, "Busy"))
                 return "a sequence is running on this VM: wait for it ('vfio-migctl monitor') "
                        "and try again";
-        if (error_is_ours(e, "InvalidState"))
+        if (ctl_error_is(e, "InvalidState"))
                 return "nothing moved; 'vfio-migctl show VM' lists the device states and "
                        "'vfio-migctl abort VM' brings every device back to RUNNING";
-        if (error_is_ours(e, "PolicyInvalid"))
+        if (ctl_error_is(e, "PolicyInvalid"))
                 return "the policy in force stays; 'vfio-migctl policy validate FILE...' checks "
                        "files before they are installed";
-        if (error_is_ours(e, "NotMigratable"))
+        if (ctl_error_is(e, "NotMigratable"))
                 return "nothing moved; 'vfio-migctl show VM' lists the blockers; a VM whose "
                        "IOMMU context has no P2P mappings may register with --p2p-mode p2p-blocked";
         if (error_is_any_of(e, rolled_back_errors))

@@ -46,6 +46,9 @@ typedef struct Ctl {
 /* Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS when set); returns a MIGCTL_EXIT_*. */
 int ctl_connect(Ctl *c);
 
+/* e is vfio-migd's error org.vfiomig.Coordinator1.Error.<short_name>. */
+bool ctl_error_is(const sd_bus_error *e, const char *short_name);
+
 /* The exit code for a failed call: r is the negative errno sd-bus returned. */
 int ctl_exit_code(const sd_bus_error *error, int r);
 

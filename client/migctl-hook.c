@@ -276,12 +276,6 @@ static char *call_reason(const char *method, const sd_bus_error *e, int r)
         return g_strdup_printf("%s: %s", method, strerror(-r));
 }
 
-static bool error_is(const sd_bus_error *e, const char *short_name)
-{
-        return sd_bus_error_is_set(e) && g_str_has_prefix(e->name, MIGD_ERROR_PREFIX) &&
-               strcmp(e->name + strlen(MIGD_ERROR_PREFIX), short_name) == 0;
-}
-
 static int hook_connect(Hook *h, uint64_t timeout_usec, char **ret_reason)
 {
         int r = sd_bus_open_system(&h->c->bus);
@@ -325,13 +319,13 @@ static int check_hostdevs(const Hook *h)
 
 static const char *register_fix(const sd_bus_error *e)
 {
-        if (error_is(e, "NoSuchDevice"))
+        if (ctl_error_is(e, "NoSuchDevice"))
                 return "bind the device to a VFIO driver (libvirt does for managed='yes') "
                        "and check 'vfio-migctl list-devices'";
-        if (error_is(e, "DeviceBusy"))
+        if (ctl_error_is(e, "DeviceBusy"))
                 return "a device belongs to one VM only: stop the VM holding it or "
                        "'vfio-migctl unregister' it";
-        if (error_is(e, "VMExists") || error_is(e, "Exists"))
+        if (ctl_error_is(e, "VMExists"))
                 return "a VM of this name is registered with other devices: 'vfio-migctl "
                        "unregister NAME' if it is stale";
         if (sd_bus_error_has_name(e, SD_BUS_ERROR_ACCESS_DENIED))
@@ -405,7 +399,7 @@ static void unregister_quietly(Hook *h)
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_call_method(h->c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
                                    "UnregisterVM", &error, NULL, "s", vm_name(h));
-        if (r < 0 && !error_is(&error, "NoSuchVM"))
+        if (r < 0 && !ctl_error_is(&error, "NoSuchVM"))
                 hook_log(h, LOG_WARNING, "could not unregister the refused VM: %s",
                          error.message ? error.message : strerror(-r));
         sd_bus_error_free(&error);
@@ -498,7 +492,7 @@ static int hook_register(Hook *h)
                 g_autofree char *reason = call_reason("RegisterVMFromXML", &error, r);
                 if (call_unavailable(&error, r)) {
                         r = apply_unavailable(h, reason);
-                } else if (error_is(&error, "NoSuchDevice") && !h->at_start) {
+                } else if (ctl_error_is(&error, "NoSuchDevice") && !h->at_start) {
                         /* libvirt binds managed hostdevs to vfio-pci after this hook. */
                         hook_log(h, LOG_INFO,
                                  "not registered yet: %s; libvirt binds managed hostdevs to "
@@ -583,7 +577,7 @@ static int hook_release(Hook *h)
 
         if (r >= 0)
                 hook_log(h, LOG_INFO, "unregistered from vfio-migd");
-        else if (error_is(&error, "NoSuchVM"))
+        else if (ctl_error_is(&error, "NoSuchVM"))
                 r = 0; /* never registered: not a VFIO VM, or the daemon restarted */
         else if (call_unavailable(&error, r)) {
                 g_autofree char *reason = call_reason("UnregisterVM", &error, r);

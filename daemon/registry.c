@@ -549,20 +549,26 @@ int registry_attach_device_fd(Registry *r, const char *name, int fd, GError **er
         return 0;
 }
 
-int registry_vm_iova(Registry *r, const Vm *vm, GArray **ret_ranges, GPtrArray **ret_warnings)
+/* The valid IOVA space of devs' IOMMU context; a backend without the op: the whole space. */
+static int devices_iova(Registry *r, Device *const *devs, size_t n, GArray **ret_ranges,
+                        GPtrArray **ret_warnings)
 {
-        g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
-
         if (!r->backend->iova_context) {
                 *ret_ranges = iova_ranges_new();
                 iova_ranges_add(*ret_ranges, 0, UINT64_MAX);
                 *ret_warnings = g_ptr_array_new_with_free_func(g_free);
                 return 0;
         }
+        return r->backend->iova_context(r->backend, devs, n, ret_ranges, ret_warnings);
+}
+
+int registry_vm_iova(Registry *r, const Vm *vm, GArray **ret_ranges, GPtrArray **ret_warnings)
+{
+        g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
+
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 devs[i] = vm_device(vm, i);
-        return r->backend->iova_context(r->backend, devs, vm_n_devices(vm), ret_ranges,
-                                        ret_warnings);
+        return devices_iova(r, devs, vm_n_devices(vm), ret_ranges, ret_warnings);
 }
 
 /* ---- policy ---- */
@@ -778,13 +784,7 @@ int registry_devices_iova(Registry *r, const char *const *devices, size_t n, GAr
         err = open_devices(r, devices, n, &devs, error);
         if (err < 0)
                 return err;
-        if (!r->backend->iova_context) {
-                *ret_ranges = iova_ranges_new();
-                iova_ranges_add(*ret_ranges, 0, UINT64_MAX);
-                *ret_warnings = g_ptr_array_new_with_free_func(g_free);
-                return 0;
-        }
-        return r->backend->iova_context(r->backend, devs, n, ret_ranges, ret_warnings);
+        return devices_iova(r, devs, n, ret_ranges, ret_warnings);
 }
 
 /* The VM's blockers as "id: sentence", which is what Blockers and refusals show. */
