@@ -413,6 +413,18 @@ class Host:
         return Monitor(self, [self.ctl_tool, "--json", *args, "monitor"])
 
 
+def read_shared(f):
+    """All of f, read without moving its offset. A child given f as stdout or stderr shares
+    that offset: seek(0) while it runs would make its next write overwrite the start."""
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(f.fileno(), 65536, offset)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
 class Monitor:
     """A background signal monitor; stop() returns what it printed, one JSON per line."""
 
@@ -423,14 +435,17 @@ class Monitor:
                                      text=True)
         deadline = time.monotonic() + seconds(10)
         while time.monotonic() < deadline:
-            self.err.seek(0)
-            if ready_text in self.err.read():
+            if ready_text in read_shared(self.err):
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
-        self.err.seek(0)
-        raise AssertionError(f"{argv} did not start monitoring: {self.err.read()}")
+        raise AssertionError(f"{argv} did not start monitoring: {read_shared(self.err)}")
+
+    def lines(self):
+        """The JSON lines printed so far, while it runs; a line being written is left out."""
+        text = read_shared(self.out)
+        return [json.loads(x) for x in text[:text.rfind("\n") + 1].splitlines() if x.strip()]
 
     def stop(self, sig=signal.SIGINT):
         if self.proc.poll() is None:

@@ -32,11 +32,7 @@ class Signals:
         self.seen = 0
 
     def lines(self):
-        """The complete lines so far: the monitor may be in the middle of writing one."""
-        self.mon.out.seek(0)
-        text = self.mon.out.read()
-        complete = text[:text.rfind("\n") + 1]
-        return [json.loads(x) for x in complete.splitlines() if x.strip()]
+        return self.mon.lines()
 
     def wait(self, what, pred, timeout=20):
         """The first signal after the last one waited for that matches pred."""

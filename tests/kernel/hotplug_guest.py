@@ -24,6 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from kernel_backend_guest import Host, Tap, group_of, wait_until  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "..", "dbus"))
+from migdtest import read_shared  # noqa: E402
+
 SYS_PCI = "/sys/bus/pci/devices"
 VFIO_PCI = "/sys/bus/pci/drivers/vfio-pci"
 E1000, RTL, EDU = "0000:01:01.0", "0000:01:02.0", "0000:01:03.0"
@@ -56,12 +59,10 @@ class Monitor:
         wait_until(lambda: "Monitoring" in self.read_err(), 10)
 
     def read_err(self):
-        self.err.seek(0)
-        return self.err.read()
+        return read_shared(self.err)
 
     def changes(self):
-        self.out.seek(0)
-        text = self.out.read()
+        text = read_shared(self.out)
         text = text[:text.rfind("\n") + 1]  # a line being written is not complete yet
         return [json.loads(line)["args"] for line in text.splitlines()
                 if line.strip() and json.loads(line)["signal"] == "GroupChanged"]
