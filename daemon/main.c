@@ -33,7 +33,10 @@ static void print_help(void)
                "                               (default: /dev)\n"
                "  --operator-group=GROUP       members may change things as root can\n"
                "                               (default: none, root only)\n"
-               "  --strategy=parallel|serial   default strategy of new VMs (default: parallel)\n"
+               "  --strategy=NAME              default strategy of new VMs: parallel (vfio-migd's\n"
+               "                               phases), qemu (QEMU 8.1's order) or naive (each\n"
+               "                               device alone; serial is its old name)\n"
+               "                               (default: parallel)\n"
                "  --phase-deadline-ms=N        default phase deadline of new VMs, 1..%" PRIu32
                " (default: 10000)\n"
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
@@ -125,7 +128,7 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
             {"help", no_argument, NULL, ARG_HELP},
             {},
         };
-        int c, level;
+        int c, level, r;
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":", longopts, NULL)) >= 0) {
@@ -158,10 +161,14 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                         o->operator_group = optarg;
                         break;
                 case ARG_STRATEGY:
-                        if (plan_strategy_from_string(optarg, &o->vm_defaults.strategy) < 0)
-                                return usage_error("--strategy: '%s' is neither parallel nor "
-                                                   "serial.",
+                        r = plan_strategy_from_string(optarg, &o->vm_defaults.strategy);
+                        if (r < 0)
+                                return usage_error("--strategy: '%s' is not parallel, qemu or "
+                                                   "naive.",
                                                    optarg);
+                        if (r == PLAN_STRATEGY_DEPRECATED_NAME)
+                                log_warning("--strategy: %s; taken as 'naive'",
+                                            PLAN_STRATEGY_SERIAL_DEPRECATION);
                         break;
                 case ARG_PHASE_DEADLINE:
                         if (!parse_u32(optarg, 1, VM_PHASE_DEADLINE_MAX,

@@ -108,9 +108,10 @@ void vm_options_init(VmOptions *o)
 
 int vm_options_check(const VmOptions *o, GError **error)
 {
-        if (o->strategy != PLAN_STRATEGY_PARALLEL && o->strategy != PLAN_STRATEGY_SERIAL) {
+        if (o->strategy != PLAN_STRATEGY_PARALLEL && o->strategy != PLAN_STRATEGY_QEMU &&
+            o->strategy != PLAN_STRATEGY_NAIVE) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Option 'strategy' must be 'parallel' or 'serial'.");
+                            "Option 'strategy' must be 'parallel', 'qemu' or 'naive'.");
                 return -EINVAL;
         }
         if (o->p2p_mode != PLAN_P2P_REQUIRE && o->p2p_mode != PLAN_P2P_BLOCKED) {

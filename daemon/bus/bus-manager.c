@@ -194,12 +194,18 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
         switch (bit) {
         case VM_OPT_STRATEGY:
                 r = sd_bus_message_read(m, "v", "s", &s);
-                if (r >= 0 && plan_strategy_from_string(s, &o->strategy) < 0)
+                if (r < 0)
+                        return r;
+                r = plan_strategy_from_string(s, &o->strategy);
+                if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Option 'strategy' is '%s'; use 'parallel' or "
-                                                 "'serial'.",
+                                                 "Option 'strategy' is '%s'; use 'parallel', "
+                                                 "'qemu' or 'naive'.",
                                                  s);
-                return r;
+                if (r == PLAN_STRATEGY_DEPRECATED_NAME)
+                        log_warning("RegisterVM: %s; taken as 'naive'",
+                                    PLAN_STRATEGY_SERIAL_DEPRECATION);
+                return 0;
         case VM_OPT_P2P_MODE:
                 r = sd_bus_message_read(m, "v", "s", &s);
                 if (r >= 0 && plan_p2p_mode_from_string(s, &o->p2p_mode) < 0)

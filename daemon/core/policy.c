@@ -475,9 +475,9 @@ static int parse_settings(ParseCtx *c, json_t *obj, SettingsPatch *patch)
                 path_push_key(c, "strategy");
                 r = expect_type(c, v, JSON_STRING, "a string");
                 if (r == 0)
-                        r = parse_enum_string(c, v, "parallel, serial",
-                                              plan_strategy_from_string(json_string_value(v),
-                                                                        &patch->v.strategy));
+                        r = parse_enum_string(
+                            c, v, "parallel, qemu, naive",
+                            plan_strategy_from_string(json_string_value(v), &patch->v.strategy));
                 path_pop(c);
                 if (r < 0)
                         return r;

@@ -181,7 +181,7 @@ static void test_merge_order_later_files_win(void)
                  "\"after-crash\":\"finish\",\"hook-daemon-unavailable\":\"fail-open\"}}"),
                 /* Parenthesized: one string split over two lines, not a missing comma. */
                 ("{\"defaults\":{\"mode\":\"require-p2p\"},"
-                 " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"serial\"}]}"),
+                 " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"qemu\"}]}"),
                 ("{\"vms\":[{\"match\":\"web-1\",\"phase-deadline-ms\":1000,\"on-failure\":\"reset\","
                  "\"hook-daemon-unavailable\":\"fail-closed\",\"on-start-unmigratable\":\"refuse\"}]}"),
         };
@@ -195,7 +195,7 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpint(d->settings.mode, ==, POLICY_MODE_REQUIRE_P2P);
         g_assert_cmpuint(d->settings.phase_deadline_ms, ==, 1000);
         g_assert_cmpuint(d->settings.parallelism, ==, 4);
-        g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_SERIAL);
+        g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_QEMU);
         g_assert_cmpint(d->settings.on_failure, ==, POLICY_ON_FAILURE_RESET);
         g_assert_cmpint(d->settings.after_crash, ==, POLICY_AFTER_CRASH_FINISH);
         g_assert_cmpint(d->settings.hook_daemon_unavailable, ==, POLICY_HOOK_FAIL_CLOSED);
@@ -212,6 +212,35 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpuint(g_strv_length(d->matched), ==, 0);
         policy_decision_free(d);
         policy_free(p);
+}
+
+/* Every strategy by name; "serial", naive's old name, still reads (docs/policy.md). */
+static void test_strategy_names(void)
+{
+        static const struct {
+                const char *name;
+                enum plan_strategy strategy;
+        } rows[] = {{"parallel", PLAN_STRATEGY_PARALLEL},
+                    {"qemu", PLAN_STRATEGY_QEMU},
+                    {"naive", PLAN_STRATEGY_NAIVE},
+                    {"serial", PLAN_STRATEGY_NAIVE}};
+
+        for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+                g_autofree char *text =
+                    g_strdup_printf("{\"defaults\":{\"strategy\":\"%s\"}}", rows[i].name);
+                const char *names[] = {"policy.json"};
+                const char *texts[] = {text};
+                Policy *p = NULL;
+                PolicyDecision *d = NULL;
+                g_autofree char *err = NULL;
+
+                g_assert_cmpint(policy_parse(names, texts, 1, &p, &err), ==, 0);
+                g_assert_null(err);
+                g_assert_cmpint(policy_evaluate(p, NULL, NULL, "vm", &mlx5, 1, &d), ==, 0);
+                g_assert_cmpint(d->settings.strategy, ==, rows[i].strategy);
+                policy_decision_free(d);
+                policy_free(p);
+        }
 }
 
 static void test_builtin_defaults(void)
@@ -253,6 +282,9 @@ static const BadCase bad_cases[] = {
         {"unknown mode", "{\"defaults\": {\"mode\": \"p2p-maybe\"}}",
          "/etc/vfio-migd/policy.json:1:23: defaults.mode is \"p2p-maybe\"; it must be one of "
          "require-p2p, p2p-blocked, single-only, deny"},
+        {"unknown strategy", "{\"defaults\": {\"strategy\": \"qemu-7\"}}",
+         "/etc/vfio-migd/policy.json:1:27: defaults.strategy is \"qemu-7\"; it must be one of "
+         "parallel, qemu, naive"},
         {"unknown after-crash", "{\"defaults\": {\"after-crash\": \"resume\"}}",
          "/etc/vfio-migd/policy.json:1:30: defaults.after-crash is \"resume\"; it must be one of "
          "rollback, finish"},
@@ -347,6 +379,7 @@ int main(int argc, char **argv)
         g_test_add_func("/policy/group-blockers", test_group_blockers);
         g_test_add_func("/policy/no-p2p-message", test_no_p2p_message_names_device_and_rule);
         g_test_add_func("/policy/merge-order", test_merge_order_later_files_win);
+        g_test_add_func("/policy/strategy-names", test_strategy_names);
         g_test_add_func("/policy/builtin-defaults", test_builtin_defaults);
         g_test_add_func("/policy/bad-files-exact-errors", test_bad_files_exact_errors);
         g_test_add_func("/policy/error-in-second-file-rejects-all", test_error_in_second_file_rejects_all);

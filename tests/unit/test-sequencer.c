@@ -248,7 +248,7 @@ static void recorder_clear(Recorder *rec)
         g_mutex_clear(&rec->lock);
 }
 
-/* ---- quiesce: parallel phases against QEMU's serial order ---- */
+/* ---- quiesce: parallel phases against QEMU's order and the naive one ---- */
 
 static void test_parallel_quiesce_costs_one_latency_per_phase(void)
 {
@@ -275,20 +275,20 @@ static void test_parallel_quiesce_costs_one_latency_per_phase(void)
         rm_rf(dir);
 }
 
-static void test_serial_quiesce_costs_the_sum(void)
+static void test_naive_quiesce_costs_the_sum(void)
 {
         g_autofree char *dir = tmp_dir();
         TestVm *vm = vm_uniform(dir, "nic", 4, MLX5, 20, "ctx");
         g_autoptr(SeqReport) rep = NULL;
         SeqOptions opts = options();
 
-        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_SERIAL, &opts, &rep), ==, 0);
+        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_NAIVE, &opts, &rep), ==, 0);
         assert_all_in(vm, MIG_STATE_STOP);
         g_assert_cmpuint(rep->phases->len, ==, 4);
-        g_test_message("4 devices x 2 arcs x 20 ms, serial quiesce: %.1f ms", ms(rep->total_us));
+        g_test_message("4 devices x 2 arcs x 20 ms, naive quiesce: %.1f ms", ms(rep->total_us));
         g_assert_cmpuint(rep->total_us, >=, 4 * 2 * 20000);
         g_assert_cmpuint(rep->total_us, <, slow(4 * 2 * 20000 * 3 / 2));
-        g_assert_cmpint(rep->strategy, ==, PLAN_STRATEGY_SERIAL);
+        g_assert_cmpint(rep->strategy, ==, PLAN_STRATEGY_NAIVE);
         vm_free(vm);
         rm_rf(dir);
 }
@@ -306,16 +306,62 @@ static void test_parallel_quiesce_of_peers_corrupts_nothing(void)
         rm_rf(dir);
 }
 
-static void test_serial_quiesce_of_peers_corrupts(void)
+static void test_naive_quiesce_of_peers_corrupts(void)
 {
         g_autofree char *dir = tmp_dir();
         TestVm *vm = vm_uniform(dir, "gpu", 4, PDS, 5, "ctx");
         g_autoptr(SeqReport) rep = NULL;
         SeqOptions opts = options();
 
-        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_SERIAL, &opts, &rep), ==, 0);
+        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_NAIVE, &opts, &rep), ==, 0);
         /* every device but the last stopped while a later peer still ran */
         g_assert_cmpuint(corruption_events(vm), >=, 3);
+        vm_free(vm);
+        rm_rf(dir);
+}
+
+/* QEMU >= 8.1's order is safe: every device reaches RUNNING_P2P before any stops. */
+static void test_qemu_quiesce_of_peers_corrupts_nothing(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *vm = vm_uniform(dir, "gpu", 4, PDS, 5, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+
+        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_QEMU, &opts, &rep), ==, 0);
+        assert_all_in(vm, MIG_STATE_STOP);
+        g_assert_cmpint(rep->strategy, ==, PLAN_STRATEGY_QEMU);
+        g_assert_cmpuint(corruption_events(vm), ==, 0);
+        vm_free(vm);
+        rm_rf(dir);
+}
+
+/* One device per phase, in QEMU's order: N p2p phases, then N stop phases, each at least one
+ * arc's latency, so the whole costs at least 2 x N arcs. */
+static void test_qemu_quiesce_is_one_device_per_phase(void)
+{
+        static const char *const order[] = {"p2p nic0",  "p2p nic1",  "p2p nic2",  "p2p nic3",
+                                            "stop nic0", "stop nic1", "stop nic2", "stop nic3"};
+        g_autofree char *dir = tmp_dir();
+        TestVm *vm = vm_uniform(dir, "nic", 4, MLX5, 20, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+
+        g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_QEMU, &opts, &rep), ==, 0);
+        g_assert_cmpuint(rep->phases->len, ==, G_N_ELEMENTS(order));
+        for (guint i = 0; i < rep->phases->len; i++) {
+                const SeqPhaseTiming *t = &g_array_index(rep->phases, SeqPhaseTiming, i);
+
+                g_assert_cmpstr(t->name, ==, order[i]);
+                g_assert_cmpuint(t->duration_us, >=, 20000);
+                if (i > 0) {
+                        const SeqPhaseTiming *prev = &g_array_index(rep->phases, SeqPhaseTiming, i - 1);
+                        g_assert_cmpuint(t->start_us, >=, prev->start_us + prev->duration_us);
+                }
+        }
+        g_test_message("4 devices x 2 arcs x 20 ms, qemu quiesce: %.1f ms", ms(rep->total_us));
+        g_assert_cmpuint(rep->total_us, >=, 4 * 2 * 20000);
+        g_assert_cmpuint(corruption_events(vm), ==, 0);
         vm_free(vm);
         rm_rf(dir);
 }
@@ -329,7 +375,7 @@ static void test_start_after_quiesce_runs_p2p_first(void)
         SeqOptions opts = options();
 
         g_assert_cmpint(vm_run(vm, PLAN_OP_QUIESCE, PLAN_STRATEGY_PARALLEL, &opts, &q), ==, 0);
-        g_assert_cmpint(vm_run(vm, PLAN_OP_START, PLAN_STRATEGY_SERIAL, &opts, &rep), ==, 0);
+        g_assert_cmpint(vm_run(vm, PLAN_OP_START, PLAN_STRATEGY_NAIVE, &opts, &rep), ==, 0);
         assert_all_in(vm, MIG_STATE_RUNNING);
         g_assert_cmpstr(g_array_index(rep->phases, SeqPhaseTiming, 0).name, ==, "p2p");
         g_assert_cmpstr(g_array_index(rep->phases, SeqPhaseTiming, 1).name, ==, "run");
@@ -913,7 +959,7 @@ static void test_precopy_session_lasts_until_save(void)
         rm_rf(dir);
 }
 
-static void test_serial_save_then_serial_resume(void)
+static void test_naive_save_then_naive_resume(void)
 {
         g_autofree char *dir = tmp_dir();
         TestVm *src = vm_uniform(dir, "src", 3, PDS, 0, NULL);
@@ -924,12 +970,12 @@ static void test_serial_save_then_serial_resume(void)
         SeqOptions opts = options();
 
         opts.save_fd = stream;
-        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_SERIAL, &opts, &save), ==, 0);
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_NAIVE, &opts, &save), ==, 0);
         phase_named(save, "save src1");
         g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
         opts.save_fd = -1;
         opts.load_fd = stream;
-        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_SERIAL, &opts, &res), ==, 0);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_NAIVE, &opts, &res), ==, 0);
         assert_all_in(dst, MIG_STATE_RUNNING);
         for (size_t i = 0; i < 3; i++) {
                 g_autoptr(SimDevice) s = vm_read(src, i);
@@ -939,6 +985,49 @@ static void test_serial_save_then_serial_resume(void)
                 g_assert_cmpuint(d->seed, ==, s->seed);
                 g_assert_cmpuint(d->generation, ==, s->generation + 1);
         }
+        vm_free(src);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+/* A whole migration between P2P peers in QEMU's order, pre-copy included: every state
+ * arrives, and neither side records a write into a stopped device. */
+static void test_qemu_migration_of_peers_corrupts_nothing(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_uniform(dir, "src", 3, MLX5, 0, "src-ctx");
+        TestVm *dst = vm_uniform(dir, "dst", 3, MLX5, 0, "dst-ctx");
+        _cleanup_close_ int stream = stream_fd();
+        g_autoptr(SeqReport) pre = NULL;
+        g_autoptr(SeqReport) save = NULL;
+        g_autoptr(SeqReport) res = NULL;
+        SeqOptions opts = options();
+
+        g_assert_cmpint(vm_run(src, PLAN_OP_PRECOPY, PLAN_STRATEGY_QEMU, &opts, &pre), ==, 0);
+        phase_named(pre, "pre-copy src2");
+        opts.save_fd = stream;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_QEMU, &opts, &save), ==, 0);
+        phase_named(save, "save src1");
+        phase_named(save, "stopped src2");
+        assert_all_in(src, MIG_STATE_STOP);
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        opts.save_fd = -1;
+        opts.load_fd = stream;
+        /* fresh destination devices: they run until the resume quiesces them */
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_QEMU, &opts, &res), ==, 0);
+        phase_named(res, "quiesce-stop dst2");
+        phase_named(res, "p2p dst0");
+        phase_named(res, "run dst2");
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        for (size_t i = 0; i < 3; i++) {
+                g_autoptr(SimDevice) s = vm_read(src, i);
+                g_autoptr(SimDevice) d = vm_read(dst, i);
+
+                g_assert_cmpuint(d->loads, ==, 1);
+                g_assert_cmpuint(d->seed, ==, s->seed);
+        }
+        g_assert_cmpuint(corruption_events(src), ==, 0);
+        g_assert_cmpuint(corruption_events(dst), ==, 0);
         vm_free(src);
         vm_free(dst);
         rm_rf(dir);
@@ -1018,14 +1107,14 @@ static uint64_t quiesce_time(const char *dir, const char *prefix, size_t n, uint
         return t;
 }
 
-static void test_figures_16_devices_parallel_against_serial(void)
+static void test_figures_16_devices_parallel_against_naive(void)
 {
         g_autofree char *dir = tmp_dir();
         uint64_t par = quiesce_time(dir, "p", 16, 20, PLAN_STRATEGY_PARALLEL);
-        uint64_t ser = quiesce_time(dir, "s", 16, 20, PLAN_STRATEGY_SERIAL);
+        uint64_t ser = quiesce_time(dir, "s", 16, 20, PLAN_STRATEGY_NAIVE);
         uint64_t zero = quiesce_time(dir, "z", 64, 0, PLAN_STRATEGY_PARALLEL);
 
-        g_test_message("16 devices x 20 ms quiesce: parallel %.1f ms, serial %.1f ms", ms(par),
+        g_test_message("16 devices x 20 ms quiesce: parallel %.1f ms, naive %.1f ms", ms(par),
                        ms(ser));
         g_test_message("64 zero-latency sim devices quiesce: %.1f ms", ms(zero));
         g_assert_cmpuint(ser, >=, 16 * 2 * 20000);
@@ -1043,12 +1132,16 @@ int main(int argc, char **argv)
         g_thread_pool_set_max_unused_threads(0);
         g_test_add_func("/sequencer/quiesce/parallel-one-latency-per-phase",
                         test_parallel_quiesce_costs_one_latency_per_phase);
-        g_test_add_func("/sequencer/quiesce/serial-costs-the-sum",
-                        test_serial_quiesce_costs_the_sum);
+        g_test_add_func("/sequencer/quiesce/naive-costs-the-sum",
+                        test_naive_quiesce_costs_the_sum);
+        g_test_add_func("/sequencer/quiesce/qemu-one-device-per-phase",
+                        test_qemu_quiesce_is_one_device_per_phase);
         g_test_add_func("/sequencer/quiesce/parallel-peers-no-corruption",
                         test_parallel_quiesce_of_peers_corrupts_nothing);
-        g_test_add_func("/sequencer/quiesce/serial-peers-corrupt",
-                        test_serial_quiesce_of_peers_corrupts);
+        g_test_add_func("/sequencer/quiesce/naive-peers-corrupt",
+                        test_naive_quiesce_of_peers_corrupts);
+        g_test_add_func("/sequencer/quiesce/qemu-peers-no-corruption",
+                        test_qemu_quiesce_of_peers_corrupts_nothing);
         g_test_add_func("/sequencer/quiesce/parallelism-limits-workers",
                         test_parallelism_limits_workers);
         g_test_add_func("/sequencer/start/p2p-first", test_start_after_quiesce_runs_p2p_first);
@@ -1075,11 +1168,13 @@ int main(int argc, char **argv)
                         test_save_to_a_closed_pipe_rolls_back);
         g_test_add_func("/sequencer/stream/precopy-session-until-save",
                         test_precopy_session_lasts_until_save);
-        g_test_add_func("/sequencer/stream/serial-save-and-resume",
-                        test_serial_save_then_serial_resume);
+        g_test_add_func("/sequencer/stream/naive-save-and-resume",
+                        test_naive_save_then_naive_resume);
+        g_test_add_func("/sequencer/stream/qemu-migration-of-peers-no-corruption",
+                        test_qemu_migration_of_peers_corrupts_nothing);
         g_test_add_func("/sequencer/fds/no-leaks", test_no_fd_leaks);
-        g_test_add_func("/sequencer/figures/16-parallel-vs-serial",
-                        test_figures_16_devices_parallel_against_serial);
+        g_test_add_func("/sequencer/figures/16-parallel-vs-naive",
+                        test_figures_16_devices_parallel_against_naive);
         r = g_test_run();
         g_thread_pool_stop_unused_threads();
         return r;
