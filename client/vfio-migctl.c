@@ -91,7 +91,7 @@ static void help(FILE *f)
                 "                         (or for --timeout SEC when given)\n"
                 "Changing (root or vfio-migd's operator group):\n"
                 "  register VM DEVICE...  register a VM made of these devices\n"
-                "      --strategy parallel|serial        how its sequences run\n"
+                "      --strategy parallel|qemu|naive    how its sequences run\n"
                 "      --p2p-mode require-p2p|p2p-blocked\n"
                 "      --phase-deadline-ms N             a slower phase is rolled back\n"
                 "      --parallelism N                   workers per phase; 0: one per device\n"

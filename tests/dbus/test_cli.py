@@ -39,7 +39,7 @@ class HelpAndUsageTest(MigdTestCase):
                  ["save", "vm1"], ["--timeout", "soon", "status"], ["--timeout", "0", "status"],
                  ["register", "vm1", "nic0", "--phase-deadline-ms", "ten"],
                  ["register", "vm1", "nic0", "--parallelism", "-1"],
-                 ["quiesce", "vm1", "--strategy", "serial"], ["--no-such-option", "status"]]
+                 ["quiesce", "vm1", "--strategy", "naive"], ["--no-such-option", "status"]]
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent/socket")
         for args in cases:
             r = self.ctl(*args, env=env)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The VM methods on one host: PreCopy, Quiesce, Start, Abort through vfio-migctl and busctl,
 the reports they return, the refusals before anything moves (InvalidState, NotMigratable,
-Busy), the signals and property changes, and the serial strategy's corruption."""
+Busy), the signals and property changes, and the strategies: naive corrupts P2P peers, qemu
+(QEMU 8.1's order) and parallel do not."""
 
 import os
 import subprocess
@@ -400,7 +401,8 @@ class PolicyTest(MigdTestCase):
 
 
 class StrategyTest(MigdTestCase):
-    """Peers (one --p2p-group): one device at a time corrupts state, vfio-migd's phases do not."""
+    """Peers (one --p2p-group): each device's whole journey alone (naive) corrupts state; QEMU
+    8.1's order (qemu) and vfio-migd's phases (parallel) do not."""
 
     def setUp(self):
         super().setUp()
@@ -413,15 +415,46 @@ class StrategyTest(MigdTestCase):
         self.assertStates(self.h, NAMES, "STOP")
         return report, {n: len(self.h.sim.events(n)) for n in NAMES}
 
-    def test_serial_strategy_records_corruption_between_peers(self):
-        """serial: a device stops while a peer still runs; the sim records corruption."""
-        report, events = self.quiesce_and_count_events("serial")
-        self.assertGreater(sum(events.values()), 0, events)
-        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "serial")
-        # one device at a time: no two steps overlap
+    def assertOneStepAtATime(self, report):
         steps = sorted(report["steps"], key=lambda s: s["start-us"])
         for a, b in zip(steps, steps[1:]):
             self.assertLessEqual(end(a), b["start-us"])
+
+    def test_naive_strategy_records_corruption_between_peers(self):
+        """naive: a device stops while a peer still runs; the sim records corruption."""
+        report, events = self.quiesce_and_count_events("naive")
+        self.assertGreater(sum(events.values()), 0, events)
+        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "naive")
+        self.assertEqual(phase_names(report), [f"device {n}" for n in NAMES])
+        self.assertOneStepAtATime(report)
+
+    def test_qemu_strategy_records_no_corruption_one_device_at_a_time(self):
+        """qemu: each device to RUNNING_P2P in turn, then each to STOP; no corruption events."""
+        report, events = self.quiesce_and_count_events("qemu")
+        self.assertEqual(sum(events.values()), 0, events)
+        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "qemu")
+        self.assertEqual(phase_names(report),
+                         [f"p2p {n}" for n in NAMES] + [f"stop {n}" for n in NAMES])
+        self.assertOneStepAtATime(report)
+        p2p = [s for s in report["steps"] if s["phase"].startswith("p2p ")]
+        stop = [s for s in report["steps"] if s["phase"].startswith("stop ")]
+        self.assertEqual([s["target"] for s in p2p], ["RUNNING_P2P"] * len(NAMES))
+        self.assertEqual([s["reached"] for s in stop], ["STOP"] * len(NAMES))
+        self.assertLessEqual(max(end(s) for s in p2p), min(s["start-us"] for s in stop))
+
+    def test_qemu_strategy_refuses_a_device_without_p2p_among_several(self):
+        """qemu follows QEMU, which refuses several devices unless every one has P2P, even where
+        p2p-blocked would let parallel migrate them; nothing moves."""
+        self.h.sim.create("ap0", "ap")
+        self.assertOk(self.h.ctl("rescan"))
+        self.assertOk(self.h.ctl("register", "vm2", "nic0", "ap0", "--strategy", "qemu",
+                                 "--p2p-mode", "p2p-blocked"))
+        r = self.h.ctl("quiesce", "vm2")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("device ap0", r.stderr)
+        self.assertIn("the qemu strategy follows QEMU", r.stderr)
+        self.assertIn("strategy parallel", r.stderr)
+        self.assertStates(self.h, ["nic0", "ap0"], "RUNNING")
 
     def test_parallel_strategy_records_no_corruption(self):
         """parallel: every device quiesces P2P before any stops; no corruption events."""

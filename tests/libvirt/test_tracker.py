@@ -325,7 +325,7 @@ class XmlTest(LibvirtCase):
 
     def test_register_from_stdin_with_options(self):
         xml = domain_xml("web", pci_hostdev(PCI_A))
-        r = self.h.ctl("--json", "register-xml", "-", "--strategy", "serial", input=xml)
+        r = self.h.ctl("--json", "register-xml", "-", "--strategy", "qemu", input=xml)
         self.assertOk(r)
         self.assertEqual(r.json["path"], vm_path("web"))
 

@@ -355,7 +355,8 @@ static void test_qemu_quiesce_is_one_device_per_phase(void)
                 g_assert_cmpstr(t->name, ==, order[i]);
                 g_assert_cmpuint(t->duration_us, >=, 20000);
                 if (i > 0) {
-                        const SeqPhaseTiming *prev = &g_array_index(rep->phases, SeqPhaseTiming, i - 1);
+                        const SeqPhaseTiming *prev =
+                            &g_array_index(rep->phases, SeqPhaseTiming, i - 1);
                         g_assert_cmpuint(t->start_us, >=, prev->start_us + prev->duration_us);
                 }
         }
@@ -1132,8 +1133,7 @@ int main(int argc, char **argv)
         g_thread_pool_set_max_unused_threads(0);
         g_test_add_func("/sequencer/quiesce/parallel-one-latency-per-phase",
                         test_parallel_quiesce_costs_one_latency_per_phase);
-        g_test_add_func("/sequencer/quiesce/naive-costs-the-sum",
-                        test_naive_quiesce_costs_the_sum);
+        g_test_add_func("/sequencer/quiesce/naive-costs-the-sum", test_naive_quiesce_costs_the_sum);
         g_test_add_func("/sequencer/quiesce/qemu-one-device-per-phase",
                         test_qemu_quiesce_is_one_device_per_phase);
         g_test_add_func("/sequencer/quiesce/parallel-peers-no-corruption",
