@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from migdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED,  # noqa: E402
-                      EXIT_ROLLED_BACK, MANAGER, ROOT, MigdTestCase, binary, main, run, seconds)
+                      EXIT_ROLLED_BACK, MANAGER, ROOT, VM_IFACE, MigdTestCase, binary, main, run,
+                      seconds, vm_path)
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -308,6 +309,22 @@ class StartupTest(MigdTestCase):
         h.start_daemon("--allow-default-policy")
         self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
         self.assertIn("built-in default policy", h.daemon.read_log())
+
+    def test_strategy_option_names(self):
+        """--strategy: an unknown name exits 2 naming it and the three strategies; serial, naive's
+        old name, starts the daemon with naive as the default and a warning in the log."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5"), ("nic1", "pds")])
+        argv = [binary("MIGD"), "--backend=sim", f"--sim-dir={h.sim.dir}", "--strategy=QEMU",
+                f"--policy={h.workdir}/policy.json", f"--policy-dir={h.workdir}/policy.d"]
+        p = subprocess.run(argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(10))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--strategy: 'QEMU' is not parallel, qemu or naive.", p.stderr)
+        self.assertFalse(h.bus.has_owner())
+        h.start_daemon("--strategy=serial")
+        self.assertIn("strategy 'serial' is deprecated", h.daemon.read_log())
+        self.assertOk(h.ctl("register", "vm1", "nic0", "nic1"))
+        self.assertEqual(h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "naive")
 
     def test_sighup_reloads_the_policy(self):
         """SIGHUP (systemctl reload) reads the files again, as ReloadPolicy does."""
