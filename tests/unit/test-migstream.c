@@ -748,7 +748,6 @@ static void test_reader_stall_timeout(void)
         t0 = now_usec();
         g_assert_cmpint(migstream_reader_pump(r, fds, 2, NULL, &error), ==, -ETIMEDOUT);
         g_assert_cmpuint(now_usec() - t0, >=, 45000);
-        g_assert_cmpuint(now_usec() - t0, <, 1000000);
         g_assert_nonnull(strstr(error->message, "sent nothing for too long"));
         for (int i = 0; i < 2; i++) {
                 close(pfd[i]);

@@ -186,12 +186,57 @@ static const SeqPhaseTiming *phase_named(const SeqReport *r, const char *name)
         g_error("no phase %s in the report", name);
 }
 
-/* Timing bounds stretch under valgrind or sanitizers: VFIO_MIGD_TEST_SLOW=<factor>. */
-static uint64_t slow(uint64_t us)
+/*
+ * No test asserts a wall-clock upper bound: a loaded machine stretches any of them.
+ * Parallelism shows in the overlap of step intervals, barriers in their order, and the
+ * latencies the sim injects set lower bounds; the times themselves are only printed.
+ */
+static uint64_t step_end(const SeqStep *st)
 {
-        const char *f = g_getenv("VFIO_MIGD_TEST_SLOW");
+        return st->start_us + st->duration_us;
+}
 
-        return f ? us * MAX(g_ascii_strtoull(f, NULL, 10), 1u) : us;
+/* The most steps of a phase that were running at one instant. */
+static unsigned max_concurrent(const SeqReport *r, const char *phase)
+{
+        unsigned best = 0;
+
+        for (guint i = 0; i < r->steps->len; i++) {
+                const SeqStep *a = &g_array_index(r->steps, SeqStep, i);
+                unsigned n = 0;
+
+                if (strcmp(a->phase, phase) != 0)
+                        continue;
+                for (guint j = 0; j < r->steps->len; j++) {
+                        const SeqStep *b = &g_array_index(r->steps, SeqStep, j);
+                        if (strcmp(b->phase, phase) == 0 && b->start_us <= a->start_us &&
+                            a->start_us < step_end(b))
+                                n++;
+                }
+                best = MAX(best, n);
+        }
+        return best;
+}
+
+/* The barrier: every step of phase 'first' ended before any step of 'then' started. */
+static void assert_phase_before(const SeqReport *r, const char *first, const char *then)
+{
+        uint64_t first_end = 0, then_start = UINT64_MAX;
+        unsigned n_first = 0, n_then = 0;
+
+        for (guint i = 0; i < r->steps->len; i++) {
+                const SeqStep *st = &g_array_index(r->steps, SeqStep, i);
+                if (strcmp(st->phase, first) == 0) {
+                        first_end = MAX(first_end, step_end(st));
+                        n_first++;
+                } else if (strcmp(st->phase, then) == 0) {
+                        then_start = MIN(then_start, st->start_us);
+                        n_then++;
+                }
+        }
+        g_assert_cmpuint(n_first, >, 0);
+        g_assert_cmpuint(n_then, >, 0);
+        g_assert_cmpuint(first_end, <=, then_start);
 }
 
 static double ms(uint64_t us)
@@ -264,10 +309,14 @@ static void test_parallel_quiesce_costs_one_latency_per_phase(void)
                 const SeqPhaseTiming *t = &g_array_index(rep->phases, SeqPhaseTiming, i);
                 g_test_message("phase %s: %.1f ms", t->name, ms(t->duration_us));
                 g_assert_cmpuint(t->duration_us, >=, 20000);
-                g_assert_cmpuint(t->duration_us, <, slow(60000));
         }
-        g_test_message("8 devices x 20 ms, parallel quiesce: %.1f ms", ms(rep->total_us));
-        g_assert_cmpuint(rep->total_us, <, slow(100000)); /* 2.5 x 2 phases x 20 ms */
+        g_test_message("8 devices x 20 ms, parallel quiesce: %.1f ms, at most %u and %u steps "
+                       "at once",
+                       ms(rep->total_us), max_concurrent(rep, "p2p"), max_concurrent(rep, "stop"));
+        /* One latency per phase means the phase's steps ran at the same time. */
+        g_assert_cmpuint(max_concurrent(rep, "p2p"), >, 1);
+        g_assert_cmpuint(max_concurrent(rep, "stop"), >, 1);
+        assert_phase_before(rep, "p2p", "stop");
         g_assert_cmpuint(rep->steps->len, ==, 16);
         g_assert_false(rep->rolled_back);
         g_assert_null(rep->message);
@@ -287,7 +336,10 @@ static void test_serial_quiesce_costs_the_sum(void)
         g_assert_cmpuint(rep->phases->len, ==, 4);
         g_test_message("4 devices x 2 arcs x 20 ms, serial quiesce: %.1f ms", ms(rep->total_us));
         g_assert_cmpuint(rep->total_us, >=, 4 * 2 * 20000);
-        g_assert_cmpuint(rep->total_us, <, slow(4 * 2 * 20000 * 3 / 2));
+        /* QEMU's order: one device's whole journey after another, never two at once. */
+        for (guint i = 1; i < rep->steps->len; i++)
+                g_assert_cmpuint(g_array_index(rep->steps, SeqStep, i).start_us, >=,
+                                 step_end(&g_array_index(rep->steps, SeqStep, i - 1)));
         g_assert_cmpint(rep->strategy, ==, PLAN_STRATEGY_SERIAL);
         vm_free(vm);
         rm_rf(dir);
@@ -351,7 +403,7 @@ static void test_parallelism_limits_workers(void)
         p2p = phase_named(rep, "p2p");
         /* four 20 ms steps on two workers: two rounds */
         g_assert_cmpuint(p2p->duration_us, >=, 40000);
-        g_assert_cmpuint(p2p->duration_us, <, slow(70000));
+        g_assert_cmpuint(max_concurrent(rep, "p2p"), ==, 2);
         vm_free(vm);
         rm_rf(dir);
 }
@@ -453,7 +505,8 @@ static void test_hang_passes_deadline_then_rolls_back(void)
                         -ETIMEDOUT);
         g_test_message("hang with a 200 ms deadline: returned after %.1f ms", ms(now_usec() - t0));
         g_assert_cmpuint(rep->total_us, >=, 200000);
-        g_assert_cmpuint(rep->total_us, <, slow(400000));
+        /* The rollback came after the deadline gave up on the hung step. */
+        assert_phase_before(rep, "stop", "rollback:run");
         g_assert_cmpint(phase_named(rep, "stop")->error, ==, -ETIMEDOUT);
         g_assert_nonnull(strstr(rep->message, "passed its deadline of 200 ms; unfinished: nic3"));
         g_assert_true(rep->rolled_back);
@@ -622,7 +675,8 @@ static void test_device_ignoring_cancel_is_reported_hung(void)
         plan = fake_plan(devs, 3, PLAN_OP_QUIESCE);
         t0 = now_usec();
         g_assert_cmpint(sequencer_run(plan, devs, fds, 3, &opts, &rep), ==, -ETIMEDOUT);
-        g_assert_cmpuint(now_usec() - t0, <, slow(300000));
+        g_test_message("a device ignoring cancel: returned after %.1f ms", ms(now_usec() - t0));
+        g_assert_cmpuint(now_usec() - t0, >=, 50000 + 50000);
         g_assert_cmpuint(rep->hung->len, ==, 1);
         g_assert_cmpstr(rep->hung->pdata[0], ==, "f1");
         g_assert_false(rep->rolled_back);
@@ -665,6 +719,8 @@ static void quiesce_instant(uint64_t *ret_p2p_us, uint64_t *ret_stop_us, uint64_
         }
         plan = fake_plan(devs, 64, PLAN_OP_QUIESCE);
         g_assert_cmpint(sequencer_run(plan, devs, fds, 64, &opts, &rep), ==, 0);
+        g_assert_cmpuint(rep->steps->len, ==, 128);
+        assert_phase_before(rep, "p2p", "stop");
         *ret_p2p_us = MIN(*ret_p2p_us, phase_named(rep, "p2p")->duration_us);
         *ret_stop_us = MIN(*ret_stop_us, phase_named(rep, "stop")->duration_us);
         *ret_total_us = MIN(*ret_total_us, rep->total_us);
@@ -683,8 +739,8 @@ static void test_overhead_of_64_instant_steps(void)
         g_test_message("64 instant devices, quiesce: p2p %.3f ms (starts the workers), "
                        "stop %.3f ms, total %.3f ms",
                        ms(p2p), ms(stop), ms(total));
-        g_assert_cmpuint(stop, <, slow(2000));
-        g_assert_cmpuint(total, <, slow(5000));
+        /* A figure, not a bound (tests/bench has the benchmarks): what is asserted is that
+         * 64 steps per phase completed behind their barriers, in quiesce_instant(). */
 }
 
 /* ---- save and resume ---- */
@@ -1029,7 +1085,6 @@ static void test_figures_16_devices_parallel_against_serial(void)
                        ms(ser));
         g_test_message("64 zero-latency sim devices quiesce: %.1f ms", ms(zero));
         g_assert_cmpuint(ser, >=, 16 * 2 * 20000);
-        g_assert_cmpuint(par * 8, <, slow(ser));
         rm_rf(dir);
 }
 
