@@ -161,7 +161,8 @@ static SeqOptions options(void)
         return (SeqOptions){.phase_deadline_us = 10 * G_USEC_PER_SEC,
                             .p2p_mode = PLAN_P2P_REQUIRE,
                             .save_fd = -1,
-                            .load_fd = -1};
+                            .load_fd = -1,
+                            .vm_name = "vm1"};
 }
 
 static int vm_run(TestVm *vm, enum plan_op op, enum plan_strategy strategy, const SeqOptions *opts,
@@ -923,7 +924,7 @@ static unsigned records_in_stream(int stream, size_t n, size_t index, const Test
         size_t len;
 
         g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
-        g_assert_cmpint(migstream_reader_new(stream, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(stream, NULL, &r, &error), ==, 0);
         for (size_t i = 0; i < n; i++)
                 fds[i] = memfd_create("d", MFD_CLOEXEC);
         g_assert_cmpint(migstream_reader_pump(r, fds, n, NULL, &error), ==, 0);
