@@ -15,7 +15,8 @@ typedef struct VmRun {
         Vm *vm;
         enum plan_op op;
         Plan *plan;
-        int fd; /* Save destination / Resume source, owned */
+        int fd;             /* Save destination / Resume source, owned */
+        char *renamed_from; /* Resume: the other VM name its stream may carry */
         SeqOptions seq;
         GThread *thread;
         VmEventFunc on_event;
@@ -474,6 +475,7 @@ static void vm_run_free(VmRun *run)
         plan_free(run->plan);
         closep(&run->fd);
         seq_report_free(run->report);
+        g_free(run->renamed_from);
         g_free(run);
 }
 
@@ -587,8 +589,8 @@ static void vm_dispatch(Vm *vm, VmQueued *q)
         } else {
                 if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
                         vm->states[q->ev.device] = q->ev.new_state;
-                if (vm->run && (q->ev.kind == SEQ_EVENT_PHASE_START ||
-                                q->ev.kind == SEQ_EVENT_ROLLBACK_START))
+                if (vm->run &&
+                    (q->ev.kind == SEQ_EVENT_PHASE_START || q->ev.kind == SEQ_EVENT_ROLLBACK_START))
                         vm_journal(vm, VM_JOURNAL_PHASE, vm->run->op, &q->ev);
                 if (vm->run && vm->run->on_event)
                         vm->run->on_event(vm, &q->ev, vm->run->userdata);
@@ -685,8 +687,25 @@ static bool op_needs_migratable(enum plan_op op)
                op == PLAN_OP_RESUME;
 }
 
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata,
+                           GError **error);
+
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error)
+{
+        return start_operation(vm, op, fd, NULL, on_event, on_done, userdata, error);
+}
+
+int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_event,
+                    VmDoneFunc on_done, void *userdata, GError **error)
+{
+        return start_operation(vm, PLAN_OP_RESUME, fd, renamed_from, on_event, on_done, userdata,
+                               error);
+}
+
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
 {
         _cleanup_close_ int owned_fd = fd;
         g_autoptr(GError) thread_error = NULL;
@@ -740,6 +759,7 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
         run->op = op;
         run->plan = plan;
         run->fd = steal_fd(&owned_fd);
+        run->renamed_from = g_strdup(renamed_from);
         run->on_event = on_event;
         run->on_done = on_done;
         run->userdata = userdata;
@@ -750,6 +770,8 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
             .rollback_reset = vm->options.rollback_reset,
             .save_fd = op == PLAN_OP_SAVE ? run->fd : -1,
             .load_fd = op == PLAN_OP_RESUME ? run->fd : -1,
+            .vm_name = vm->name,
+            .renamed_from = run->renamed_from,
             .on_event = vm_seq_event,
             .userdata = run,
         };

@@ -155,6 +155,10 @@ const SeqReport *vm_last_report(const Vm *vm);
  */
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error);
+/* A Resume that also accepts a stream saved by VM renamed_from (the VM was renamed), not
+ * only one saved under this VM's name; NULL is vm_start_operation(PLAN_OP_RESUME). */
+int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_event,
+                    VmDoneFunc on_done, void *userdata, GError **error);
 
 /* The plan op would run now, from the devices' current states (-EBADFD/-EPERM as above). */
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error);
