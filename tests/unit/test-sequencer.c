@@ -1,6 +1,7 @@
 /* test-sequencer: phases in parallel, barriers, deadlines, rollback and streams, on sim devices */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -1001,6 +1002,230 @@ static void test_serial_save_then_serial_resume(void)
         rm_rf(dir);
 }
 
+/* ---- streams: bounded, abortable, bound to their VM, bounded in size ---- */
+
+/* A pipe nobody reads, one page deep: a Save into it stalls after the header. */
+static void stalled_pipe(int pfd[2])
+{
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        g_assert_cmpint(fcntl(pfd[1], F_SETPIPE_SZ, 4096), >=, 4096);
+}
+
+typedef struct AbortLater {
+        SeqAbort *abort;
+        unsigned delay_ms;
+} AbortLater;
+
+static void *abort_later(void *p)
+{
+        AbortLater *a = p;
+
+        g_usleep(a->delay_ms * 1000);
+        seq_abort_signal(a->abort);
+        return NULL;
+}
+
+static void assert_source_rolled_back(TestVm *src, const SeqReport *rep)
+{
+        g_assert_true(rep->rolled_back);
+        assert_all_in(src, MIG_STATE_RUNNING);
+        for (size_t i = 0; i < src->n; i++)
+                g_assert_cmpint(src->fds[i], ==, -1);
+        g_assert_cmpuint(corruption_events(src), ==, 0);
+}
+
+/* Issue 11, reproduction 3: a Save into a FIFO whose reader never reads fails at the phase
+ * deadline with the bytes that went through, and the source runs again. */
+static void test_save_into_a_stalled_pipe_fails_at_the_deadline(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_uniform(dir, "src", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        opts.save_fd = pfd[1];
+        opts.phase_deadline_us = 100000;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ETIMEDOUT);
+        g_assert_nonnull(strstr(rep->message, "phase save: device src"));
+        g_assert_nonnull(strstr(rep->message,
+                                "the migration stream of VM 'vm1' accepted no data for 100 ms "
+                                "after "));
+        g_assert_cmpuint(phase_named(rep, "save")->duration_us, >=, 100000);
+        assert_source_rolled_back(src, rep);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(src);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 4, stream part: with no deadline at all, an abort still ends the
+ * stalled Save at once (-ECANCELED), then the rollback runs. */
+static void test_abort_preempts_a_stalled_save(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_uniform(dir, "src", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        AbortLater later = {seq_abort_new(), 50};
+        GThread *t;
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        opts.save_fd = pfd[1];
+        opts.phase_deadline_us = 0;
+        opts.abort = later.abort;
+        t = g_thread_new("abort", abort_later, &later);
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ECANCELED);
+        g_thread_join(t);
+        g_assert_nonnull(strstr(rep->message, "the migration stream of VM 'vm1' was aborted"));
+        g_assert_cmpint(phase_named(rep, "save")->error, ==, -ECANCELED);
+        assert_source_rolled_back(src, rep);
+        seq_abort_free(later.abort);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(src);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 3: a Resume whose writer opens the pipe and sends nothing, not even
+ * the header, fails at the deadline; the destination is reset, ready for another Resume. */
+static void test_resume_from_a_silent_writer_fails_at_the_deadline(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *dst = vm_uniform(dir, "dst", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        int pfd[2];
+
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        opts.load_fd = pfd[0];
+        opts.phase_deadline_us = 100000;
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ETIMEDOUT);
+        g_assert_nonnull(strstr(rep->message, "phase load: the migration stream of VM 'vm1' sent "
+                                              "nothing for 100 ms after 0 bytes"));
+        g_assert_true(rep->rolled_back);
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+static void test_abort_preempts_a_silent_resume(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *dst = vm_uniform(dir, "dst", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        AbortLater later = {seq_abort_new(), 50};
+        GThread *t;
+        int pfd[2];
+
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        opts.load_fd = pfd[0];
+        opts.phase_deadline_us = 0;
+        opts.abort = later.abort;
+        t = g_thread_new("abort", abort_later, &later);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ECANCELED);
+        g_thread_join(t);
+        g_assert_nonnull(strstr(rep->message, "was aborted after 0 bytes"));
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        seq_abort_free(later.abort);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 7: the same device shape is not the same VM. */
+static void test_stream_of_another_vm_is_refused(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_new(dir, "src", 2, mixed, 1, 0, NULL);
+        TestVm *dst = vm_new(dir, "dst", 2, mixed, 1, 0, NULL);
+        _cleanup_close_ int stream = stream_fd();
+        g_autoptr(SeqReport) save = NULL;
+        g_autoptr(SeqReport) refused = NULL;
+        g_autoptr(SeqReport) renamed = NULL;
+        SeqOptions opts = options();
+
+        opts.vm_name = "beta";
+        opts.save_fd = stream;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &save), ==, 0);
+        g_assert_nonnull(save->migration_id);
+        g_assert_cmpuint(strlen(save->migration_id), ==, 32);
+        opts.save_fd = -1;
+        opts.vm_name = "alpha";
+        opts.load_fd = stream;
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &refused), ==,
+                        -EBADMSG);
+        g_assert_nonnull(strstr(refused->message, "the stream was saved by VM 'beta', not VM "
+                                                  "'alpha'"));
+        g_assert_nonnull(strstr(refused->message, "renamed-from='beta'"));
+        g_assert_cmpstr(refused->stream_vm, ==, "beta");
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        for (size_t i = 0; i < 2; i++) {
+                g_autoptr(SimDevice) d = vm_read(dst, i);
+                g_assert_cmpuint(d->loads, ==, 0);
+        }
+        /* The caller says alpha is beta renamed: the same stream resumes. */
+        opts.renamed_from = "beta";
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &renamed), ==,
+                        0);
+        g_assert_cmpstr(renamed->migration_id, ==, save->migration_id);
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        vm_free(src);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 9: max-device-state-bytes refuses an oversized device on both ends,
+ * naming it; the source runs again, the destination is reset. */
+static void test_device_over_the_size_limit_is_refused(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_new(dir, "src", 2, mixed, 1, 0, NULL);
+        TestVm *dst = vm_new(dir, "dst", 2, mixed, 1, 0, NULL);
+        _cleanup_close_ int stream = stream_fd();
+        _cleanup_close_ int small = stream_fd();
+        g_autoptr(SeqReport) saved = NULL;
+        g_autoptr(SeqReport) big = NULL;
+        g_autoptr(SeqReport) loaded = NULL;
+        SeqOptions opts = options();
+
+        /* each device's data is a 16 KiB blob plus its record */
+        opts.save_fd = small;
+        opts.max_device_state_bytes = 8192;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &big), ==, -EFBIG);
+        g_assert_nonnull(strstr(big->message, "more than max-device-state-bytes (8192 bytes)"));
+        g_assert_nonnull(strstr(big->message, "device 'src"));
+        assert_source_rolled_back(src, big);
+
+        opts.max_device_state_bytes = 0;
+        opts.save_fd = stream;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &saved), ==, 0);
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        opts.save_fd = -1;
+        opts.load_fd = stream;
+        opts.max_device_state_bytes = 8192;
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &loaded), ==,
+                        -EFBIG);
+        g_assert_nonnull(strstr(loaded->message, "phase load: device 'src0' carries at least"));
+        g_assert_nonnull(strstr(loaded->message, "raise max-device-state-bytes in the policy"));
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        vm_free(src);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
 /* ---- no fd leaks ---- */
 
 static unsigned open_fds(void)
@@ -1133,6 +1358,18 @@ int main(int argc, char **argv)
                         test_precopy_session_lasts_until_save);
         g_test_add_func("/sequencer/stream/serial-save-and-resume",
                         test_serial_save_then_serial_resume);
+        g_test_add_func("/sequencer/stream/stalled-save-fails-at-the-deadline",
+                        test_save_into_a_stalled_pipe_fails_at_the_deadline);
+        g_test_add_func("/sequencer/stream/abort-preempts-a-stalled-save",
+                        test_abort_preempts_a_stalled_save);
+        g_test_add_func("/sequencer/stream/silent-resume-fails-at-the-deadline",
+                        test_resume_from_a_silent_writer_fails_at_the_deadline);
+        g_test_add_func("/sequencer/stream/abort-preempts-a-silent-resume",
+                        test_abort_preempts_a_silent_resume);
+        g_test_add_func("/sequencer/stream/another-vms-stream-refused",
+                        test_stream_of_another_vm_is_refused);
+        g_test_add_func("/sequencer/stream/device-over-the-size-limit",
+                        test_device_over_the_size_limit_is_refused);
         g_test_add_func("/sequencer/fds/no-leaks", test_no_fd_leaks);
         g_test_add_func("/sequencer/figures/16-parallel-vs-serial",
                         test_figures_16_devices_parallel_against_serial);
