@@ -545,7 +545,8 @@ static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *job
                 out.message = g_strdup_printf(
                     "phase %s passed its deadline of %" G_GUINT64_FORMAT " ms; %s%s", phase,
                     run->opts->phase_deadline_us / 1000,
-                    *late ? "unfinished: " : "every device finished, but after the deadline", late);
+                    *late ? "unfinished: " : "every device finished, but after the deadline",
+                    late);
         }
         return out;
 }
@@ -849,8 +850,8 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
         /* Resetting a source device discards its state, whatever state it was in; on the
          * destination (a failed resume) there was none to lose but what fell into ERROR. */
         for (size_t i = 0; i < run->n; i++)
-                if (in_error[i] ||
-                    (rb_op == PLAN_OP_RESET && op != PLAN_OP_RESUME && !run->hung[i]))
+                if (in_error[i] || (rb_op == PLAN_OP_RESET && op != PLAN_OP_RESUME &&
+                                    !run->hung[i]))
                         report_lost_state(run, i);
         plan_free(rb);
         if (ok && run->n_hung > 0)

@@ -42,29 +42,29 @@ typedef enum SeqEventKind {
 
 typedef struct SeqEvent {
         SeqEventKind kind;
-        const char *phase; /* phase name */
+        const char *phase;      /* phase name */
         size_t phase_index, n_phases;
-        size_t device; /* SEQ_EVENT_DEVICE_STATE: index into devices */
+        size_t device;          /* SEQ_EVENT_DEVICE_STATE: index into devices */
         enum mig_state old_state, new_state;
-        uint64_t elapsed_us; /* since the sequence started */
+        uint64_t elapsed_us;    /* since the sequence started */
 } SeqEvent;
 
 /* Called from worker threads and the sequencing thread: must be thread-safe and quick. */
 typedef void (*SeqEventFunc)(const SeqEvent *ev, void *userdata);
 
 typedef struct SeqOptions {
-        unsigned parallelism;        /* worker threads; 0: one per device */
-        uint64_t phase_deadline_us;  /* 0: no deadline */
-        uint64_t cancel_grace_us;    /* wait after cancel before declaring a device hung; 0: 1 s */
+        unsigned parallelism;      /* worker threads; 0: one per device */
+        uint64_t phase_deadline_us; /* 0: no deadline */
+        uint64_t cancel_grace_us;  /* wait after cancel before declaring a device hung; 0: 1 s */
         enum plan_p2p_mode p2p_mode; /* for the rollback plan (always the parallel strategy) */
-        bool rollback_reset;         /* policy on-failure "reset": roll back by resetting all */
-        int save_fd;                 /* PLAN_PHASE_SAVE writes the migstream here */
-        int load_fd;                 /* PLAN_PHASE_LOAD reads it from here */
-        const char *vm_name;         /* SAVE: named in the stream's header (required);
-                                      * LOAD: the stream must name it (NULL: not checked) */
-        const char *renamed_from;    /* LOAD: also accept a stream saved by this VM name */
+        bool rollback_reset;       /* policy on-failure "reset": roll back by resetting all */
+        int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
+        int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
+        const char *vm_name;       /* SAVE: named in the stream's header (required);
+                                    * LOAD: the stream must name it (NULL: not checked) */
+        const char *renamed_from;  /* LOAD: also accept a stream saved by this VM name */
         uint64_t max_device_state_bytes; /* SAVE/LOAD: refuse a device with more; 0: none */
-        SeqAbort *abort;                 /* NULL, or signalled to preempt the sequence (Abort) */
+        SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
         SeqEventFunc on_event;
         void *userdata;
 } SeqOptions;
@@ -73,11 +73,11 @@ typedef struct SeqStep {
         size_t device;
         char *phase;
         enum mig_state from, target, reached;
-        char *path;                     /* the kernel path, "RUNNING>RUNNING_P2P" */
+        char *path;                /* the kernel path, "RUNNING>RUNNING_P2P" */
         uint64_t start_us, duration_us; /* relative to the sequence start */
-        int error;                      /* 0 or negative errno */
-        char *message;                  /* NULL or a sentence */
-        uint64_t bytes;                 /* SAVE/LOAD phases: bytes streamed for this device */
+        int error;                 /* 0 or negative errno */
+        char *message;             /* NULL or a sentence */
+        uint64_t bytes;            /* SAVE/LOAD phases: bytes streamed for this device */
 } SeqStep;
 
 typedef struct SeqPhaseTiming {
@@ -89,16 +89,16 @@ typedef struct SeqPhaseTiming {
 typedef struct SeqReport {
         enum plan_op op;
         enum plan_strategy strategy;
-        int error;     /* 0 or negative errno */
-        char *message; /* NULL on success, else what failed, a sentence */
+        int error;                 /* 0 or negative errno */
+        char *message;             /* NULL on success, else what failed, a sentence */
         uint64_t total_us;
-        GArray *phases; /* SeqPhaseTiming, including rollback phases ("rollback:p2p") */
-        GArray *steps;  /* SeqStep, in completion order */
+        GArray *phases;            /* SeqPhaseTiming, including rollback phases ("rollback:p2p") */
+        GArray *steps;             /* SeqStep, in completion order */
         bool rolled_back;
-        GPtrArray *lost_state; /* char*: names of devices reset out of ERROR */
-        GPtrArray *hung;       /* char*: names of devices whose step never returned */
-        char *migration_id;    /* SAVE/RESUME: the stream's migration id in hex, or NULL */
-        char *stream_vm;       /* RESUME: the VM that saved the stream, or NULL */
+        GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
+        GPtrArray *hung;           /* char*: names of devices whose step never returned */
+        char *migration_id;        /* SAVE/RESUME: the stream's migration id in hex, or NULL */
+        char *stream_vm;           /* RESUME: the VM that saved the stream, or NULL */
 } SeqReport;
 
 int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,

@@ -15,7 +15,7 @@ typedef struct VmRun {
         Vm *vm;
         enum plan_op op;
         Plan *plan;
-        int fd;             /* Save destination / Resume source, owned */
+        int fd; /* Save destination / Resume source, owned */
         char *renamed_from; /* Resume: the other VM name its stream may carry */
         SeqOptions seq;
         GThread *thread;
@@ -589,8 +589,8 @@ static void vm_dispatch(Vm *vm, VmQueued *q)
         } else {
                 if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
                         vm->states[q->ev.device] = q->ev.new_state;
-                if (vm->run &&
-                    (q->ev.kind == SEQ_EVENT_PHASE_START || q->ev.kind == SEQ_EVENT_ROLLBACK_START))
+                if (vm->run && (q->ev.kind == SEQ_EVENT_PHASE_START ||
+                                q->ev.kind == SEQ_EVENT_ROLLBACK_START))
                         vm_journal(vm, VM_JOURNAL_PHASE, vm->run->op, &q->ev);
                 if (vm->run && vm->run->on_event)
                         vm->run->on_event(vm, &q->ev, vm->run->userdata);
