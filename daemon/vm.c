@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/policy.h"
 #include "log.h"
 #include "util.h"
 
@@ -104,6 +105,7 @@ void vm_options_init(VmOptions *o)
             .p2p_mode = PLAN_P2P_REQUIRE,
             .phase_deadline_ms = 10000,
             .parallelism = 0,
+            .max_device_state_bytes = POLICY_MAX_DEVICE_STATE_DEFAULT,
         };
 }
 
@@ -772,6 +774,7 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
             .load_fd = op == PLAN_OP_RESUME ? run->fd : -1,
             .vm_name = vm->name,
             .renamed_from = run->renamed_from,
+            .max_device_state_bytes = vm->options.max_device_state_bytes,
             .on_event = vm_seq_event,
             .userdata = run,
         };

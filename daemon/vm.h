@@ -50,6 +50,7 @@ typedef struct VmOptions {
         uint32_t phase_deadline_ms; /* 1..VM_PHASE_DEADLINE_MAX */
         uint32_t parallelism;       /* worker threads per phase; 0: one per device */
         bool rollback_reset;        /* policy on-failure "reset" */
+        uint64_t max_device_state_bytes; /* policy: a stream's device with more is refused */
         unsigned explicit_mask;     /* VM_OPT_* given by the caller */
 } VmOptions;
 
