@@ -76,6 +76,7 @@ class MigrationTest(MigdTestCase):
 
         r = self.assertOk(self.dst.ctl("resume", "vm1", self.stream))
         self.assertIn("VM vm1: resume (parallel): ok", r.stdout)
+        self.assertIn(f"migration id: {report['migration-id']}, saved by VM vm1", r.stdout)
         last = self.dst.busctl_get(vm_path("vm1"), VM_IFACE, "LastSequence")
         self.assertEqual((last["operation"], last["result"]), ("resume", "ok"))
         self.assertEqual(self.dst.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "running")
