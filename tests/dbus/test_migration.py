@@ -284,6 +284,65 @@ class MigrationTest(MigdTestCase):
         self.assertExit(r, EXIT_FAILURE)
         self.assertStates(self.dst, DST, "RUNNING")
 
+    def register_with_deadline(self, host, names, ms):
+        self.assertOk(host.ctl("unregister", "vm1"))
+        self.assertOk(host.ctl("register", "--phase-deadline-ms", str(ms), "vm1", *names))
+
+    def fifo(self):
+        path = os.path.join(self.workdir, "stream.fifo")
+        os.mkfifo(path)
+        return path
+
+    def assertDaemonServes(self, host, names):
+        self.assertIsNone(host.daemon.proc.poll(), "the daemon died")
+        self.assertEqual(host.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "running")
+        self.assertStates(host, names, "RUNNING")
+
+    def test_save_into_a_fifo_nobody_reads_fails_at_the_deadline(self):
+        """Issue 11, reproduction 3: a reader that opens the FIFO and never reads: the Save
+        fails at the phase deadline naming the VM's stream and the bytes that went through;
+        the source runs again and the daemon takes the next call."""
+        self.register_with_deadline(self.src, SRC, 500)
+        fifo = self.fifo()
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        r = self.src.ctl("save", "vm1", fifo)
+        self.assertExit(r, EXIT_ROLLED_BACK, "Timeout")
+        self.assertIn("the migration stream of VM 'vm1' accepted no data for 500 ms after", r.stderr)
+        self.assertDaemonServes(self.src, SRC)
+        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "LastSequence")["result"],
+                         "rolled-back")
+
+    def test_reader_dying_mid_save_is_broken_pipe_not_a_dead_daemon(self):
+        """Issue 11, reproduction 3: the reader reads a little and goes away mid-write: the
+        Save fails with "broken pipe", the daemon lives (SIGPIPE ignored)."""
+        fifo = self.fifo()
+        save = subprocess.Popen([self.src.ctl_tool, "save", "vm1", fifo], env=self.src.bus.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(fifo, "rb", buffering=0) as reader:
+            got = 0
+            while got < 10000:
+                chunk = reader.read(4096)
+                self.assertTrue(chunk, "the stream ended early")
+                got += len(chunk)
+        out, err = save.communicate(timeout=60)
+        self.assertEqual(save.returncode, EXIT_ROLLED_BACK, err)
+        self.assertIn("broken pipe", err)
+        self.assertDaemonServes(self.src, SRC)
+
+    def test_resume_from_a_silent_writer_fails_at_the_deadline(self):
+        """Issue 11, reproduction 3: a writer that opens the pipe and sends nothing, not even
+        the header: Timeout at the phase deadline; the destination is reset and serves."""
+        self.register_with_deadline(self.dst, DST, 500)
+        fifo = self.fifo()
+        writer = os.open(fifo, os.O_RDWR)  # holds a writer end open, sends nothing
+        self.addCleanup(os.close, writer)
+        r = self.dst.ctl("resume", "vm1", fifo)
+        self.assertExit(r, EXIT_ROLLED_BACK, "Timeout")
+        self.assertIn("the migration stream of VM 'vm1' sent nothing for 500 ms after 0 bytes",
+                      r.stderr)
+        self.assertDaemonServes(self.dst, DST)
+
     def test_save_refuses_a_terminal(self):
         """save VM - with stdout on a terminal is a usage error (exit 2)."""
         import pty
