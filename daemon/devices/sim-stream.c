@@ -655,14 +655,6 @@ static int flock_retry(int fd, int op)
         return 0;
 }
 
-/*
- * The temporary file is the version before last: after RENAME_EXCHANGE the old version sits
- * at the temporary name and is rewritten next time. Reusing it spares an inode allocation
- * and an unlink per write, which on ext4 without a journal cost more than the rest of an arc
- * (the allocator skips recently deleted inodes). A reader may still be reading that old
- * version, so readers hold a shared flock on the file they read (sim_file_read) and the
- * writer an exclusive one while it rewrites: a reader sees one whole version.
- */
 typedef struct BufferWrite {
         const void *data;
         size_t len;
@@ -687,7 +679,16 @@ int sim_file_replace(const char *path, const void *data, size_t len, GError **er
         return file_replace_with(path, buffer_write, &bw, error);
 }
 
-/* write_fn fills the locked temporary file (and cuts it to length); then the atomic swap. */
+/*
+ * The temporary file is the version before last: after RENAME_EXCHANGE the old version sits
+ * at the temporary name and is rewritten next time. Reusing it spares an inode allocation
+ * and an unlink per write, which on ext4 without a journal cost more than the rest of an arc
+ * (the allocator skips recently deleted inodes). A reader may still be reading that old
+ * version, so readers hold a shared flock on the file they read (sim_file_read) and the
+ * writer an exclusive one while it rewrites: a reader sees one whole version.
+ *
+ * write_fn fills the locked temporary file (and cuts it to length); then the atomic swap.
+ */
 static int file_replace_with(const char *path, int (*write_fn)(int fd, void *userdata),
                              void *userdata, GError **error)
 {
