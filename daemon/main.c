@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,10 @@ int main(int argc, char **argv)
         r = parse_args(argc, argv, &options);
         if (r != ARGS_RUN)
                 return r;
+
+        /* A Save's reader that goes away is EPIPE for that Save, not the end of the daemon
+         * (outside systemd, which sets this itself, SIGPIPE would kill it with 141). */
+        signal(SIGPIPE, SIG_IGN);
 
         /* Workers stay around between sequences: creating 64 threads for every phase of
          * every sequence is a visible part of a VM's downtime. They are stopped at exit. */

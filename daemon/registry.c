@@ -600,6 +600,7 @@ static void options_from_settings(const PolicySettings *s, const VmOptions *expl
         ret->phase_deadline_ms = s->phase_deadline_ms;
         ret->parallelism = s->parallelism;
         ret->rollback_reset = s->on_failure == POLICY_ON_FAILURE_RESET;
+        ret->max_device_state_bytes = s->max_device_state_bytes;
         if (explicit)
                 vm_options_overlay(ret, explicit);
 }

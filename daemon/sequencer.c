@@ -597,10 +597,24 @@ static PhaseOutcome outcome(int error, char *message)
         return (PhaseOutcome){error, message};
 }
 
+/* Streams wait under the phase deadline, taken as a stall bound, and stop on an abort. */
+static MigStreamIo stream_io(const SeqRun *run)
+{
+        return (MigStreamIo){
+            .stall_us = run->opts->phase_deadline_us,
+            .abort_fd = seq_abort_fd(run->opts->abort),
+            .max_device_bytes = run->opts->max_device_state_bytes,
+            .setting = "max-device-state-bytes",
+            .vm_name = run->opts->vm_name,
+        };
+}
+
 static PhaseOutcome writer_start(SeqRun *run)
 {
         g_autofree MigStreamDevice *devs = g_new0(MigStreamDevice, run->n ? run->n : 1);
         g_autoptr(GError) error = NULL;
+        uint8_t id[MIGSTREAM_ID_SIZE];
+        MigStreamIo io;
         int r;
 
         for (size_t i = 0; i < run->n; i++) {
@@ -610,10 +624,13 @@ static PhaseOutcome writer_start(SeqRun *run)
         }
         if (run->opts->save_fd < 0)
                 return outcome(-EBADF, g_strdup("no stream to save into (save_fd is -1)"));
-        r = migstream_writer_new(run->opts->save_fd, devs, run->n, &run->writer, &error);
+        migstream_id_generate(id);
+        io = stream_io(run);
+        r = migstream_writer_new(run->opts->save_fd, run->opts->vm_name, id, devs, run->n, &io,
+                                 &run->writer, &error);
         if (r < 0)
                 return outcome(r, g_strdup(error->message));
-        migstream_writer_set_stall_timeout(run->writer, run->opts->phase_deadline_us);
+        run->report->migration_id = migstream_id_to_string(id);
         return outcome(0, NULL);
 }
 
@@ -665,19 +682,48 @@ static int load_check_devices(SeqRun *run, MigStreamReader *r, char **ret_messag
         return 0;
 }
 
+/* A stream belongs to the VM that saved it: resuming it elsewhere would run two copies of
+ * one guest, or a guest with another's device state. */
+static int load_check_vm(SeqRun *run, MigStreamReader *r, char **ret_message)
+{
+        const char *saved = migstream_reader_vm_name(r), *vm = run->opts->vm_name;
+        const char *renamed = run->opts->renamed_from;
+
+        if (!vm || g_str_equal(saved, vm) || (renamed && g_str_equal(saved, renamed)))
+                return 0;
+        if (renamed)
+                *ret_message = g_strdup_printf(
+                    "the stream was saved by VM '%s', neither VM '%s' nor '%s' (renamed-from); "
+                    "resume it into the VM it was saved from",
+                    saved, vm, renamed);
+        else
+                *ret_message = g_strdup_printf(
+                    "the stream was saved by VM '%s', not VM '%s'; resume it into VM '%s', or, "
+                    "if '%s' is '%s' renamed, pass the option renamed-from='%s'",
+                    saved, vm, saved, vm, saved, saved);
+        return -EBADMSG;
+}
+
 static int load_stream(SeqRun *run, uint64_t *bytes, char **ret_message)
 {
         g_autoptr(MigStreamReader) r = NULL;
         g_autoptr(GError) error = NULL;
+        MigStreamIo io;
         int k;
 
         if (run->opts->load_fd < 0) {
                 *ret_message = g_strdup("no stream to load from (load_fd is -1)");
                 return -EBADF;
         }
-        k = migstream_reader_new(run->opts->load_fd, &r, &error);
+        io = stream_io(run);
+        k = migstream_reader_new(run->opts->load_fd, &io, &r, &error);
         if (k == 0) {
-                migstream_reader_set_stall_timeout(r, run->opts->phase_deadline_us);
+                run->report->migration_id =
+                    migstream_id_to_string(migstream_reader_migration_id(r));
+                run->report->stream_vm = g_strdup(migstream_reader_vm_name(r));
+                k = load_check_vm(run, r, ret_message);
+                if (k < 0)
+                        return k;
                 k = load_check_devices(run, r, ret_message);
                 if (k < 0)
                         return k;
@@ -932,6 +978,8 @@ void seq_report_free(SeqReport *r)
                 g_ptr_array_unref(r->lost_state);
         if (r->hung)
                 g_ptr_array_unref(r->hung);
+        g_free(r->migration_id);
+        g_free(r->stream_vm);
         g_free(r->message);
         g_free(r);
 }

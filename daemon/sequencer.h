@@ -15,6 +15,12 @@
  * from set_state, closes them when a session ends) so the caller can keep sessions across
  * calls (PreCopy, then Quiesce, then Save).
  *
+ * Streams (SAVE and LOAD phases) are bounded by the phase deadline as a stall bound (no byte
+ * moves for that long: -ETIMEDOUT) rather than as a total, and stop with -ECANCELED as soon
+ * as opts->abort is signalled. A Save generates a random migration id and writes it with
+ * vm_name into the header; a Resume refuses (-EBADMSG) a stream of another VM unless it was
+ * saved under renamed_from. Both report the id (SeqReport.migration_id).
+ *
  * Errors: 0 when the plan completed; -ETIMEDOUT, -ECANCELED or the failing step's errno
  * otherwise, with the report always filled in.
  */
@@ -54,6 +60,10 @@ typedef struct SeqOptions {
         bool rollback_reset;       /* policy on-failure "reset": roll back by resetting all */
         int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
         int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
+        const char *vm_name;       /* SAVE: named in the stream's header (required);
+                                    * LOAD: the stream must name it (NULL: not checked) */
+        const char *renamed_from;  /* LOAD: also accept a stream saved by this VM name */
+        uint64_t max_device_state_bytes; /* SAVE/LOAD: refuse a device with more; 0: none */
         SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
         SeqEventFunc on_event;
         void *userdata;
@@ -87,6 +97,8 @@ typedef struct SeqReport {
         bool rolled_back;
         GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
         GPtrArray *hung;           /* char*: names of devices whose step never returned */
+        char *migration_id;        /* SAVE/RESUME: the stream's migration id in hex, or NULL */
+        char *stream_vm;           /* RESUME: the VM that saved the stream, or NULL */
 } SeqReport;
 
 int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,

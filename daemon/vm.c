@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/policy.h"
 #include "log.h"
 #include "util.h"
 
@@ -16,6 +17,7 @@ typedef struct VmRun {
         enum plan_op op;
         Plan *plan;
         int fd; /* Save destination / Resume source, owned */
+        char *renamed_from; /* Resume: the other VM name its stream may carry */
         SeqOptions seq;
         GThread *thread;
         VmEventFunc on_event;
@@ -103,6 +105,7 @@ void vm_options_init(VmOptions *o)
             .p2p_mode = PLAN_P2P_REQUIRE,
             .phase_deadline_ms = 10000,
             .parallelism = 0,
+            .max_device_state_bytes = POLICY_MAX_DEVICE_STATE_DEFAULT,
         };
 }
 
@@ -475,6 +478,7 @@ static void vm_run_free(VmRun *run)
         plan_free(run->plan);
         closep(&run->fd);
         seq_report_free(run->report);
+        g_free(run->renamed_from);
         g_free(run);
 }
 
@@ -686,8 +690,25 @@ static bool op_needs_migratable(enum plan_op op)
                op == PLAN_OP_RESUME;
 }
 
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata,
+                           GError **error);
+
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error)
+{
+        return start_operation(vm, op, fd, NULL, on_event, on_done, userdata, error);
+}
+
+int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_event,
+                    VmDoneFunc on_done, void *userdata, GError **error)
+{
+        return start_operation(vm, PLAN_OP_RESUME, fd, renamed_from, on_event, on_done, userdata,
+                               error);
+}
+
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
 {
         _cleanup_close_ int owned_fd = fd;
         g_autoptr(GError) thread_error = NULL;
@@ -741,6 +762,7 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
         run->op = op;
         run->plan = plan;
         run->fd = steal_fd(&owned_fd);
+        run->renamed_from = g_strdup(renamed_from);
         run->on_event = on_event;
         run->on_done = on_done;
         run->userdata = userdata;
@@ -751,6 +773,9 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
             .rollback_reset = vm->options.rollback_reset,
             .save_fd = op == PLAN_OP_SAVE ? run->fd : -1,
             .load_fd = op == PLAN_OP_RESUME ? run->fd : -1,
+            .vm_name = vm->name,
+            .renamed_from = run->renamed_from,
+            .max_device_state_bytes = vm->options.max_device_state_bytes,
             .on_event = vm_seq_event,
             .userdata = run,
         };

@@ -50,6 +50,7 @@ typedef struct VmOptions {
         uint32_t phase_deadline_ms; /* 1..VM_PHASE_DEADLINE_MAX */
         uint32_t parallelism;       /* worker threads per phase; 0: one per device */
         bool rollback_reset;        /* policy on-failure "reset" */
+        uint64_t max_device_state_bytes; /* policy: a stream's device with more is refused */
         unsigned explicit_mask;     /* VM_OPT_* given by the caller */
 } VmOptions;
 
@@ -155,6 +156,10 @@ const SeqReport *vm_last_report(const Vm *vm);
  */
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error);
+/* A Resume that also accepts a stream saved by VM renamed_from (the VM was renamed), not
+ * only one saved under this VM's name; NULL is vm_start_operation(PLAN_OP_RESUME). */
+int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_event,
+                    VmDoneFunc on_done, void *userdata, GError **error);
 
 /* The plan op would run now, from the devices' current states (-EBADFD/-EPERM as above). */
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error);

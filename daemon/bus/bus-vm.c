@@ -170,6 +170,13 @@ static int append_report(sd_bus_message *m, const Vm *vm, const SeqReport *rep)
                 r = append_strings(m, "hung", rep->hung);
                 if (r < 0)
                         return r;
+                if (rep->migration_id)
+                        r = sd_bus_message_append(m, "{sv}", "migration-id", "s",
+                                                  rep->migration_id);
+                if (r >= 0 && rep->stream_vm)
+                        r = sd_bus_message_append(m, "{sv}", "stream-vm", "s", rep->stream_vm);
+                if (r < 0)
+                        return r;
         }
         return sd_bus_message_close_container(m);
 }
@@ -291,11 +298,47 @@ static int read_stream_fd(sd_bus_message *m, enum plan_op op, int *ret, sd_bus_e
         return 0;
 }
 
-static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_error *error)
+/* ResumeWithOptions' a{sv}: renamed-from (s), the VM name the stream was saved under. */
+static int read_resume_options(sd_bus_message *m, char **ret_renamed_from, sd_bus_error *error)
+{
+        int r = sd_bus_message_enter_container(m, 'a', "{sv}");
+
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *value;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (!g_str_equal(key, "renamed-from"))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown Resume option '%.64s'; the only "
+                                                 "option is renamed-from (s).",
+                                                 key);
+                if (sd_bus_message_read(m, "v", "s", &value) < 0)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "Resume option renamed-from must be a string "
+                                                "(s): the name of the VM that saved the "
+                                                "stream.");
+                if (!vm_name_is_valid(value))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Resume option renamed-from '%.64s' is not a VM "
+                                                 "name; give the name the stream was saved "
+                                                 "under.",
+                                                 value);
+                g_free(*ret_renamed_from);
+                *ret_renamed_from = g_strdup(value);
+                r = sd_bus_message_exit_container(m);
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(m);
+}
+
+static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, bool with_options,
+                         sd_bus_error *error)
 {
         _cleanup_close_ int fd = -1;
         g_autoptr(GError) gerr = NULL;
         g_autofree char *action = NULL;
+        g_autofree char *renamed_from = NULL;
         VmCall *call;
         Vm *vm;
         int r;
@@ -305,6 +348,11 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
                 return -ENOENT;
         if (op == PLAN_OP_SAVE || op == PLAN_OP_RESUME) {
                 r = read_stream_fd(m, op, &fd, error);
+                if (r < 0)
+                        return r;
+        }
+        if (with_options) {
+                r = read_resume_options(m, &renamed_from, error);
                 if (r < 0)
                         return r;
         }
@@ -320,8 +368,12 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
         call = g_new0(VmCall, 1);
         call->daemon = d;
         call->message = sd_bus_message_ref(m);
-        r = vm_start_operation(vm, op, steal_fd(&fd), on_sequence_event, on_sequence_done, call,
-                               &gerr);
+        if (renamed_from)
+                r = vm_start_resume(vm, steal_fd(&fd), renamed_from, on_sequence_event,
+                                    on_sequence_done, call, &gerr);
+        else
+                r = vm_start_operation(vm, op, steal_fd(&fd), on_sequence_event, on_sequence_done,
+                                       call, &gerr);
         if (r < 0) {
                 sd_bus_message_unref(call->message);
                 g_free(call);
@@ -333,32 +385,37 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
 
 static int method_precopy(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_PRECOPY, error);
+        return vm_method_run(m, userdata, PLAN_OP_PRECOPY, false, error);
 }
 
 static int method_quiesce(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_QUIESCE, error);
+        return vm_method_run(m, userdata, PLAN_OP_QUIESCE, false, error);
 }
 
 static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_SAVE, error);
+        return vm_method_run(m, userdata, PLAN_OP_SAVE, false, error);
 }
 
 static int method_resume(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_RESUME, error);
+        return vm_method_run(m, userdata, PLAN_OP_RESUME, false, error);
+}
+
+static int method_resume_with_options(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_RESUME, true, error);
 }
 
 static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_START, error);
+        return vm_method_run(m, userdata, PLAN_OP_START, false, error);
 }
 
 static int method_abort(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_ABORT, error);
+        return vm_method_run(m, userdata, PLAN_OP_ABORT, false, error);
 }
 
 /* ---- properties ---- */
@@ -519,6 +576,9 @@ static const sd_bus_vtable vm_vtable[] = {
                             method_save, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Resume", SD_BUS_ARGS("h", fd), SD_BUS_RESULT("a{sv}", report),
                             method_resume, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ResumeWithOptions", SD_BUS_ARGS("h", fd, "a{sv}", options),
+                            SD_BUS_RESULT("a{sv}", report), method_resume_with_options,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_start,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Abort", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_abort,

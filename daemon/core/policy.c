@@ -19,6 +19,7 @@
 typedef struct SettingsPatch {
         bool has_mode, has_deadline, has_parallelism, has_on_failure, has_strategy;
         bool has_after_crash, has_hook_unavailable, has_start_unmigratable;
+        bool has_max_device_state;
         PolicySettings v;
 } SettingsPatch;
 
@@ -54,6 +55,7 @@ static const PolicySettings builtin_defaults = {
         .after_crash = POLICY_AFTER_CRASH_ROLLBACK,
         .hook_daemon_unavailable = POLICY_HOOK_FAIL_OPEN,
         .on_start_unmigratable = POLICY_START_ALLOW,
+        .max_device_state_bytes = POLICY_MAX_DEVICE_STATE_DEFAULT,
 };
 
 static const char *const mode_names[] = {
@@ -394,6 +396,25 @@ static int parse_uint(ParseCtx *c, json_t *v, uint32_t min, uint32_t max, uint32
         return 0;
 }
 
+static int parse_u64(ParseCtx *c, json_t *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        int r = expect_type(c, v, JSON_INTEGER, "an integer");
+        json_int_t i;
+
+        if (r < 0)
+                return r;
+        i = json_integer_value(v);
+        if (i < 0 || (uint64_t)i < min || (uint64_t)i > max) {
+                g_autofree char *where = path_string(c);
+                return fail(c,
+                            "%s is %lld; it must be between %" G_GUINT64_FORMAT
+                            " and %" G_GUINT64_FORMAT " bytes",
+                            where, (long long)i, min, max);
+        }
+        *ret = (uint64_t)i;
+        return 0;
+}
+
 static int parse_enum_string(ParseCtx *c, json_t *v, const char *choices, int r_parse)
 {
         g_autofree char *where = path_string(c);
@@ -483,6 +504,15 @@ static int parse_settings(ParseCtx *c, json_t *obj, SettingsPatch *patch)
                         return r;
                 patch->has_strategy = true;
         }
+        if ((v = json_object_get(obj, "max-device-state-bytes"))) {
+                path_push_key(c, "max-device-state-bytes");
+                r = parse_u64(c, v, 1, POLICY_MAX_DEVICE_STATE_MAX,
+                              &patch->v.max_device_state_bytes);
+                path_pop(c);
+                if (r < 0)
+                        return r;
+                patch->has_max_device_state = true;
+        }
         r = parse_named(c, obj, "after-crash", after_crash_names, G_N_ELEMENTS(after_crash_names),
                         "rollback, finish", &patch->has_after_crash, &i);
         if (r < 0)
@@ -533,7 +563,7 @@ static int parse_migratable(ParseCtx *c, json_t *obj, bool *has, bool *migratabl
 
 #define SETTINGS_KEYS                                                                              \
         "mode", "phase-deadline-ms", "parallelism", "on-failure", "strategy", "after-crash",       \
-                "hook-daemon-unavailable", "on-start-unmigratable"
+                "hook-daemon-unavailable", "on-start-unmigratable", "max-device-state-bytes"
 
 static int parse_vm_entry(ParseCtx *c, json_t *obj, size_t file, size_t index, Policy *p)
 {
@@ -754,6 +784,8 @@ static void apply_patch(PolicySettings *s, const SettingsPatch *p)
                 s->hook_daemon_unavailable = p->v.hook_daemon_unavailable;
         if (p->has_start_unmigratable)
                 s->on_start_unmigratable = p->v.on_start_unmigratable;
+        if (p->has_max_device_state)
+                s->max_device_state_bytes = p->v.max_device_state_bytes;
 }
 
 static bool device_entry_matches(const DeviceEntry *e, const PolicyDevice *d)

@@ -9,7 +9,7 @@
  *
  * Format (docs/policy.md is the reference, policy/schema.json the schema):
  *   { "defaults": { "mode": ..., "phase-deadline-ms": ..., "parallelism": ...,
- *                   "on-failure": ..., "strategy": ... },
+ *                   "on-failure": ..., "strategy": ..., "max-device-state-bytes": ... },
  *     "vms":     [ { "match": "<glob on VM name>", <any default key>, "migratable": bool,
  *                    "reason": "..." } ],
  *     "devices": [ { "match": { "driver": "<glob>", "id": "vvvv:dddd", "address": "<glob>" },
@@ -65,12 +65,17 @@ typedef struct PolicySettings {
         enum policy_after_crash after_crash;
         enum policy_hook_unavailable hook_daemon_unavailable;
         enum policy_start_unmigratable on_start_unmigratable;
+        uint64_t max_device_state_bytes; /* a stream's device with more is refused */
 } PolicySettings;
+
+/* Large enough for real devices (GPUs hold GiBs), small enough to refuse a runaway stream. */
+#define POLICY_MAX_DEVICE_STATE_DEFAULT (UINT64_C(32) << 30)
+#define POLICY_MAX_DEVICE_STATE_MAX     (UINT64_C(1) << 40)
 
 typedef struct Policy Policy;
 
 /* The built-in defaults: require-p2p, 10000 ms, parallelism 0, rollback, parallel,
- * after-crash rollback, hook fail-open, start allowed. */
+ * after-crash rollback, hook fail-open, start allowed, 32 GiB per device's state. */
 Policy *policy_new_default(void);
 /*
  * Parses the files in order into a new policy. names[i] is used in messages only.

@@ -254,6 +254,28 @@ static void test_builtin_defaults(void)
         g_assert_cmpuint(d->settings.parallelism, ==, 0);
         g_assert_cmpint(d->settings.on_failure, ==, POLICY_ON_FAILURE_ROLLBACK);
         g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_PARALLEL);
+        /* several GiB: real devices' state fits */
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, UINT64_C(32) << 30);
+        policy_decision_free(d);
+        policy_free(p);
+}
+
+/* max-device-state-bytes: a default, overridden per VM like every setting. */
+static void test_max_device_state_bytes_per_vm(void)
+{
+        const char *names[] = {"policy.json"};
+        const char *texts[] = {("{\"defaults\":{\"max-device-state-bytes\":1073741824},"
+                                " \"vms\":[{\"match\":\"small-*\",\"max-device-state-bytes\":4096}]}")};
+        Policy *p = NULL;
+        PolicyDecision *d = NULL;
+        g_autofree char *err = NULL;
+
+        g_assert_cmpint(policy_parse(names, texts, 1, &p, &err), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "small-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, 4096);
+        policy_decision_free(d);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "big-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, 1073741824);
         policy_decision_free(d);
         policy_free(p);
 }
@@ -273,7 +295,8 @@ static const BadCase bad_cases[] = {
         {"unknown key in a VM entry", "{\"vms\": [\n {\"match\": \"a\"},\n {\"match\": \"b\", \"mod\": \"deny\"}]}",
          "/etc/vfio-migd/policy.json:3:17: unknown key \"mod\" in vms[1]; known keys are: match, "
          "mode, phase-deadline-ms, parallelism, on-failure, strategy, after-crash, "
-         "hook-daemon-unavailable, on-start-unmigratable, migratable, reason, comment"},
+         "hook-daemon-unavailable, on-start-unmigratable, max-device-state-bytes, migratable, "
+         "reason, comment"},
         {"wrong type", "{\"defaults\": {\"phase-deadline-ms\": \"10s\"}}",
          "/etc/vfio-migd/policy.json:1:36: defaults.phase-deadline-ms must be an integer, not a string"},
         {"out of range", "{\"defaults\": {\"phase-deadline-ms\": 0}}",
@@ -294,6 +317,12 @@ static const BadCase bad_cases[] = {
         {"unknown on-start-unmigratable", "{\"vms\": [{\"match\": \"a\", \"on-start-unmigratable\": \"no\"}]}",
          "/etc/vfio-migd/policy.json:1:50: vms[0].on-start-unmigratable is \"no\"; it must be one of "
          "allow, refuse"},
+        {"device state limit zero", "{\"defaults\": {\"max-device-state-bytes\": 0}}",
+         "/etc/vfio-migd/policy.json:1:41: defaults.max-device-state-bytes is 0; it must be "
+         "between 1 and 1099511627776 bytes"},
+        {"device state limit not a number", "{\"vms\": [{\"match\": \"a\", \"max-device-state-bytes\": \"8G\"}]}",
+         "/etc/vfio-migd/policy.json:1:51: vms[0].max-device-state-bytes must be an integer, not a "
+         "string"},
         {"bad glob", "{\"vms\": [{\"match\": \"web-[0-9\"}]}",
          "/etc/vfio-migd/policy.json:1:20: vms[0].match: the glob \"web-[0-9\" has a '[' without "
          "its closing ']'"},
@@ -381,6 +410,7 @@ int main(int argc, char **argv)
         g_test_add_func("/policy/merge-order", test_merge_order_later_files_win);
         g_test_add_func("/policy/strategy-names", test_strategy_names);
         g_test_add_func("/policy/builtin-defaults", test_builtin_defaults);
+        g_test_add_func("/policy/max-device-state-bytes-per-vm", test_max_device_state_bytes_per_vm);
         g_test_add_func("/policy/bad-files-exact-errors", test_bad_files_exact_errors);
         g_test_add_func("/policy/error-in-second-file-rejects-all", test_error_in_second_file_rejects_all);
         g_test_add_func("/policy/comments-allowed", test_comments_are_allowed_everywhere);

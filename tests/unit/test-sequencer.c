@@ -1,6 +1,7 @@
 /* test-sequencer: phases in parallel, barriers, deadlines, rollback and streams, on sim devices */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -161,7 +162,8 @@ static SeqOptions options(void)
         return (SeqOptions){.phase_deadline_us = 10 * G_USEC_PER_SEC,
                             .p2p_mode = PLAN_P2P_REQUIRE,
                             .save_fd = -1,
-                            .load_fd = -1};
+                            .load_fd = -1,
+                            .vm_name = "vm1"};
 }
 
 static int vm_run(TestVm *vm, enum plan_op op, enum plan_strategy strategy, const SeqOptions *opts,
@@ -186,12 +188,57 @@ static const SeqPhaseTiming *phase_named(const SeqReport *r, const char *name)
         g_error("no phase %s in the report", name);
 }
 
-/* Timing bounds stretch under valgrind or sanitizers: VFIO_MIGD_TEST_SLOW=<factor>. */
-static uint64_t slow(uint64_t us)
+/*
+ * No test asserts a wall-clock upper bound: a loaded machine stretches any of them.
+ * Parallelism shows in the overlap of step intervals, barriers in their order, and the
+ * latencies the sim injects set lower bounds; the times themselves are only printed.
+ */
+static uint64_t step_end(const SeqStep *st)
 {
-        const char *f = g_getenv("VFIO_MIGD_TEST_SLOW");
+        return st->start_us + st->duration_us;
+}
 
-        return f ? us * MAX(g_ascii_strtoull(f, NULL, 10), 1u) : us;
+/* The most steps of a phase that were running at one instant. */
+static unsigned max_concurrent(const SeqReport *r, const char *phase)
+{
+        unsigned best = 0;
+
+        for (guint i = 0; i < r->steps->len; i++) {
+                const SeqStep *a = &g_array_index(r->steps, SeqStep, i);
+                unsigned n = 0;
+
+                if (strcmp(a->phase, phase) != 0)
+                        continue;
+                for (guint j = 0; j < r->steps->len; j++) {
+                        const SeqStep *b = &g_array_index(r->steps, SeqStep, j);
+                        if (strcmp(b->phase, phase) == 0 && b->start_us <= a->start_us &&
+                            a->start_us < step_end(b))
+                                n++;
+                }
+                best = MAX(best, n);
+        }
+        return best;
+}
+
+/* The barrier: every step of phase 'first' ended before any step of 'then' started. */
+static void assert_phase_before(const SeqReport *r, const char *first, const char *then)
+{
+        uint64_t first_end = 0, then_start = UINT64_MAX;
+        unsigned n_first = 0, n_then = 0;
+
+        for (guint i = 0; i < r->steps->len; i++) {
+                const SeqStep *st = &g_array_index(r->steps, SeqStep, i);
+                if (strcmp(st->phase, first) == 0) {
+                        first_end = MAX(first_end, step_end(st));
+                        n_first++;
+                } else if (strcmp(st->phase, then) == 0) {
+                        then_start = MIN(then_start, st->start_us);
+                        n_then++;
+                }
+        }
+        g_assert_cmpuint(n_first, >, 0);
+        g_assert_cmpuint(n_then, >, 0);
+        g_assert_cmpuint(first_end, <=, then_start);
 }
 
 static double ms(uint64_t us)
@@ -264,10 +311,14 @@ static void test_parallel_quiesce_costs_one_latency_per_phase(void)
                 const SeqPhaseTiming *t = &g_array_index(rep->phases, SeqPhaseTiming, i);
                 g_test_message("phase %s: %.1f ms", t->name, ms(t->duration_us));
                 g_assert_cmpuint(t->duration_us, >=, 20000);
-                g_assert_cmpuint(t->duration_us, <, slow(60000));
         }
-        g_test_message("8 devices x 20 ms, parallel quiesce: %.1f ms", ms(rep->total_us));
-        g_assert_cmpuint(rep->total_us, <, slow(100000)); /* 2.5 x 2 phases x 20 ms */
+        g_test_message("8 devices x 20 ms, parallel quiesce: %.1f ms, at most %u and %u steps "
+                       "at once",
+                       ms(rep->total_us), max_concurrent(rep, "p2p"), max_concurrent(rep, "stop"));
+        /* One latency per phase means the phase's steps ran at the same time. */
+        g_assert_cmpuint(max_concurrent(rep, "p2p"), >, 1);
+        g_assert_cmpuint(max_concurrent(rep, "stop"), >, 1);
+        assert_phase_before(rep, "p2p", "stop");
         g_assert_cmpuint(rep->steps->len, ==, 16);
         g_assert_false(rep->rolled_back);
         g_assert_null(rep->message);
@@ -287,7 +338,10 @@ static void test_naive_quiesce_costs_the_sum(void)
         g_assert_cmpuint(rep->phases->len, ==, 4);
         g_test_message("4 devices x 2 arcs x 20 ms, naive quiesce: %.1f ms", ms(rep->total_us));
         g_assert_cmpuint(rep->total_us, >=, 4 * 2 * 20000);
-        g_assert_cmpuint(rep->total_us, <, slow(4 * 2 * 20000 * 3 / 2));
+        /* The naive order: one device's whole journey after another, never two at once. */
+        for (guint i = 1; i < rep->steps->len; i++)
+                g_assert_cmpuint(g_array_index(rep->steps, SeqStep, i).start_us, >=,
+                                 step_end(&g_array_index(rep->steps, SeqStep, i - 1)));
         g_assert_cmpint(rep->strategy, ==, PLAN_STRATEGY_NAIVE);
         vm_free(vm);
         rm_rf(dir);
@@ -398,7 +452,7 @@ static void test_parallelism_limits_workers(void)
         p2p = phase_named(rep, "p2p");
         /* four 20 ms steps on two workers: two rounds */
         g_assert_cmpuint(p2p->duration_us, >=, 40000);
-        g_assert_cmpuint(p2p->duration_us, <, slow(70000));
+        g_assert_cmpuint(max_concurrent(rep, "p2p"), ==, 2);
         vm_free(vm);
         rm_rf(dir);
 }
@@ -500,7 +554,8 @@ static void test_hang_passes_deadline_then_rolls_back(void)
                         -ETIMEDOUT);
         g_test_message("hang with a 200 ms deadline: returned after %.1f ms", ms(now_usec() - t0));
         g_assert_cmpuint(rep->total_us, >=, 200000);
-        g_assert_cmpuint(rep->total_us, <, slow(400000));
+        /* The rollback came after the deadline gave up on the hung step. */
+        assert_phase_before(rep, "stop", "rollback:run");
         g_assert_cmpint(phase_named(rep, "stop")->error, ==, -ETIMEDOUT);
         g_assert_nonnull(strstr(rep->message, "passed its deadline of 200 ms; unfinished: nic3"));
         g_assert_true(rep->rolled_back);
@@ -669,7 +724,8 @@ static void test_device_ignoring_cancel_is_reported_hung(void)
         plan = fake_plan(devs, 3, PLAN_OP_QUIESCE);
         t0 = now_usec();
         g_assert_cmpint(sequencer_run(plan, devs, fds, 3, &opts, &rep), ==, -ETIMEDOUT);
-        g_assert_cmpuint(now_usec() - t0, <, slow(300000));
+        g_test_message("a device ignoring cancel: returned after %.1f ms", ms(now_usec() - t0));
+        g_assert_cmpuint(now_usec() - t0, >=, 50000 + 50000);
         g_assert_cmpuint(rep->hung->len, ==, 1);
         g_assert_cmpstr(rep->hung->pdata[0], ==, "f1");
         g_assert_false(rep->rolled_back);
@@ -712,6 +768,8 @@ static void quiesce_instant(uint64_t *ret_p2p_us, uint64_t *ret_stop_us, uint64_
         }
         plan = fake_plan(devs, 64, PLAN_OP_QUIESCE);
         g_assert_cmpint(sequencer_run(plan, devs, fds, 64, &opts, &rep), ==, 0);
+        g_assert_cmpuint(rep->steps->len, ==, 128);
+        assert_phase_before(rep, "p2p", "stop");
         *ret_p2p_us = MIN(*ret_p2p_us, phase_named(rep, "p2p")->duration_us);
         *ret_stop_us = MIN(*ret_stop_us, phase_named(rep, "stop")->duration_us);
         *ret_total_us = MIN(*ret_total_us, rep->total_us);
@@ -730,8 +788,8 @@ static void test_overhead_of_64_instant_steps(void)
         g_test_message("64 instant devices, quiesce: p2p %.3f ms (starts the workers), "
                        "stop %.3f ms, total %.3f ms",
                        ms(p2p), ms(stop), ms(total));
-        g_assert_cmpuint(stop, <, slow(2000));
-        g_assert_cmpuint(total, <, slow(5000));
+        /* A figure, not a bound (tests/bench has the benchmarks): what is asserted is that
+         * 64 steps per phase completed behind their barriers, in quiesce_instant(). */
 }
 
 /* ---- save and resume ---- */
@@ -914,7 +972,7 @@ static unsigned records_in_stream(int stream, size_t n, size_t index, const Test
         size_t len;
 
         g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
-        g_assert_cmpint(migstream_reader_new(stream, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(stream, NULL, &r, &error), ==, 0);
         for (size_t i = 0; i < n; i++)
                 fds[i] = memfd_create("d", MFD_CLOEXEC);
         g_assert_cmpint(migstream_reader_pump(r, fds, n, NULL, &error), ==, 0);
@@ -1034,6 +1092,230 @@ static void test_qemu_migration_of_peers_corrupts_nothing(void)
         rm_rf(dir);
 }
 
+/* ---- streams: bounded, abortable, bound to their VM, bounded in size ---- */
+
+/* A pipe nobody reads, one page deep: a Save into it stalls after the header. */
+static void stalled_pipe(int pfd[2])
+{
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        g_assert_cmpint(fcntl(pfd[1], F_SETPIPE_SZ, 4096), >=, 4096);
+}
+
+typedef struct AbortLater {
+        SeqAbort *abort;
+        unsigned delay_ms;
+} AbortLater;
+
+static void *abort_later(void *p)
+{
+        AbortLater *a = p;
+
+        g_usleep(a->delay_ms * 1000);
+        seq_abort_signal(a->abort);
+        return NULL;
+}
+
+static void assert_source_rolled_back(TestVm *src, const SeqReport *rep)
+{
+        g_assert_true(rep->rolled_back);
+        assert_all_in(src, MIG_STATE_RUNNING);
+        for (size_t i = 0; i < src->n; i++)
+                g_assert_cmpint(src->fds[i], ==, -1);
+        g_assert_cmpuint(corruption_events(src), ==, 0);
+}
+
+/* Issue 11, reproduction 3: a Save into a FIFO whose reader never reads fails at the phase
+ * deadline with the bytes that went through, and the source runs again. */
+static void test_save_into_a_stalled_pipe_fails_at_the_deadline(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_uniform(dir, "src", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        opts.save_fd = pfd[1];
+        opts.phase_deadline_us = 100000;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ETIMEDOUT);
+        g_assert_nonnull(strstr(rep->message, "phase save: device src"));
+        g_assert_nonnull(strstr(rep->message,
+                                "the migration stream of VM 'vm1' accepted no data for 100 ms "
+                                "after "));
+        g_assert_cmpuint(phase_named(rep, "save")->duration_us, >=, 100000);
+        assert_source_rolled_back(src, rep);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(src);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 4, stream part: with no deadline at all, an abort still ends the
+ * stalled Save at once (-ECANCELED), then the rollback runs. */
+static void test_abort_preempts_a_stalled_save(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_uniform(dir, "src", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        AbortLater later = {seq_abort_new(), 50};
+        GThread *t;
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        opts.save_fd = pfd[1];
+        opts.phase_deadline_us = 0;
+        opts.abort = later.abort;
+        t = g_thread_new("abort", abort_later, &later);
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ECANCELED);
+        g_thread_join(t);
+        g_assert_nonnull(strstr(rep->message, "the migration stream of VM 'vm1' was aborted"));
+        g_assert_cmpint(phase_named(rep, "save")->error, ==, -ECANCELED);
+        assert_source_rolled_back(src, rep);
+        seq_abort_free(later.abort);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(src);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 3: a Resume whose writer opens the pipe and sends nothing, not even
+ * the header, fails at the deadline; the destination is reset, ready for another Resume. */
+static void test_resume_from_a_silent_writer_fails_at_the_deadline(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *dst = vm_uniform(dir, "dst", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        int pfd[2];
+
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        opts.load_fd = pfd[0];
+        opts.phase_deadline_us = 100000;
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ETIMEDOUT);
+        g_assert_nonnull(strstr(rep->message, "phase load: the migration stream of VM 'vm1' sent "
+                                              "nothing for 100 ms after 0 bytes"));
+        g_assert_true(rep->rolled_back);
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+static void test_abort_preempts_a_silent_resume(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *dst = vm_uniform(dir, "dst", 2, MLX5, 0, "ctx");
+        g_autoptr(SeqReport) rep = NULL;
+        SeqOptions opts = options();
+        AbortLater later = {seq_abort_new(), 50};
+        GThread *t;
+        int pfd[2];
+
+        g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+        opts.load_fd = pfd[0];
+        opts.phase_deadline_us = 0;
+        opts.abort = later.abort;
+        t = g_thread_new("abort", abort_later, &later);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &rep), ==,
+                        -ECANCELED);
+        g_thread_join(t);
+        g_assert_nonnull(strstr(rep->message, "was aborted after 0 bytes"));
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        seq_abort_free(later.abort);
+        close(pfd[0]);
+        close(pfd[1]);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 7: the same device shape is not the same VM. */
+static void test_stream_of_another_vm_is_refused(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_new(dir, "src", 2, mixed, 1, 0, NULL);
+        TestVm *dst = vm_new(dir, "dst", 2, mixed, 1, 0, NULL);
+        _cleanup_close_ int stream = stream_fd();
+        g_autoptr(SeqReport) save = NULL;
+        g_autoptr(SeqReport) refused = NULL;
+        g_autoptr(SeqReport) renamed = NULL;
+        SeqOptions opts = options();
+
+        opts.vm_name = "beta";
+        opts.save_fd = stream;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &save), ==, 0);
+        g_assert_nonnull(save->migration_id);
+        g_assert_cmpuint(strlen(save->migration_id), ==, 32);
+        opts.save_fd = -1;
+        opts.vm_name = "alpha";
+        opts.load_fd = stream;
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &refused), ==,
+                        -EBADMSG);
+        g_assert_nonnull(strstr(refused->message, "the stream was saved by VM 'beta', not VM "
+                                                  "'alpha'"));
+        g_assert_nonnull(strstr(refused->message, "renamed-from='beta'"));
+        g_assert_cmpstr(refused->stream_vm, ==, "beta");
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        for (size_t i = 0; i < 2; i++) {
+                g_autoptr(SimDevice) d = vm_read(dst, i);
+                g_assert_cmpuint(d->loads, ==, 0);
+        }
+        /* The caller says alpha is beta renamed: the same stream resumes. */
+        opts.renamed_from = "beta";
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &renamed), ==,
+                        0);
+        g_assert_cmpstr(renamed->migration_id, ==, save->migration_id);
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        vm_free(src);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
+/* Issue 11, reproduction 9: max-device-state-bytes refuses an oversized device on both ends,
+ * naming it; the source runs again, the destination is reset. */
+static void test_device_over_the_size_limit_is_refused(void)
+{
+        g_autofree char *dir = tmp_dir();
+        TestVm *src = vm_new(dir, "src", 2, mixed, 1, 0, NULL);
+        TestVm *dst = vm_new(dir, "dst", 2, mixed, 1, 0, NULL);
+        _cleanup_close_ int stream = stream_fd();
+        _cleanup_close_ int small = stream_fd();
+        g_autoptr(SeqReport) saved = NULL;
+        g_autoptr(SeqReport) big = NULL;
+        g_autoptr(SeqReport) loaded = NULL;
+        SeqOptions opts = options();
+
+        /* each device's data is a 16 KiB blob plus its record */
+        opts.save_fd = small;
+        opts.max_device_state_bytes = 8192;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &big), ==, -EFBIG);
+        g_assert_nonnull(strstr(big->message, "more than max-device-state-bytes (8192 bytes)"));
+        g_assert_nonnull(strstr(big->message, "device 'src"));
+        assert_source_rolled_back(src, big);
+
+        opts.max_device_state_bytes = 0;
+        opts.save_fd = stream;
+        g_assert_cmpint(vm_run(src, PLAN_OP_SAVE, PLAN_STRATEGY_PARALLEL, &opts, &saved), ==, 0);
+        g_assert_cmpint(lseek(stream, 0, SEEK_SET), ==, 0);
+        opts.save_fd = -1;
+        opts.load_fd = stream;
+        opts.max_device_state_bytes = 8192;
+        g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &loaded), ==,
+                        -EFBIG);
+        g_assert_nonnull(strstr(loaded->message, "phase load: device 'src0' carries at least"));
+        g_assert_nonnull(strstr(loaded->message, "raise max-device-state-bytes in the policy"));
+        assert_all_in(dst, MIG_STATE_RUNNING);
+        vm_free(src);
+        vm_free(dst);
+        rm_rf(dir);
+}
+
 /* ---- no fd leaks ---- */
 
 static unsigned open_fds(void)
@@ -1119,7 +1401,6 @@ static void test_figures_16_devices_parallel_against_naive(void)
                        ms(ser));
         g_test_message("64 zero-latency sim devices quiesce: %.1f ms", ms(zero));
         g_assert_cmpuint(ser, >=, 16 * 2 * 20000);
-        g_assert_cmpuint(par * 8, <, slow(ser));
         rm_rf(dir);
 }
 
@@ -1172,6 +1453,18 @@ int main(int argc, char **argv)
                         test_naive_save_then_naive_resume);
         g_test_add_func("/sequencer/stream/qemu-migration-of-peers-no-corruption",
                         test_qemu_migration_of_peers_corrupts_nothing);
+        g_test_add_func("/sequencer/stream/stalled-save-fails-at-the-deadline",
+                        test_save_into_a_stalled_pipe_fails_at_the_deadline);
+        g_test_add_func("/sequencer/stream/abort-preempts-a-stalled-save",
+                        test_abort_preempts_a_stalled_save);
+        g_test_add_func("/sequencer/stream/silent-resume-fails-at-the-deadline",
+                        test_resume_from_a_silent_writer_fails_at_the_deadline);
+        g_test_add_func("/sequencer/stream/abort-preempts-a-silent-resume",
+                        test_abort_preempts_a_silent_resume);
+        g_test_add_func("/sequencer/stream/another-vms-stream-refused",
+                        test_stream_of_another_vm_is_refused);
+        g_test_add_func("/sequencer/stream/device-over-the-size-limit",
+                        test_device_over_the_size_limit_is_refused);
         g_test_add_func("/sequencer/fds/no-leaks", test_no_fd_leaks);
         g_test_add_func("/sequencer/figures/16-parallel-vs-naive",
                         test_figures_16_devices_parallel_against_naive);
