@@ -402,15 +402,46 @@ static void build_resume(PlanBuilder *b, enum plan_strategy strategy)
         }
 }
 
+static bool needs_reset(enum mig_state s)
+{
+        return s == MIG_STATE_ERROR || s == MIG_STATE_RESUMING;
+}
+
+/*
+ * A reset lands in RUNNING, so it comes after every device that keeps its state has left
+ * STOP (P2P devices to RUNNING_P2P, devices without P2P to RUNNING): a device being reset
+ * then never DMAs into a peer whose state is kept (core/invariant.h). The devices to be
+ * reset hold nothing worth keeping meanwhile.
+ */
 static void build_abort(PlanBuilder *b)
 {
+        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p");
+        for (size_t i = 0; i < b->n; i++) {
+                enum mig_state s = b->cur[i];
+
+                if (has_p2p(&b->devices[i]) && !needs_reset(s) && !mig_state_initiates_p2p(s) &&
+                    s != MIG_STATE_RUNNING_P2P)
+                        add_transition(b, i, MIG_STATE_RUNNING_P2P);
+        }
+        phase_end(b);
+        if (any_p2p(b)) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p");
+                for (size_t i = 0; i < b->n; i++)
+                        if (!has_p2p(&b->devices[i]) && !needs_reset(b->cur[i]) &&
+                            b->cur[i] != MIG_STATE_RUNNING)
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                phase_end(b);
+        }
         phase_begin(b, PLAN_PHASE_RESET, "reset");
         for (size_t i = 0; i < b->n; i++)
-                if (b->cur[i] == MIG_STATE_ERROR || b->cur[i] == MIG_STATE_RESUMING)
+                if (needs_reset(b->cur[i]))
                         add_reset(b, i);
         phase_end(b);
-        phase_run_p2p(b);
-        phase_run(b);
+        phase_begin(b, PLAN_PHASE_TRANSITION, "run");
+        for (size_t i = 0; i < b->n; i++)
+                if (b->cur[i] != MIG_STATE_RUNNING)
+                        add_transition(b, i, MIG_STATE_RUNNING);
+        phase_end(b);
 }
 
 static void build_reset(PlanBuilder *b)

@@ -12,7 +12,8 @@
  *              sessions) -> "save" stream -> "stopped" (STOP_COPY -> STOP).
  * Destination: "resuming" (every device to RESUMING) -> "load" stream -> "validate"
  *              (RESUMING -> STOP) -> "p2p" -> barrier -> "run" (RUNNING).
- * Abort:       "reset" (devices in ERROR or RESUMING) -> "p2p" -> "run".
+ * Abort:       "p2p" -> "run-no-p2p" -> "reset" (devices in ERROR or RESUMING) -> "run":
+ *              a reset lands in RUNNING, so it waits until no kept state is stopped.
  *
  * The serial strategy is the one-device-at-a-time sequence QEMU uses: each device goes
  * through its whole journey alone, one phase per device, which lets a stopped device

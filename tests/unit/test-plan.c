@@ -152,9 +152,9 @@ static const PlanCase cases[] = {
     {"abort/from-anywhere", PLAN_OP_ABORT, SER, REQUIRE,
      "mlx:SC|P2P|PC:ERROR pds:SC|P2P:RESUMING mlx2:SC|P2P|PC:STOP_COPY"
      " mlx3:SC|P2P|PC:PRE_COPY_P2P hisi:SC|PC:PRE_COPY ap:SC:STOP",
-     "reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
-     " | p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
+     "p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
      " | run-no-p2p: hisi=PRE_COPY>RUNNING ap=STOP>RUNNING"
+     " | reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
      " | run: mlx2=RUNNING_P2P>RUNNING mlx3=RUNNING_P2P>RUNNING",
      0, NULL},
     {"abort/already-running", PLAN_OP_ABORT, PAR, REQUIRE, "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING",
