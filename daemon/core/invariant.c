@@ -27,9 +27,8 @@ bool invariant_allows(const uint32_t *flags, const enum mig_state *states, size_
                       size_t *ret_peer)
 {
         for (size_t j = 0; j < n; j++) {
-                if (j == device ||
-                    invariant_pair_ok(flags[device], target, false, flags[j], states[j], false,
-                                      mode))
+                if (j == device || invariant_pair_ok(flags[device], target, false, flags[j],
+                                                     states[j], false, mode))
                         continue;
                 if (ret_peer)
                         *ret_peer = j;
@@ -43,8 +42,11 @@ static bool spans_conflict(const InvariantSpan *v, size_t iv, const InvariantSpa
 {
         for (size_t a = 0; a < v->n_states; a++)
                 for (size_t b = 0; b < x->n_states; b++) {
-                        if (!endangers(v->flags, v->states[a], v->discards, x->flags,
-                                       x->states[b], mode))
+                        /* Both where they already are: the phase did not make that pair. */
+                        if (a == 0 && b == 0)
+                                continue;
+                        if (!endangers(v->flags, v->states[a], v->discards, x->flags, x->states[b],
+                                       mode))
                                 continue;
                         if (ret)
                                 *ret = (InvariantConflict){iv, ix, v->states[a], x->states[b]};

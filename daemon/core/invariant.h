@@ -39,8 +39,13 @@ bool invariant_allows(const uint32_t *flags, const enum mig_state *states, size_
                       enum plan_p2p_mode mode, size_t device, enum mig_state target,
                       size_t *ret_peer);
 
-/* Every state one device may be in while a phase runs: where it is, or each state its step
- * walks (the steps of a phase run in parallel and interleave in any order). */
+/*
+ * Every state one device may be in while a phase runs: states[0] is where it is, then each
+ * state its step walks (the steps of a phase run in parallel and interleave in any order).
+ * A pair that breaks the rule with both devices in their states[0] was not made by the
+ * phase (a rollback after QEMU's serial order starts from one), so only pairs a step enters
+ * count: a phase may repair a breach, never make one.
+ */
 typedef struct InvariantSpan {
         uint32_t flags;
         enum mig_state states[MIG_PATH_MAX];
