@@ -5,13 +5,14 @@ corruption event on any of them (the sim records one when a device stops while a
 still DMA into it)."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_OK, EXIT_ROLLED_BACK, VM_IFACE, MigdTestCase, main,  # noqa: E402
-                      seconds, vm_path, wait_for)
+from migdtest import (EXIT_OK, EXIT_ROLLED_BACK, MANAGER, ROOT, VM_IFACE,  # noqa: E402
+                      MigdTestCase, main, seconds, vm_path, wait_for)
 
 DEVICES = [("nic0", "mlx5"), ("nic1", "pds"), ("gpu0", "xe")]
 NAMES = [d[0] for d in DEVICES]
@@ -145,6 +146,78 @@ class AbortTest(MigdTestCase):
         self.h.sim.latency("gpu0", 0, arc="RUNNING_P2P>STOP")
         self.assertOk(self.h.ctl("quiesce", "vm1"))
         self.assertNoCorruption()
+
+
+class ShutdownTest(MigdTestCase):
+    """SIGTERM aborts the running sequences, waits for them at most --stop-timeout-ms, exits
+    0, and leaves every VM in a state its journal record explains."""
+
+    def setUp(self):
+        super().setUp()
+        self.h = self.new_host(devices=[(n, p, {"p2p_group": "vm1", "blob_size": 4 << 20})
+                                        for n, p in DEVICES],
+                               daemon_args=["--stop-timeout-ms=2000"])
+        self.assertOk(self.h.ctl("register", "vm1", *NAMES, "--phase-deadline-ms", "20000"))
+
+    def sigterm(self):
+        """SIGTERM; the daemon's exit code (the harness bounds the wait, and fails a test
+        whose daemon exits non-zero)."""
+        self.h.daemon.proc.send_signal(signal.SIGTERM)
+        code = self.h.daemon.proc.wait(seconds(20))
+        self.h.daemon.returncode = code
+        self.h.daemon.log.close()
+        return code
+
+    def test_sigterm_rolls_back_a_sequence_held_by_a_hanging_device(self):
+        """gpu0 hangs in the stop phase, deadline 20 s: SIGTERM aborts the Quiesce, which
+        rolls back (the caller gets SequenceFailed), and the daemon exits 0 before the
+        deadline could fire; every device RUNNING, and the journal holds no sequence."""
+        self.h.sim.fault("gpu0", "RUNNING_P2P>STOP", "hang")
+        quiesce = Background(self.h, "quiesce", "vm1")
+        wait_for(lambda: self.h.sim.states(["nic0", "nic1"]) == {"nic0": "STOP", "nic1": "STOP"},
+                 seconds(10), "the stop phase to be under way")
+        self.assertEqual(self.sigterm(), 0)
+        code, out, err = quiesce.wait(seconds(10))
+        self.assertEqual(code, EXIT_ROLLED_BACK, err)
+        self.assertIn("aborted", err)
+        self.assertStates(self.h, NAMES, "RUNNING")
+        log = self.h.daemon.read_log()
+        self.assertIn("aborting its quiesce", log)
+        self.assertNotIn("exiting without it", log)
+        # a restart finds nothing in flight: the record was closed by the rollback
+        self.h.restart_daemon()
+        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
+        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        self.assertEqual(entry["operation"], "", entry)
+        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
+
+    def test_sigterm_does_not_wait_forever_for_a_stalled_save(self):
+        """Save into a FIFO nobody reads: the stream stalls and the abort cannot end it here,
+        so the daemon exits 0 once --stop-timeout-ms passed, saying which VM it left. The
+        journal still holds the Save, so the next start rolls the VM back to RUNNING."""
+        fifo = os.path.join(self.workdir, "stalled.mig")
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened, never read
+        try:
+            save = Background(self.h, "save", "vm1", fifo)
+            wait_for(lambda: self.h.busctl_get(vm_path("vm1"), VM_IFACE, "State")
+                     == "sequencing:save", seconds(10), "the Save to run")
+            wait_for(lambda: "phase save (" in self.h.daemon.read_log(), seconds(10),
+                     "the save phase to start")
+            self.assertEqual(self.sigterm(), 0)
+            self.assertIn("exiting without it", self.h.daemon.read_log())
+            save.wait(seconds(10))
+        finally:
+            os.close(reader)
+        self.h.restart_daemon()
+        wait_for(lambda: self.h.busctl_get(ROOT, MANAGER, "LastRecovery")["status"]
+                 != "recovering", seconds(20), "the recovery to end")
+        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
+        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        self.assertEqual(entry["operation"], "save", entry)
+        self.assertEqual(entry["action"], "rollback", entry)
+        self.assertStates(self.h, NAMES, "RUNNING")
+        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
 
 
 if __name__ == "__main__":
