@@ -85,6 +85,32 @@ class AbortTest(MigdTestCase):
         self.assertEqual(self.h.busctl_get(self.path, VM_IFACE, "State"), "running")
         self.assertNoCorruption()
 
+    def test_abort_names_the_device_whose_step_cannot_be_cancelled(self):
+        """gpu0's RUNNING_P2P>STOP takes 3 s and ignores cancel (as a kernel ioctl does);
+        Abort during it cannot wait that out: after the cancel grace it fails naming gpu0,
+        the others held at RUNNING_P2P, and the VM finishes the rollback once gpu0 lands."""
+        self.register("--phase-deadline-ms", "20000")
+        self.h.sim.latency("gpu0", 3000, arc="RUNNING_P2P>STOP")
+        quiesce = Background(self.h, "quiesce", "vm1")
+        wait_for(lambda: self.h.sim.states(["nic0", "nic1"]) == {"nic0": "STOP", "nic1": "STOP"},
+                 seconds(10), "the stop phase to be under way")
+        r = self.h.ctl("abort", "vm1")
+        self.assertExit(r, EXIT_ROLLED_BACK, "SequenceFailed")
+        self.assertIn("gpu0", r.stderr)
+        self.assertIn("deferred", r.stderr)
+        code, out, err = quiesce.wait(seconds(10))
+        self.assertEqual(code, EXIT_ROLLED_BACK, err)
+        report = self.last()
+        self.assertEqual(report["result"], "deferred", report)
+        self.assertTrue(report["aborted"])
+        self.assertEqual(report["hung"], ["gpu0"])
+        wait_for(lambda: self.h.sim.states(NAMES) == {n: "RUNNING" for n in NAMES},
+                 seconds(30), "the deferred rollback to bring every device back to RUNNING")
+        wait_for(lambda: self.last()["operation"] == "abort", seconds(10),
+                 "LastSequence to be the deferred rollback")
+        self.assertEqual(self.last()["result"], "ok")
+        self.assertNoCorruption()
+
     def test_abort_on_an_idle_vm_still_runs_an_abort(self):
         """Nothing runs: Abort is the ordinary sequence back to RUNNING."""
         self.register()
