@@ -32,23 +32,66 @@ static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **e
         return -EOPNOTSUPP;
 }
 
+/*
+ * The aborted sequences did not end in time (a stream nobody reads, a step that ignores
+ * cancel and abort alike): exit anyway. Their journal records stay in flight, so the next
+ * start recovers those VMs from records that explain their devices.
+ */
+static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Daemon *d = userdata;
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        for (guint i = 0; i < vms->len; i++) {
+                enum plan_op op;
+
+                if (vm_is_busy(vms->pdata[i], &op))
+                        log_error("VM %s: its %s did not end within %" PRIu32 " ms of the stop; "
+                                  "exiting without it. Its crash journal record stays, and the "
+                                  "next start recovers the VM.",
+                                  vm_name(vms->pdata[i]), plan_op_to_string(op),
+                                  d->stop_timeout_ms);
+        }
+        d->abandon_sequences = true;
+        (void)sd_event_exit(d->event, 0);
+        return 0;
+}
+
+/* Every running sequence is aborted (it rolls back), none starts on its own any more. */
+static void daemon_abort_sequences(Daemon *d)
+{
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        for (guint i = 0; i < vms->len; i++)
+                vm_abort_for_shutdown(vms->pdata[i]);
+}
+
 static void daemon_begin_stop(Daemon *d, const char *why)
 {
+        int r;
+
         if (d->stopping) {
-                log_notice("%s again: still waiting for running sequences to finish.", why);
+                log_notice("%s again: still waiting for the aborted sequences to roll back.", why);
                 return;
         }
         d->stopping = true;
         /* The name stays until exit: whoever watches a running sequence by the bus name
          * keeps receiving its signals; new changes are refused with Busy meanwhile. */
         (void)sd_notify(0, "STOPPING=1");
+        daemon_abort_sequences(d);
         if (!registry_busy(d->registry)) {
                 log_info("%s: stopping.", why);
                 (void)sd_event_exit(d->event, 0);
                 return;
         }
-        log_info("%s: stopping once the running sequences finish.", why);
-        (void)sd_notify(0, "STATUS=Stopping: waiting for running sequences.");
+        log_info("%s: aborting the running sequences; stopping once they rolled back (at most "
+                 "%" PRIu32 " ms).",
+                 why, d->stop_timeout_ms);
+        (void)sd_notify(0, "STATUS=Stopping: rolling back the running sequences.");
+        r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC,
+                                       (uint64_t)d->stop_timeout_ms * 1000u, 0, on_stop_timeout, d);
+        if (r < 0)
+                log_warning("Cannot bound the wait for the running sequences: %s", strerror(-r));
 }
 
 int daemon_reload_policy(Daemon *d, GError **error)
@@ -259,6 +302,8 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
 
         d->libvirt_uri = g_strdup(options->libvirt_uri);
         d->state_dir = g_strdup(options->state_dir);
+        d->stop_timeout_ms = options->stop_timeout_ms ? options->stop_timeout_ms
+                                                      : DAEMON_STOP_TIMEOUT_DEFAULT_MS;
         r = daemon_setup_bus(d, error);
         if (r < 0)
                 return r;
@@ -293,8 +338,11 @@ void daemon_free(Daemon *d)
         /* libvirt first: no event may register a VM while the registry goes away. */
         bus_libvirt_stop(d);
         hotplug_watch_free(d->hotplug);
-        /* The registry first: a sequence still running finishes and replies on the bus. */
-        registry_free(d->registry);
+        sd_event_source_disable_unref(d->stop_timer);
+        /* The registry first: a sequence still running finishes and replies on the bus.
+         * Past the stop timeout a sequence may never end: the process exits without it. */
+        if (!d->abandon_sequences)
+                registry_free(d->registry);
         /* After the registry: its last sequences still write the journal. */
         recovery_free(d->recovery);
         g_free(d->state_dir);

@@ -38,7 +38,12 @@ typedef struct DaemonOptions {
         bool allow_default_policy;  /* run with built-in defaults when the policy is invalid */
         const char *state_dir;      /* the crash journal's directory; default /var/lib/vfio-migd */
         const char *libvirt_uri;    /* NULL: no libvirt connection (--libvirt-uri=none) */
+        uint32_t stop_timeout_ms;   /* SIGTERM: how long aborted sequences may take; 0: default */
 } DaemonOptions;
+
+/* Below the unit's TimeoutStopSec=90s, so the daemon exits before systemd kills it. */
+#define DAEMON_STOP_TIMEOUT_DEFAULT_MS UINT32_C(60000)
+#define DAEMON_STOP_TIMEOUT_MAX_MS     UINT32_C(3600000)
 
 typedef struct Daemon {
         sd_event *event;
@@ -46,6 +51,9 @@ typedef struct Daemon {
         Registry *registry;
         BusAuth auth;
         bool stopping;
+        uint32_t stop_timeout_ms;
+        sd_event_source *stop_timer; /* SIGTERM: the bound on waiting for aborted sequences */
+        bool abandon_sequences;      /* that bound passed: exit without joining them */
         GPtrArray *slots; /* sd_bus_slot*: every vtable, enumerator and match */
         char *policy_file, *policy_dir;
         char **policy_files; /* the files of the policy in force, in order */

@@ -52,6 +52,10 @@ static void print_help(void)
                "                               (default: /var/lib/vfio-migd)\n"
                "  --libvirt-uri=URI            track the running domains of this libvirt; none:\n"
                "                               no libvirt (default: qemu:///system)\n"
+               "  --stop-timeout-ms=N          on SIGTERM, running sequences are aborted and\n"
+               "                               rolled back; exit after at most N ms even if\n"
+               "                               one has not ended (default: 60000, below the\n"
+               "                               unit's TimeoutStopSec=90s)\n"
                "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
                "info)\n"
                "  --version                    print the version and exit\n"
@@ -103,6 +107,7 @@ enum {
         ARG_ALLOW_DEFAULT_POLICY,
         ARG_STATE_DIR,
         ARG_LIBVIRT_URI,
+        ARG_STOP_TIMEOUT,
         ARG_VERSION,
         ARG_HELP,
 };
@@ -125,6 +130,7 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
             {"allow-default-policy", no_argument, NULL, ARG_ALLOW_DEFAULT_POLICY},
             {"state-dir", required_argument, NULL, ARG_STATE_DIR},
             {"libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI},
+            {"stop-timeout-ms", required_argument, NULL, ARG_STOP_TIMEOUT},
             {"version", no_argument, NULL, ARG_VERSION},
             {"help", no_argument, NULL, ARG_HELP},
             {},
@@ -214,6 +220,13 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                                 return usage_error("--libvirt-uri: give a libvirt URI, or none "
                                                    "for no libvirt.");
                         o->libvirt_uri = strcmp(optarg, "none") == 0 ? NULL : optarg;
+                        break;
+                case ARG_STOP_TIMEOUT:
+                        if (!parse_u32(optarg, 1, DAEMON_STOP_TIMEOUT_MAX_MS,
+                                       &o->stop_timeout_ms))
+                                return usage_error("--stop-timeout-ms: '%s' is not a number "
+                                                   "from 1 to %" PRIu32 ".",
+                                                   optarg, DAEMON_STOP_TIMEOUT_MAX_MS);
                         break;
                 case ARG_VERSION:
                         printf("vfio-migd %s\n", VFIO_MIGD_VERSION);

@@ -9,7 +9,19 @@
  * the sequencer reads every device's real state (device_get_state) and runs the rollback
  * plan (plan_op_rollback(op)); devices found in ERROR are reset and reported as having lost
  * their state. A device whose step never returns even after cancel is reported "hung" and
- * left alone (its worker keeps a reference).
+ * left alone (its worker keeps a reference); it counts as being anywhere on its step's walk,
+ * so the rollback holds its peers at RUNNING_P2P and stops there (rollback_deferred): the
+ * caller finishes it once the step returns (on_late).
+ *
+ * Every transition and reset phase is checked against the P2P invariant (core/invariant.h)
+ * before it is issued, with the states the devices were last seen in; a phase that could
+ * break it is not issued (-EPROTO, a bug). The serial strategy breaks it on purpose and is
+ * not checked.
+ *
+ * opts->abort preempts: the sequence starts no further phase, the running phase's barrier
+ * wakes, its steps are cancelled (device_cancel; a step that does not return within the
+ * grace is hung, as above) and the sequence rolls back (-ECANCELED, report->aborted). The
+ * rollback itself is not preemptible: it is what an abort asks for.
  *
  * data_fds[i] is device i's open data session fd or -1; the sequencer updates it (new fds
  * from set_state, closes them when a session ends) so the caller can keep sessions across
@@ -21,7 +33,8 @@
  * vm_name into the header; a Resume refuses (-EBADMSG) a stream of another VM unless it was
  * saved under renamed_from. Both report the id (SeqReport.migration_id).
  *
- * Errors: 0 when the plan completed; -ETIMEDOUT, -ECANCELED or the failing step's errno
+ * Errors: 0 when the plan completed; -ETIMEDOUT, -ECANCELED (aborted, or a step was
+ * cancelled), -EPROTO (a phase would have broken the invariant) or the failing step's errno
  * otherwise, with the report always filled in.
  */
 
@@ -38,6 +51,10 @@ typedef enum SeqEventKind {
         SEQ_EVENT_PHASE_FAILED,
         SEQ_EVENT_DEVICE_STATE, /* a device reached a new state (after any step or rollback) */
         SEQ_EVENT_ROLLBACK_START,
+        /* A step passed its deadline and ignored cancel (ev.device): it is outstanding, its
+         * peers are held at RUNNING_P2P and the rollback waits for it (SeqLateFunc). Sent
+         * before the step's late return can be. */
+        SEQ_EVENT_DEVICE_HUNG,
 } SeqEventKind;
 
 typedef struct SeqEvent {
@@ -51,6 +68,15 @@ typedef struct SeqEvent {
 
 /* Called from worker threads and the sequencing thread: must be thread-safe and quick. */
 typedef void (*SeqEventFunc)(const SeqEvent *ev, void *userdata);
+
+/*
+ * A hung step returned (device indexes the caller's devices; reached is where it left the
+ * device, error its outcome), possibly long after sequencer_run() returned. Called from the
+ * step's worker thread, once per SEQ_EVENT_DEVICE_HUNG, with a reference taken by
+ * late_ref(late_userdata) when the step was declared hung and dropped by late_unref()
+ * afterwards (also when it never returns before the process ends).
+ */
+typedef void (*SeqLateFunc)(size_t device, enum mig_state reached, int error, void *userdata);
 
 typedef struct SeqOptions {
         unsigned parallelism;      /* worker threads; 0: one per device */
@@ -67,6 +93,10 @@ typedef struct SeqOptions {
         SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
         SeqEventFunc on_event;
         void *userdata;
+        SeqLateFunc on_late;       /* NULL: a late return is only logged */
+        void *(*late_ref)(void *late_userdata);
+        void (*late_unref)(void *late_userdata);
+        void *late_userdata;
 } SeqOptions;
 
 typedef struct SeqStep {
@@ -95,6 +125,10 @@ typedef struct SeqReport {
         GArray *phases;            /* SeqPhaseTiming, including rollback phases ("rollback:p2p") */
         GArray *steps;             /* SeqStep, in completion order */
         bool rolled_back;
+        bool aborted;              /* opts->abort preempted it (error -ECANCELED) */
+        /* Devices hung: the others are held where the invariant lets them be (RUNNING_P2P)
+         * and the rest of the rollback waits for the hung steps to return (SeqLateFunc). */
+        bool rollback_deferred;
         GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
         GPtrArray *hung;           /* char*: names of devices whose step never returned */
         char *migration_id;        /* SAVE/RESUME: the stream's migration id in hex, or NULL */

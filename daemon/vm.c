@@ -19,6 +19,8 @@ typedef struct VmRun {
         int fd; /* Save destination / Resume source, owned */
         char *renamed_from; /* Resume: the other VM name its stream may carry */
         SeqOptions seq;
+        SeqAbort *abort; /* signalled by vm_abort_running() */
+        GArray *waiters; /* VmWaiter: Abort callers waiting for this run to end */
         GThread *thread;
         VmEventFunc on_event;
         VmDoneFunc on_done;
@@ -28,9 +30,27 @@ typedef struct VmRun {
         SeqReport *report;
 } VmRun;
 
-/* What the worker hands to the loop: a progress event, or the completion when done. */
+/* Someone else waiting for a run's end (Abort on a sequencing VM). */
+typedef struct VmWaiter {
+        VmDoneFunc on_done;
+        void *userdata;
+} VmWaiter;
+
+/*
+ * Where a hung step's late return goes (SeqLateFunc): shared by the Vm and the workers of
+ * its hung steps, which may outlive it. vm is NULL once the Vm is freed.
+ */
+typedef struct VmLateSink {
+        gint refcount;
+        GMutex lock;
+        Vm *vm;
+} VmLateSink;
+
+/* What the worker hands to the loop: a progress event, the return of a hung step, or the
+ * completion when done. */
 typedef struct VmQueued {
         bool done;
+        bool late; /* ev.device returned late into ev.new_state */
         SeqEvent ev;
         char *phase; /* ev.phase points here */
 } VmQueued;
@@ -57,6 +77,18 @@ struct Vm {
         void *blockers_userdata;
         VmJournalFunc journal_func;
         void *journal_userdata;
+
+        /* Steps given up on (hung) whose worker has not returned: the devices' peers are
+         * held and no sequence may start until the deferred rollback has run. */
+        VmLateSink *late;
+        bool *outstanding;
+        size_t n_outstanding;
+        bool completion_pending; /* the deferred rollback waits to run */
+        enum plan_op completion_op;
+        bool stopping; /* vm_abort_for_shutdown(): no deferred rollback starts any more */
+        VmEventFunc observer_event;
+        VmDoneFunc observer_done;
+        void *observer_userdata;
 };
 
 void vm_options_overlay(VmOptions *base, const VmOptions *over)
@@ -152,6 +184,42 @@ bool vm_name_is_valid(const char *name)
 }
 
 static int vm_wake_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static void vm_queue_push(Vm *vm, VmQueued *q);
+
+static void *late_sink_ref(void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        g_atomic_int_inc(&sink->refcount);
+        return sink;
+}
+
+static void late_sink_unref(void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        if (!sink || !g_atomic_int_dec_and_test(&sink->refcount))
+                return;
+        g_mutex_clear(&sink->lock);
+        g_free(sink);
+}
+
+/* A hung step's worker returned (any thread): the loop learns it through the queue. */
+static void late_sink_return(size_t device, enum mig_state reached, int error, void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        g_mutex_lock(&sink->lock);
+        if (sink->vm) {
+                VmQueued *q = g_new0(VmQueued, 1);
+
+                q->late = true;
+                q->ev.device = device;
+                q->ev.new_state = reached;
+                vm_queue_push(sink->vm, q);
+        }
+        g_mutex_unlock(&sink->lock);
+}
 
 int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
            const VmOptions *options, Vm **ret)
@@ -166,6 +234,11 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         vm->origin = g_strdup("dbus");
         vm->options = *options;
         vm->devices = g_new0(Device *, n);
+        vm->outstanding = g_new0(bool, n ? n : 1);
+        vm->late = g_new0(VmLateSink, 1);
+        vm->late->refcount = 1;
+        g_mutex_init(&vm->late->lock);
+        vm->late->vm = vm;
         vm->data_fds = g_new(int, n);
         vm->states = g_new(enum mig_state, n);
         for (size_t i = 0; i < n; i++) {
@@ -193,6 +266,13 @@ void vm_free(Vm *vm)
         if (!vm)
                 return;
         vm_wait_idle(vm);
+        /* A hung step that returns from now on finds nobody: it only logs. */
+        if (vm->late) {
+                g_mutex_lock(&vm->late->lock);
+                vm->late->vm = NULL;
+                g_mutex_unlock(&vm->late->lock);
+                late_sink_unref(vm->late);
+        }
         for (size_t i = 0; i < vm->n; i++) {
                 if (vm->data_fds[i] >= 0)
                         close(vm->data_fds[i]);
@@ -204,6 +284,7 @@ void vm_free(Vm *vm)
         g_mutex_clear(&vm->lock);
         seq_report_free(vm->last_report);
         g_free(vm->devices);
+        g_free(vm->outstanding);
         g_free(vm->data_fds);
         g_free(vm->states);
         g_free(vm->state_text);
@@ -384,14 +465,50 @@ GPtrArray *vm_groups(const Vm *vm)
         return groups;
 }
 
+/* "gpu0, nic1": the devices whose step is outstanding; NULL when none. */
+char *vm_outstanding_devices(const Vm *vm)
+{
+        GString *names;
+
+        if (vm->n_outstanding == 0)
+                return NULL;
+        names = g_string_new(NULL);
+        for (size_t i = 0; i < vm->n; i++)
+                if (vm->outstanding[i])
+                        g_string_append_printf(names, "%s%s", names->len ? ", " : "",
+                                               vm->devices[i]->info.name);
+        return g_string_free(names, FALSE);
+}
+
+static char *step_outstanding_blocker(const Vm *vm)
+{
+        g_autofree char *names = vm_outstanding_devices(vm);
+
+        if (!names)
+                return NULL;
+        return g_strdup_printf("step-outstanding: Device %s has not returned from a step that "
+                               "passed its deadline; its peers are held at RUNNING_P2P and the "
+                               "rollback finishes once it returns.",
+                               names);
+}
+
+static GPtrArray *vm_compute_static_blockers(const Vm *vm);
+
 GPtrArray *vm_compute_blockers(const Vm *vm)
 {
-        GPtrArray *blockers;
+        GPtrArray *blockers = vm->blockers_func ? vm->blockers_func(vm, vm->blockers_userdata)
+                                                : vm_compute_static_blockers(vm);
+        char *outstanding = step_outstanding_blocker(vm);
 
-        if (vm->blockers_func)
-                return vm->blockers_func(vm, vm->blockers_userdata);
-        /* Without a policy (the model used on its own): the devices' flags alone. */
-        blockers = g_ptr_array_new_with_free_func(g_free);
+        if (outstanding)
+                g_ptr_array_add(blockers, outstanding);
+        return blockers;
+}
+
+/* Without a policy (the model used on its own): the devices' flags alone. */
+static GPtrArray *vm_compute_static_blockers(const Vm *vm)
+{
+        GPtrArray *blockers = g_ptr_array_new_with_free_func(g_free);
 
         for (size_t i = 0; i < vm->n; i++) {
                 const DeviceInfo *info = &vm->devices[i]->info;
@@ -418,7 +535,7 @@ GPtrArray *vm_compute_blockers(const Vm *vm)
 
 int vm_close_sessions(Vm *vm)
 {
-        if (vm->run)
+        if (vm->run || vm->n_outstanding > 0 || vm->completion_pending)
                 return -EAGAIN;
         for (size_t i = 0; i < vm->n; i++)
                 closep(&vm->data_fds[i]);
@@ -475,6 +592,9 @@ static void vm_run_free(VmRun *run)
 {
         if (!run)
                 return;
+        seq_abort_free(run->abort);
+        if (run->waiters)
+                g_array_unref(run->waiters);
         plan_free(run->plan);
         closep(&run->fd);
         seq_report_free(run->report);
@@ -561,11 +681,80 @@ static void report_name_gone(const Vm *vm, SeqReport *rep)
         rep->message = message;
 }
 
+static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                    VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error);
+
+/* An Abort caller waited for a run: what it is told (0: the VM is back to RUNNING). */
+static int waiter_outcome(const SeqReport *rep, int error)
+{
+        if (rep->op == PLAN_OP_ABORT || rep->rolled_back)
+                return error == 0 || rep->rolled_back ? 0 : error;
+        return error ? error : -EIO;
+}
+
+static void waiters_done(Vm *vm, GArray *waiters, int error, const SeqReport *rep)
+{
+        for (guint i = 0; waiters && i < waiters->len; i++) {
+                const VmWaiter *w = &g_array_index(waiters, VmWaiter, i);
+                w->on_done(vm, error, rep, w->userdata);
+        }
+}
+
+/* The chained Abort of vm_finish_run() ended: its waiters get its outcome. */
+static void waiters_chain_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        g_autoptr(GArray) waiters = userdata;
+
+        waiters_done(vm, waiters, error, rep);
+}
+
+/*
+ * The run Abort callers waited for ended. Rolled back (or itself an abort): they share its
+ * outcome. Finished before the abort could preempt it: they get an Abort of their own.
+ */
+static void vm_answer_waiters(Vm *vm, GArray *waiters, int error, const SeqReport *rep)
+{
+        g_autoptr(GError) e = NULL;
+
+        if (!waiters || waiters->len == 0)
+                return;
+        if (error != 0 || rep->op == PLAN_OP_ABORT || vm->completion_pending) {
+                waiters_done(vm, waiters, waiter_outcome(rep, error), rep);
+                return;
+        }
+        if (vm_start(vm, PLAN_OP_ABORT, -1, NULL, vm->observer_event, waiters_chain_done,
+                     g_array_ref(waiters), &e) < 0) {
+                log_error("VM %s: the Abort after %s could not start: %s", vm->name,
+                          plan_op_to_string(rep->op), e->message);
+                g_array_unref(waiters);
+                waiters_done(vm, waiters, -EIO, rep);
+        }
+}
+
+/* The deferred rollback, once every outstanding step returned and nothing else runs. */
+static void vm_maybe_complete(Vm *vm)
+{
+        g_autoptr(GError) e = NULL;
+
+        if (vm->run || !vm->completion_pending || vm->n_outstanding > 0 || vm->stopping)
+                return;
+        vm->completion_pending = false;
+        log_notice("VM %s: every outstanding step returned; finishing the deferred rollback "
+                   "(%s)",
+                   vm->name, plan_op_to_string(vm->completion_op));
+        if (vm_start(vm, vm->completion_op, -1, NULL, vm->observer_event, vm->observer_done,
+                     vm->observer_userdata, &e) < 0)
+                log_error("VM %s: the deferred rollback could not start: %s; run Abort", vm->name,
+                          e->message);
+}
+
 static void vm_finish_run(Vm *vm)
 {
         VmRun *run = g_steal_pointer(&vm->run);
         VmDoneFunc on_done = run->on_done;
         void *userdata = run->userdata;
+        g_autoptr(GArray) waiters = g_steal_pointer(&run->waiters);
+        bool rollback_reset = run->seq.rollback_reset;
         int error = run->error;
 
         if (run->thread)
@@ -580,20 +769,57 @@ static void vm_finish_run(Vm *vm)
 
         vm_refresh_states(vm, vm->last_report);
         vm_log_outcome(vm, vm->last_report, error);
-        vm_journal(vm, VM_JOURNAL_END, vm->last_report->op, NULL);
+        if (vm->last_report->hung && vm->last_report->hung->len > 0) {
+                /* The journal keeps the sequence in flight until the rollback is done, so a
+                 * crash meanwhile is recovered from a record that explains the devices. */
+                vm->completion_pending = true;
+                vm->completion_op =
+                    rollback_reset ? PLAN_OP_RESET : plan_op_rollback(vm->last_report->op);
+                log_warning("VM %s: the rollback waits for %u outstanding step(s)", vm->name,
+                            (unsigned)vm->n_outstanding);
+        } else {
+                vm_journal(vm, VM_JOURNAL_END, vm->last_report->op, NULL);
+        }
         if (on_done)
                 on_done(vm, error, vm->last_report, userdata);
+        vm_answer_waiters(vm, waiters, error, vm->last_report);
+        vm_maybe_complete(vm);
+}
+
+/* A hung step returned: the device is where it landed; the rollback may go on. */
+static void vm_late_return(Vm *vm, size_t device, enum mig_state reached)
+{
+        SeqEvent ev = {.kind = SEQ_EVENT_DEVICE_STATE, .phase = "late", .device = device};
+
+        if (device >= vm->n || !vm->outstanding[device])
+                return;
+        vm->outstanding[device] = false;
+        vm->n_outstanding--;
+        ev.old_state = vm->states[device];
+        ev.new_state = vm->states[device] = reached;
+        log_notice("VM %s: device %s returned from its outstanding step in %s", vm->name,
+                   vm->devices[device]->info.name, mig_state_to_string(reached));
+        if (vm->observer_event)
+                vm->observer_event(vm, &ev, vm->observer_userdata);
+        vm_maybe_complete(vm);
 }
 
 static void vm_dispatch(Vm *vm, VmQueued *q)
 {
         if (q->done) {
                 vm_finish_run(vm);
+        } else if (q->late) {
+                vm_late_return(vm, q->ev.device, q->ev.new_state);
         } else {
                 if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
                         vm->states[q->ev.device] = q->ev.new_state;
-                if (vm->run && (q->ev.kind == SEQ_EVENT_PHASE_START ||
-                                q->ev.kind == SEQ_EVENT_ROLLBACK_START))
+                if (q->ev.kind == SEQ_EVENT_DEVICE_HUNG && q->ev.device < vm->n &&
+                    !vm->outstanding[q->ev.device]) {
+                        vm->outstanding[q->ev.device] = true;
+                        vm->n_outstanding++;
+                }
+                if (vm->run &&
+                    (q->ev.kind == SEQ_EVENT_PHASE_START || q->ev.kind == SEQ_EVENT_ROLLBACK_START))
                         vm_journal(vm, VM_JOURNAL_PHASE, vm->run->op, &q->ev);
                 if (vm->run && vm->run->on_event)
                         vm->run->on_event(vm, &q->ev, vm->run->userdata);
@@ -711,10 +937,7 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
                            VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
 {
         _cleanup_close_ int owned_fd = fd;
-        g_autoptr(GError) thread_error = NULL;
-        VmRun *run;
-        Plan *plan = NULL;
-        int r;
+        g_autofree char *outstanding = vm_outstanding_devices(vm);
 
         if (vm->run) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBUSY),
@@ -722,6 +945,68 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
                             plan_op_to_string(vm->run->op));
                 return -EAGAIN;
         }
+        /* The device is still in its worker's hands: no second request may reach it. */
+        if (outstanding || vm->completion_pending) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBUSY),
+                            "VM %s %s%s%s; its peers are held at RUNNING_P2P and the rollback "
+                            "finishes on its own once the step returns (watch LastSequence).",
+                            vm->name,
+                            outstanding ? "has a step outstanding on device "
+                                        : "waits for its "
+                                          "deferred rollback",
+                            outstanding ? outstanding : "",
+                            outstanding ? " (it passed its deadline and ignored cancel)" : "");
+                return -EAGAIN;
+        }
+        return vm_start(vm, op, steal_fd(&owned_fd), renamed_from, on_event, on_done, userdata,
+                        error);
+}
+
+int vm_abort_running(Vm *vm, VmDoneFunc on_done, void *userdata)
+{
+        VmWaiter w = {on_done, userdata};
+
+        if (!vm->run)
+                return -ESRCH;
+        /* An abort (or reset) under way is what the caller asks for: wait for it. */
+        if (vm->run->op != PLAN_OP_ABORT && vm->run->op != PLAN_OP_RESET) {
+                log_notice("VM %s: Abort during %s: preempting it", vm->name,
+                           plan_op_to_string(vm->run->op));
+                seq_abort_signal(vm->run->abort);
+        }
+        if (!vm->run->waiters)
+                vm->run->waiters = g_array_new(FALSE, FALSE, sizeof(VmWaiter));
+        g_array_append_val(vm->run->waiters, w);
+        return 0;
+}
+
+void vm_abort_for_shutdown(Vm *vm)
+{
+        vm->stopping = true;
+        if (vm->run && vm->run->op != PLAN_OP_ABORT && vm->run->op != PLAN_OP_RESET) {
+                log_notice("VM %s: shutting down: aborting its %s", vm->name,
+                           plan_op_to_string(vm->run->op));
+                seq_abort_signal(vm->run->abort);
+        }
+}
+
+void vm_set_observer(Vm *vm, VmEventFunc on_event, VmDoneFunc on_done, void *userdata)
+{
+        vm->observer_event = on_event;
+        vm->observer_done = on_done;
+        vm->observer_userdata = userdata;
+}
+
+/* vm_start_operation() once the VM is known to be free. */
+static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                    VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
+{
+        _cleanup_close_ int owned_fd = fd;
+        g_autoptr(GError) thread_error = NULL;
+        VmRun *run;
+        Plan *plan = NULL;
+        int r;
+
         for (size_t i = 0; i < vm->n; i++)
                 if (device_is_gone(vm->devices[i])) {
                         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODEV),
@@ -766,6 +1051,15 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
         run->on_event = on_event;
         run->on_done = on_done;
         run->userdata = userdata;
+        run->abort = seq_abort_new();
+        if (!run->abort) {
+                r = -errno;
+                vm_run_free(run);
+                vm_journal(vm, VM_JOURNAL_END, op, NULL);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot set up VM %s's sequence: %s.", vm->name, g_strerror(-r));
+                return r;
+        }
         run->seq = (SeqOptions){
             .parallelism = vm->options.parallelism,
             .phase_deadline_us = (uint64_t)vm->options.phase_deadline_ms * 1000u,
@@ -776,8 +1070,13 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
             .vm_name = vm->name,
             .renamed_from = run->renamed_from,
             .max_device_state_bytes = vm->options.max_device_state_bytes,
+            .abort = run->abort,
             .on_event = vm_seq_event,
             .userdata = run,
+            .on_late = late_sink_return,
+            .late_ref = late_sink_ref,
+            .late_unref = late_sink_unref,
+            .late_userdata = vm->late,
         };
 
         vm->run = run;

@@ -12,13 +12,23 @@
  *
  * Errors: negative errno, with a GError whose message names the input and the fix:
  *   -EINVAL  bad arguments (VM name, options)
- *   -EAGAIN  a sequence is already running on this VM
+ *   -EAGAIN  a sequence is already running on this VM, or a step of an earlier one is
+ *            outstanding (hung) and its deferred rollback has not run yet
  *   -EBADFD  the devices are not in a state the operation starts from
  *   -EPERM   the VM has blockers (vm_compute_blockers())
  *   -ENODEV  a device of the VM was removed from the host (device_is_gone())
  *   -EIO     the journal hook could not record the sequence (nothing moved)
  * A sequence's outcome (VmDoneFunc) is 0, -ETIMEDOUT (a phase passed its deadline),
- * -EBADMSG (the resume stream was bad) or the failing step's errno.
+ * -EBADMSG (the resume stream was bad), -ECANCELED (Abort preempted it) or the failing
+ * step's errno.
+ *
+ * A hung step (SeqReport.hung): the sequence ends with the device's peers held where the
+ * invariant allows (RUNNING_P2P) and the device marked outstanding (the step-outstanding
+ * blocker, vm_outstanding_devices()); every operation is refused until its worker returns.
+ * Then the VM runs the rest of the rollback on its own (plan_op_rollback(op): the late
+ * device back to RUNNING_P2P, then every device RUNNING) through the observer callbacks
+ * (vm_set_observer()), and that report becomes vm_last_report(). The journal's record of
+ * the hung sequence stays in flight until then.
  */
 
 #include <glib.h>
@@ -163,6 +173,28 @@ int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_eve
 
 /* The plan op would run now, from the devices' current states (-EBADFD/-EPERM as above). */
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error);
+
+/*
+ * Abort on a VM that is sequencing: preempts the running sequence (its SeqAbort; an abort
+ * or reset under way is just waited for) and calls on_done once it ends: with 0 and the
+ * report when the VM was rolled back to RUNNING, else with the sequence's error (its
+ * report names a device whose step is outstanding: the rollback waits for it). A sequence
+ * that finished before the preemption took effect is followed by an Abort whose outcome
+ * on_done gets. -ESRCH when no sequence runs (start PLAN_OP_ABORT instead).
+ */
+int vm_abort_running(Vm *vm, VmDoneFunc on_done, void *userdata);
+
+/* Shutdown: preempt a running sequence and start no deferred rollback from now on. */
+void vm_abort_for_shutdown(Vm *vm);
+
+/* "gpu0, nic1": devices whose step is outstanding (hung); NULL when none. Caller frees. */
+char *vm_outstanding_devices(const Vm *vm);
+
+/*
+ * Who hears of sequences the VM starts on its own (the deferred rollback) and of a hung
+ * step's late return (a SEQ_EVENT_DEVICE_STATE of phase "late"): the bus layer's signals.
+ */
+void vm_set_observer(Vm *vm, VmEventFunc on_event, VmDoneFunc on_done, void *userdata);
 
 /* Blocks until no sequence runs, delivering pending callbacks (shutdown only). */
 void vm_wait_idle(Vm *vm);

@@ -1,5 +1,6 @@
 /* bus-manager: org.vfiomig.Coordinator1.Manager at /org/vfiomig/Coordinator1 */
 #include "bus/bus-manager.h"
+#include "bus/bus-vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -284,6 +285,7 @@ int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devi
         if (r < 0)
                 return r;
         vm_set_origin(vm, origin);
+        bus_vm_observe(d, vm);
         recovery_track_vm(d, vm);
         bus_manager_emit_counts(d, true, false);
         emit_device_vm_changed(d, vm);

@@ -139,6 +139,8 @@ static const char *report_result(const SeqReport *rep)
 {
         if (rep->error == 0)
                 return "ok";
+        if (rep->rollback_deferred)
+                return "deferred";
         return rep->rolled_back ? "rolled-back" : "failed";
 }
 
@@ -170,7 +172,8 @@ static int append_report(sd_bus_message *m, const Vm *vm, const SeqReport *rep)
                 r = append_strings(m, "hung", rep->hung);
                 if (r < 0)
                         return r;
-                if (rep->migration_id)
+                r = sd_bus_message_append(m, "{sv}", "aborted", "b", (int)rep->aborted);
+                if (r >= 0 && rep->migration_id)
                         r = sd_bus_message_append(m, "{sv}", "migration-id", "s",
                                                   rep->migration_id);
                 if (r >= 0 && rep->stream_vm)
@@ -199,26 +202,59 @@ static const char *progress_status(SeqEventKind kind)
         }
 }
 
-static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
+static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other);
+
+static void emit_sequence_event(Daemon *d, Vm *vm, const SeqEvent *ev)
 {
-        VmCall *call = userdata;
         const char *status;
         enum plan_op op = PLAN_OP_COUNT;
 
         if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
                 Device *dev = vm_device(vm, ev->device);
                 if (dev)
-                        bus_device_emit_state_changed(call->daemon, dev->info.name, ev->old_state,
+                        bus_device_emit_state_changed(d, dev->info.name, ev->old_state,
                                                       ev->new_state);
+                return;
+        }
+        if (ev->kind == SEQ_EVENT_DEVICE_HUNG) {
+                /* The step-outstanding blocker appeared. */
+                emit_vm_changed(d, vm, "Blockers", NULL);
                 return;
         }
         status = progress_status(ev->kind);
         if (!status)
                 return;
         (void)vm_is_busy(vm, &op);
-        bus_manager_emit_sequence_progress(call->daemon, vm_name(vm), plan_op_to_string(op),
+        bus_manager_emit_sequence_progress(d, vm_name(vm), plan_op_to_string(op),
                                            ev->phase ? ev->phase : "", (unsigned)ev->phase_index,
                                            (unsigned)ev->n_phases, status, ev->elapsed_us);
+}
+
+static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        VmCall *call = userdata;
+
+        emit_sequence_event(call->daemon, vm, ev);
+}
+
+/* The VM's own sequences (the deferred rollback) and a hung step's late return. */
+static void on_observed_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        emit_sequence_event(userdata, vm, ev);
+        if (ev->kind == SEQ_EVENT_DEVICE_STATE && g_strcmp0(ev->phase, "late") == 0)
+                emit_vm_changed(userdata, vm, "Blockers", "State");
+}
+
+static void on_observed_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        emit_vm_changed(userdata, vm, "State", "LastSequence");
+        emit_vm_changed(userdata, vm, "Blockers", NULL);
+        daemon_sequence_finished(userdata);
+}
+
+void bus_vm_observe(Daemon *d, Vm *vm)
+{
+        vm_set_observer(vm, on_observed_event, on_observed_done, d);
 }
 
 static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other)
@@ -253,6 +289,8 @@ static void on_sequence_done(Vm *vm, int error, const SeqReport *rep, void *user
         int r;
 
         emit_vm_changed(call->daemon, vm, "State", "LastSequence");
+        if (rep && rep->hung && rep->hung->len > 0)
+                emit_vm_changed(call->daemon, vm, "Blockers", NULL);
         if (error == 0) {
                 r = reply_report(call->message, vm, rep);
         } else {
@@ -368,6 +406,9 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, bool wit
         call = g_new0(VmCall, 1);
         call->daemon = d;
         call->message = sd_bus_message_ref(m);
+        /* Abort preempts a running sequence and answers when it has rolled back. */
+        if (op == PLAN_OP_ABORT && vm_abort_running(vm, on_sequence_done, call) == 0)
+                return 1;
         if (renamed_from)
                 r = vm_start_resume(vm, steal_fd(&fd), renamed_from, on_sequence_event,
                                     on_sequence_done, call, &gerr);

@@ -546,27 +546,78 @@ static bool needs_reset(enum mig_state s)
         return s == MIG_STATE_ERROR || s == MIG_STATE_RESUMING;
 }
 
-/* Under qemu, each device is reset in turn (QEMU's recovery after a failed SET), then the VM
- * starts as QEMU starts it. */
+static bool abort_p2p_wanted(const PlanBuilder *b, size_t i)
+{
+        enum mig_state s = b->cur[i];
+
+        return has_p2p(&b->devices[i]) && !needs_reset(s) && !mig_state_initiates_p2p(s) &&
+               s != MIG_STATE_RUNNING_P2P;
+}
+
+static bool abort_run_no_p2p_wanted(const PlanBuilder *b, size_t i)
+{
+        return !has_p2p(&b->devices[i]) && !needs_reset(b->cur[i]) &&
+               b->cur[i] != MIG_STATE_RUNNING;
+}
+
+/*
+ * A reset lands in RUNNING, so it comes after every device that keeps its state has left
+ * STOP (P2P devices to RUNNING_P2P, devices without P2P to RUNNING): a device being reset
+ * then never DMAs into a peer whose state is kept (core/invariant.h). The devices to be
+ * reset hold nothing worth keeping meanwhile. Under qemu the same order runs one device per
+ * phase, as QEMU's main loop moves its devices one at a time.
+ */
 static void build_abort(PlanBuilder *b, enum plan_strategy strategy)
 {
         if (strategy == PLAN_STRATEGY_QEMU) {
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p %s", b->devices[i].name);
+                        if (abort_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING_P2P);
+                        phase_end(b);
+                }
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p %s", b->devices[i].name);
+                        if (abort_run_no_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                        phase_end(b);
+                }
                 for (size_t i = 0; i < b->n; i++) {
                         phase_begin(b, PLAN_PHASE_RESET, "reset %s", b->devices[i].name);
                         if (needs_reset(b->cur[i]))
                                 add_reset(b, i);
                         phase_end(b);
                 }
-                qemu_run(b);
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "run %s", b->devices[i].name);
+                        if (b->cur[i] != MIG_STATE_RUNNING)
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                        phase_end(b);
+                }
                 return;
+        }
+        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p");
+        for (size_t i = 0; i < b->n; i++)
+                if (abort_p2p_wanted(b, i))
+                        add_transition(b, i, MIG_STATE_RUNNING_P2P);
+        phase_end(b);
+        if (any_p2p(b)) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p");
+                for (size_t i = 0; i < b->n; i++)
+                        if (abort_run_no_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                phase_end(b);
         }
         phase_begin(b, PLAN_PHASE_RESET, "reset");
         for (size_t i = 0; i < b->n; i++)
                 if (needs_reset(b->cur[i]))
                         add_reset(b, i);
         phase_end(b);
-        phase_run_p2p(b);
-        phase_run(b);
+        phase_begin(b, PLAN_PHASE_TRANSITION, "run");
+        for (size_t i = 0; i < b->n; i++)
+                if (b->cur[i] != MIG_STATE_RUNNING)
+                        add_transition(b, i, MIG_STATE_RUNNING);
+        phase_end(b);
 }
 
 static void build_reset(PlanBuilder *b)

@@ -12,7 +12,8 @@
  *              sessions) -> "save" stream -> "stopped" (STOP_COPY -> STOP).
  * Destination: "resuming" (every device to RESUMING) -> "load" stream -> "validate"
  *              (RESUMING -> STOP) -> "p2p" -> barrier -> "run" (RUNNING).
- * Abort:       "reset" (devices in ERROR or RESUMING) -> "p2p" -> "run".
+ * Abort:       "p2p" -> "run-no-p2p" -> "reset" (devices in ERROR or RESUMING) -> "run":
+ *              a reset lands in RUNNING, so it waits until no kept state is stopped.
  *
  * Strategies (docs/architecture.md, "Strategies"):
  *   parallel  vfio-migd: the phases above, every device of a phase at once, so a phase

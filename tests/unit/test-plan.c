@@ -216,15 +216,17 @@ static const PlanCase cases[] = {
     {"abort/from-anywhere", PLAN_OP_ABORT, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:ERROR pds:SC|P2P:RESUMING mlx2:SC|P2P|PC:STOP_COPY"
      " mlx3:SC|P2P|PC:PRE_COPY_P2P hisi:SC|PC:PRE_COPY ap:SC:STOP",
-     "reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
-     " | p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
+     "p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
      " | run-no-p2p: hisi=PRE_COPY>RUNNING ap=STOP>RUNNING"
+     " | reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
      " | run: mlx2=RUNNING_P2P>RUNNING mlx3=RUNNING_P2P>RUNNING",
      0, NULL},
-    {"abort/qemu/reset-each-then-start", PLAN_OP_ABORT, QEMU, REQUIRE,
+    /* One device per phase, in the invariant's order: peers that keep their state quiesce
+     * before any reset device runs again. */
+    {"abort/qemu/quiesce-then-reset-each-then-start", PLAN_OP_ABORT, QEMU, REQUIRE,
      "mlx:SC|P2P|PC:ERROR pds:SC|P2P:RESUMING mlx2:SC|P2P|PC:STOP_COPY",
-     "reset mlx<reset>: mlx=ERROR>RUNNING | reset pds<reset>: pds=RESUMING>RUNNING"
-     " | p2p mlx2: mlx2=STOP_COPY>STOP>RUNNING_P2P | run mlx2: mlx2=RUNNING_P2P>RUNNING",
+     "p2p mlx2: mlx2=STOP_COPY>STOP>RUNNING_P2P | reset mlx<reset>: mlx=ERROR>RUNNING"
+     " | reset pds<reset>: pds=RESUMING>RUNNING | run mlx2: mlx2=RUNNING_P2P>RUNNING",
      0, NULL},
     {"abort/already-running", PLAN_OP_ABORT, PAR, REQUIRE, "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING",
      "", 0, NULL},
