@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +103,58 @@ static int journal_error(GError **error, int err, const char *fmt, ...)
                 g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(-err), msg);
         }
         return err;
+}
+
+/* The pid a lock file names, or 0. */
+static long lock_holder(int fd)
+{
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+        return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+int journal_lock_dir(const char *dir, int *ret_fd, GError **error)
+{
+        g_autofree char *path = g_build_filename(dir, JOURNAL_LOCK_FILE, NULL);
+        g_autofree char *pid = g_strdup_printf("%ld\n", (long)getpid());
+        _cleanup_close_ int fd = -1;
+        long holder;
+        int r;
+
+        if (g_mkdir_with_parents(dir, 0700) < 0)
+                return journal_error(error, -errno,
+                                     "Cannot create the state directory %s: %s; create it "
+                                     "(mode 0700) or give another one with --state-dir.",
+                                     dir, g_strerror(errno));
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return journal_error(error, -errno,
+                                     "Cannot open the state directory's lock %s: %s. The state "
+                                     "directory must be writable (the crash journal lives "
+                                     "there): fix it, or give another one with --state-dir.",
+                                     path, g_strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (r != -EWOULDBLOCK)
+                        return journal_error(error, r, "Cannot lock %s: %s.", path,
+                                             g_strerror(-r));
+                holder = lock_holder(fd);
+                return journal_error(error, -EWOULDBLOCK,
+                                     "The state directory %s is in use by another vfio-migd "
+                                     "(pid %ld holds %s). Two daemons must not share a crash "
+                                     "journal: give this one its own --state-dir.",
+                                     dir, holder, path);
+        }
+        errno = 0;
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+                return journal_error(error, -errno ? -errno : -EIO,
+                                     "Cannot write to the state directory's lock %s: %s. The "
+                                     "state directory must be writable: fix it, or give another "
+                                     "one with --state-dir.",
+                                     path, g_strerror(errno ? errno : EIO));
+        *ret_fd = steal_fd(&fd);
+        return 0;
 }
 
 int journal_open(const char *dir, Journal **ret, GError **error)

@@ -90,6 +90,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(JournalVm, journal_vm_free)
 
 typedef struct Journal Journal;
 
+#define JOURNAL_LOCK_FILE "lock"
+
+/*
+ * The state directory is one daemon's: DIR/lock (created 0600, opened O_NOFOLLOW|O_CLOEXEC)
+ * locked with flock(LOCK_EX|LOCK_NB) and the holder's pid written in it. *ret_fd holds the
+ * lock until it is closed (the daemon keeps it for its life). Creates DIR (0700) first.
+ *   -EWOULDBLOCK  another process holds it; the GError names its pid
+ *   -EROFS, -EACCES, ...  the directory cannot be written (a read-only state directory
+ *                 would lose every record): the GError says so
+ */
+int journal_lock_dir(const char *dir, int *ret_fd, GError **error);
+
 /* Opens dir, creating it (mode 0700, parents too) when missing. Reads nothing yet. */
 int journal_open(const char *dir, Journal **ret, GError **error);
 void journal_free(Journal *j);

@@ -55,6 +55,14 @@ typedef struct SeqOptions {
         int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
         int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
         SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
+        /*
+         * Save: called on the sequencing thread once every device's data is in the stream,
+         * before the trailer that completes it (after which a destination may resume it).
+         * Negative errno: the trailer is not written and the Save fails (and rolls back: a
+         * stream without its trailer is refused by every reader). NULL: none. Once the trailer
+         * is out the report says handed_off, and no later failure rolls a device back.
+         */
+        int (*before_trailer)(void *userdata);
         SeqEventFunc on_event;
         void *userdata;
 } SeqOptions;
@@ -85,6 +93,7 @@ typedef struct SeqReport {
         GArray *phases;            /* SeqPhaseTiming, including rollback phases ("rollback:p2p") */
         GArray *steps;             /* SeqStep, in completion order */
         bool rolled_back;
+        bool handed_off;           /* Save: the trailer was written; devices left stopped */
         GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
         GPtrArray *hung;           /* char*: names of devices whose step never returned */
 } SeqReport;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "journal.h"
 #include "recovery.h"
@@ -127,6 +128,46 @@ static void test_unusable_dir_is_refused_by_name(void)
         g_assert_nonnull(strstr(error->message, "--state-dir"));
         g_unlink(file);
         g_rmdir(dir);
+}
+
+
+/* ---- one daemon per state directory ---- */
+
+/* Reproduction 6: a second daemon on the same --state-dir rewrote the first one's journal. */
+static void test_second_lock_is_refused_naming_the_holder(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *pid = g_strdup_printf("pid %ld", (long)getpid());
+        g_autofree char *lock = g_build_filename(f->state, JOURNAL_LOCK_FILE, NULL);
+        int fd = -1, fd2 = -1;
+        struct stat st;
+
+        g_assert_cmpint(journal_lock_dir(f->state, &fd, NULL), ==, 0);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(lstat(lock, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(journal_lock_dir(f->state, &fd2, &error), ==, -EWOULDBLOCK);
+        g_assert_cmpint(fd2, ==, -1);
+        g_assert_nonnull(strstr(error->message, pid));
+        g_assert_nonnull(strstr(error->message, "--state-dir"));
+        close(fd);
+        /* Released with the holder's fd: the next daemon takes it. */
+        g_assert_cmpint(journal_lock_dir(f->state, &fd2, NULL), ==, 0);
+        close(fd2);
+}
+
+/* A lock file that is a symlink is not followed (someone else's file). */
+static void test_lock_symlink_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *lock = g_build_filename(f->state, JOURNAL_LOCK_FILE, NULL);
+        g_autofree char *target = g_build_filename(f->dir, "elsewhere", NULL);
+        int fd = -1;
+
+        g_assert_cmpint(symlink(target, lock), ==, 0);
+        g_assert_cmpint(journal_lock_dir(f->state, &fd, &error), ==, -ELOOP);
+        g_assert_nonnull(strstr(error->message, lock));
+        g_assert_false(g_file_test(target, G_FILE_TEST_EXISTS));
 }
 
 /* ---- round trip ---- */
@@ -604,6 +645,9 @@ int main(int argc, char **argv)
         ADD("/journal/load/no-file-is-enoent", test_no_file_is_enoent);
         g_test_add_func("/journal/dir/unusable-is-refused-by-name",
                         test_unusable_dir_is_refused_by_name);
+        ADD("/journal/dir/second-lock-is-refused-naming-the-holder",
+            test_second_lock_is_refused_naming_the_holder);
+        ADD("/journal/dir/lock-symlink-is-refused", test_lock_symlink_is_refused);
         ADD("/journal/round-trip", test_round_trip);
         ADD("/journal/round-trip-before-the-first-phase",
             test_sequence_before_its_first_phase_loads);
