@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-static unsigned long crash_at;   /* 0: never */
+static unsigned long crash_at; /* 0: never */
 static bool crash_count;
 static gsize configured;
 static gint reached;

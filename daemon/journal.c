@@ -137,8 +137,7 @@ int journal_lock_dir(const char *dir, int *ret_fd, GError **error)
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
                 r = -errno;
                 if (r != -EWOULDBLOCK)
-                        return journal_error(error, r, "Cannot lock %s: %s.", path,
-                                             g_strerror(-r));
+                        return journal_error(error, r, "Cannot lock %s: %s.", path, g_strerror(-r));
                 holder = lock_holder(fd);
                 return journal_error(error, -EWOULDBLOCK,
                                      "The state directory %s is in use by another vfio-migd "

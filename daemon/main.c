@@ -17,7 +17,7 @@
 #define EXIT_USAGE 2
 /* sysexits.h: the state directory is another daemon's (try later), or cannot be written */
 #define EXIT_CANTCREAT 73
-#define EXIT_TEMPFAIL 75
+#define EXIT_TEMPFAIL  75
 #define EXIT_CONFIG 78
 /* parse_args(): go on and run the daemon (any other value is the exit status). */
 #define ARGS_RUN (-1)

@@ -149,8 +149,7 @@ static void schedule_retry(Daemon *d)
                 return;
         if (rec->retry_us == 0)
                 rec->retry_us = RETRY_FIRST_US;
-        if (rec->retry_source &&
-            sd_event_source_get_enabled(rec->retry_source, NULL) > 0)
+        if (rec->retry_source && sd_event_source_get_enabled(rec->retry_source, NULL) > 0)
                 return;
         (void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
         if (!rec->retry_source) {
@@ -164,8 +163,8 @@ static void schedule_retry(Daemon *d)
                         r = sd_event_source_set_enabled(rec->retry_source, SD_EVENT_ONESHOT);
         }
         if (r < 0)
-                log_error("Journal %s: cannot schedule another write: %s", journal_path(rec->journal),
-                          strerror(-r));
+                log_error("Journal %s: cannot schedule another write: %s",
+                          journal_path(rec->journal), strerror(-r));
 }
 
 static int on_flush(sd_event_source *s, void *userdata)
@@ -298,7 +297,8 @@ void recovery_track_vm(Daemon *d, Vm *vm)
         if (old && old->handoff != JOURNAL_HANDOFF_NONE)
                 vm_set_handed_off(vm, true);
         crash_point("journal-register");
-        if (journal_put_vm(j, vm_name(vm), origin, names, vm_n_devices(vm), vm_options(vm), &e) < 0) {
+        if (journal_put_vm(j, vm_name(vm), origin, names, vm_n_devices(vm), vm_options(vm), &e) <
+            0) {
                 log_warning("VM %s: %s The registration is written again later.", vm_name(vm),
                             e->message);
                 schedule_retry(d);

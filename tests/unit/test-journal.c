@@ -130,7 +130,6 @@ static void test_unusable_dir_is_refused_by_name(void)
         g_rmdir(dir);
 }
 
-
 /* ---- one daemon per state directory ---- */
 
 /* Reproduction 6: a second daemon on the same --state-dir rewrote the first one's journal. */
