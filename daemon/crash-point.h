@@ -10,6 +10,15 @@
  *   VFIO_MIGD_CRASH_AT=N     abort() at the N-th point reached (1-based), after logging
  *                            "crash point N: NAME: aborting"
  *   VFIO_MIGD_CRASH_COUNT=1  log "crash point N: NAME" at each point reached
+ *   VFIO_MIGD_CRASH_ARM=FILE count only while FILE exists (the test creates it just before
+ *                            the operation it walks, so start-up and set-up do not count)
+ *   VFIO_MIGD_CRASH_NAME=NAME count only the points of that name: N is then its N-th
+ *                            occurrence (points of different threads interleave, and a
+ *                            deferred journal write comes sooner or later: by name, every
+ *                            point the count saw is reached, whatever the timing)
+ *   VFIO_MIGD_CRASH_FILL_AT=N, VFIO_MIGD_CRASH_FILL_FILE=FILE
+ *                            at the N-th point, grow FILE until its file system is full
+ *                            (a state directory on a small tmpfs: a full disk at that point)
  *
  * tests/dbus/test_crash_points.py counts an operation's points, then crashes it at each
  * one in turn. Without the option crash_point() is an empty inline: nothing is compiled in.
