@@ -9,10 +9,16 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "journal.h"
 #include "log.h"
+#include "recovery.h"
+#include "util.h"
 #include "policy-files.h"
 
 #define EXIT_USAGE 2
+/* sysexits.h: the state directory is another daemon's (try later), or cannot be written */
+#define EXIT_CANTCREAT 73
+#define EXIT_TEMPFAIL  75
 #define EXIT_CONFIG 78
 /* parse_args(): go on and run the daemon (any other value is the exit status). */
 #define ARGS_RUN (-1)
@@ -48,7 +54,8 @@ static void print_help(void)
                "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
                "                               (default: refuse to start, exit status 78)\n"
-               "  --state-dir=DIR              the crash journal's directory, created 0700\n"
+               "  --state-dir=DIR              the crash journal's directory, created 0700, one\n"
+               "                               daemon's only (locked: a second daemon exits 75)\n"
                "                               (default: /var/lib/vfio-migd)\n"
                "  --libvirt-uri=URI            track the running domains of this libvirt; none:\n"
                "                               no libvirt (default: qemu:///system)\n"
@@ -257,6 +264,7 @@ int main(int argc, char **argv)
         };
         g_autoptr(Daemon) d = NULL;
         g_autoptr(GError) error = NULL;
+        _cleanup_close_ int lock_fd = -1;
         int r;
 
         vm_options_init(&options.vm_defaults);
@@ -267,6 +275,15 @@ int main(int argc, char **argv)
         /* A Save's reader that goes away is EPIPE for that Save, not the end of the daemon
          * (outside systemd, which sets this itself, SIGPIPE would kill it with 141). */
         signal(SIGPIPE, SIG_IGN);
+        /* First: a second daemon on this state directory would rewrite the first one's
+         * journal and act on its VMs. Held until exit. */
+        r = journal_lock_dir(options.state_dir ? options.state_dir : RECOVERY_STATE_DIR_DEFAULT,
+                             &lock_fd, &error);
+        if (r < 0) {
+                log_error("%s", error->message);
+                return r == -EWOULDBLOCK ? EXIT_TEMPFAIL : EXIT_CANTCREAT;
+        }
+        g_clear_error(&error);
 
         /* Workers stay around between sequences: creating 64 threads for every phase of
          * every sequence is a visible part of a VM's downtime. They are stopped at exit. */

@@ -8,6 +8,7 @@
 
 #include "core/invariant.h"
 #include "log.h"
+#include "crash-point.h"
 #include "migstream.h"
 #include "util.h"
 
@@ -335,6 +336,7 @@ static void job_run(gpointer data, gpointer unused)
 
         if (job_begin(job)) {
                 job->start_us = elapsed(job->sync->t0);
+                crash_point("step-begin");
                 if (job->kind == PLAN_PHASE_RESET)
                         job_reset(job);
                 else if (job->kind == PLAN_PHASE_SAVE)
@@ -342,6 +344,7 @@ static void job_run(gpointer data, gpointer unused)
                 else
                         job_transition(job);
                 job->end_us = elapsed(job->sync->t0);
+                crash_point("step-end");
                 job_finish(job);
         }
         job_unref(job);
@@ -753,9 +756,19 @@ static PhaseOutcome run_save(SeqRun *run, const PlanPhase *ph, const char *name,
         out = run_jobs(run, ph, name, index, count, map);
         if (out.error < 0 || index != run->last_save)
                 return out;
+        /* The hand-off: after the trailer a destination may run the VM (journal.h). */
+        crash_point("save-before-commit");
+        r = run->opts->before_trailer ? run->opts->before_trailer(run->opts->userdata) : 0;
+        if (r < 0)
+                return outcome(r, g_strdup_printf("phase %s: the hand-off could not be recorded "
+                                                  "(%s), so the stream's trailer was not written",
+                                                  name, g_strerror(-r)));
+        crash_point("save-before-trailer");
         r = migstream_writer_finish(run->writer, &error);
         if (r < 0)
                 return outcome(r, g_strdup_printf("phase %s: %s", name, error->message));
+        run->report->handed_off = true;
+        crash_point("save-after-trailer");
         return out;
 }
 
@@ -878,6 +891,7 @@ static PhaseOutcome run_phase(SeqRun *run, const PlanPhase *ph, const char *name
         PhaseOutcome out;
 
         emit(run, SEQ_EVENT_PHASE_START, name, index, count);
+        crash_point("phase-begin");
         log_info("phase %s (%zu/%zu) started: %zu steps", name, index + 1, count, ph->n_steps);
         if (ph->kind == PLAN_PHASE_LOAD)
                 out = run_load(run, ph, name, map);
@@ -896,6 +910,7 @@ static PhaseOutcome run_phase(SeqRun *run, const PlanPhase *ph, const char *name
                          (double)(elapsed(run->t0) - start) / 1000.0);
                 emit(run, SEQ_EVENT_PHASE_DONE, name, index, count);
         }
+        crash_point("phase-end");
         return out;
 }
 
@@ -1192,6 +1207,16 @@ int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,
                         out = phase_refused(&run, name, i, plan->n_phases, breach);
                 else
                         out = run_phase(&run, &plan->phases[i], name, i, plan->n_phases, NULL);
+                if (out.error < 0 && run.report->handed_off) {
+                        /* The stream may be running elsewhere: nothing returns to RUNNING. */
+                        run.report->error = out.error;
+                        run.report->message = g_strdup_printf(
+                            "%s; the stream was handed off (its trailer is written), so no "
+                            "device was rolled back",
+                            out.message);
+                        g_free(out.message);
+                        break;
+                }
                 if (out.error < 0) {
                         fail_and_roll_back(&run, plan, i, out);
                         break;

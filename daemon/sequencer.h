@@ -91,6 +91,14 @@ typedef struct SeqOptions {
         const char *renamed_from;  /* LOAD: also accept a stream saved by this VM name */
         uint64_t max_device_state_bytes; /* SAVE/LOAD: refuse a device with more; 0: none */
         SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
+        /*
+         * Save: called on the sequencing thread once every device's data is in the stream,
+         * before the trailer that completes it (after which a destination may resume it).
+         * Negative errno: the trailer is not written and the Save fails (and rolls back: a
+         * stream without its trailer is refused by every reader). NULL: none. Once the trailer
+         * is out the report says handed_off, and no later failure rolls a device back.
+         */
+        int (*before_trailer)(void *userdata);
         SeqEventFunc on_event;
         void *userdata;
         SeqLateFunc on_late;       /* NULL: a late return is only logged */
@@ -129,6 +137,7 @@ typedef struct SeqReport {
         /* Devices hung: the others are held where the invariant lets them be (RUNNING_P2P)
          * and the rest of the rollback waits for the hung steps to return (SeqLateFunc). */
         bool rollback_deferred;
+        bool handed_off;           /* Save: the trailer was written; devices left stopped */
         GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
         GPtrArray *hung;           /* char*: names of devices whose step never returned */
         char *migration_id;        /* SAVE/RESUME: the stream's migration id in hex, or NULL */

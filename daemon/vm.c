@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core/policy.h"
+#include "crash-point.h"
 #include "log.h"
 #include "util.h"
 
@@ -25,6 +27,9 @@ typedef struct VmRun {
         VmEventFunc on_event;
         VmDoneFunc on_done;
         void *userdata;
+        /* The Save's commit, asked by the worker and answered by the loop (vm->lock). */
+        enum { COMMIT_NONE, COMMIT_ASKED, COMMIT_WRITING, COMMIT_DONE, COMMIT_ABANDONED } commit;
+        int commit_result;
         /* Written by the worker before it queues the completion. */
         int error;
         SeqReport *report;
@@ -51,6 +56,7 @@ typedef struct VmLateSink {
 typedef struct VmQueued {
         bool done;
         bool late; /* ev.device returned late into ev.new_state */
+        bool commit; /* the worker waits for the Save's commit record */
         SeqEvent ev;
         char *phase; /* ev.phase points here */
 } VmQueued;
@@ -66,8 +72,10 @@ struct Vm {
 
         sd_event_source *wake_source;
         int wake_fd;  /* eventfd: the worker's "look at the queue" */
-        GMutex lock;  /* guards queue */
+        GMutex lock;  /* guards queue and run->commit */
         GQueue queue; /* VmQueued* */
+        GCond commit_cond;
+        bool handed_off; /* vm_is_handed_off() */
 
         VmRun *run; /* NULL when idle */
         SeqReport *last_report;
@@ -119,7 +127,10 @@ void vm_set_journal_func(Vm *vm, VmJournalFunc func, void *userdata)
 /* Journal failures after BEGIN are the hook's to log: the sequence goes on regardless. */
 static void vm_journal(Vm *vm, VmJournalPoint point, enum plan_op op, const SeqEvent *ev)
 {
-        VmJournalInfo info = {.op = op, .ev = ev};
+        VmJournalInfo info = {.op = op,
+                              .ev = ev,
+                              .handed_off = point == VM_JOURNAL_END && vm->last_report &&
+                                            vm->last_report->handed_off};
 
         if (vm->journal_func)
                 (void)vm->journal_func(vm, point, &info, vm->journal_userdata, NULL);
@@ -228,6 +239,7 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         int r;
 
         g_mutex_init(&vm->lock);
+        g_cond_init(&vm->commit_cond);
         g_queue_init(&vm->queue);
         vm->wake_fd = -1;
         vm->name = g_strdup(name);
@@ -282,6 +294,7 @@ void vm_free(Vm *vm)
         if (vm->wake_fd >= 0)
                 close(vm->wake_fd);
         g_mutex_clear(&vm->lock);
+        g_cond_clear(&vm->commit_cond);
         seq_report_free(vm->last_report);
         g_free(vm->devices);
         g_free(vm->outstanding);
@@ -430,6 +443,16 @@ static const char *vm_state_from_devices(const Vm *vm)
         return "mixed";
 }
 
+bool vm_is_handed_off(const Vm *vm)
+{
+        return vm->handed_off;
+}
+
+void vm_set_handed_off(Vm *vm, bool handed_off)
+{
+        vm->handed_off = handed_off;
+}
+
 const char *vm_state(Vm *vm)
 {
         if (vm->run) {
@@ -438,6 +461,8 @@ const char *vm_state(Vm *vm)
                 return vm->state_text;
         }
         vm_refresh_states(vm, NULL);
+        if (vm->handed_off)
+                return "handed-off";
         return vm_state_from_devices(vm);
 }
 
@@ -568,6 +593,41 @@ static void vm_seq_event(const SeqEvent *ev, void *userdata)
         q->phase = g_strdup(ev->phase);
         q->ev.phase = q->phase;
         vm_queue_push(run->vm, q);
+}
+
+/*
+ * The Save's trailer waits for its durable commit record, which only the loop thread
+ * writes: ask the loop and wait for its answer, up to the phase deadline (a loop that does
+ * not answer fails the Save without its trailer, which is safe).
+ */
+static int vm_before_trailer(void *userdata)
+{
+        VmRun *run = userdata;
+        Vm *vm = run->vm;
+        VmQueued *q = g_new0(VmQueued, 1);
+        uint64_t wait_us = run->seq.phase_deadline_us ? run->seq.phase_deadline_us : 10000000u;
+        gint64 deadline = g_get_monotonic_time() + (gint64)wait_us;
+        int r;
+
+        q->commit = true;
+        g_mutex_lock(&vm->lock);
+        run->commit = COMMIT_ASKED;
+        g_mutex_unlock(&vm->lock);
+        vm_queue_push(vm, q);
+        g_mutex_lock(&vm->lock);
+        for (;;) {
+                /* Once the loop is writing, the record may land: wait for the outcome. */
+                if (run->commit == COMMIT_WRITING)
+                        g_cond_wait(&vm->commit_cond, &vm->lock);
+                else if (run->commit != COMMIT_ASKED)
+                        break;
+                else if (!g_cond_wait_until(&vm->commit_cond, &vm->lock, deadline) &&
+                         run->commit == COMMIT_ASKED)
+                        run->commit = COMMIT_ABANDONED;
+        }
+        r = run->commit == COMMIT_DONE ? run->commit_result : -ETIMEDOUT;
+        g_mutex_unlock(&vm->lock);
+        return r;
 }
 
 static gpointer vm_run_thread(gpointer userdata)
@@ -769,6 +829,13 @@ static void vm_finish_run(Vm *vm)
 
         vm_refresh_states(vm, vm->last_report);
         vm_log_outcome(vm, vm->last_report, error);
+        if (vm->last_report->handed_off) {
+                vm->handed_off = true;
+                log_notice("VM %s: handed off: its stream is complete and may run on a "
+                           "destination; it stays stopped until Start (the destination failed) "
+                           "or UnregisterVM (the destination runs).",
+                           vm->name);
+        }
         if (vm->last_report->hung && vm->last_report->hung->len > 0) {
                 /* The journal keeps the sequence in flight until the rollback is done, so a
                  * crash meanwhile is recovered from a record that explains the devices. */
@@ -804,12 +871,44 @@ static void vm_late_return(Vm *vm, size_t device, enum mig_state reached)
         vm_maybe_complete(vm);
 }
 
+/* Loop thread: the worker waits in vm_before_trailer() for this record. */
+static void vm_commit(Vm *vm, VmRun *run)
+{
+        g_autoptr(GError) error = NULL;
+        VmJournalInfo info = {.op = run->op};
+        int r = 0;
+
+        g_mutex_lock(&vm->lock);
+        if (run->commit != COMMIT_ASKED) { /* the worker gave up waiting */
+                g_mutex_unlock(&vm->lock);
+                return;
+        }
+        run->commit = COMMIT_WRITING;
+        g_mutex_unlock(&vm->lock);
+        crash_point("journal-commit");
+        if (vm->journal_func)
+                r = vm->journal_func(vm, VM_JOURNAL_COMMIT, &info, vm->journal_userdata, &error);
+        if (r < 0)
+                log_error("VM %s: the Save's stream is not completed: %s", vm->name,
+                          error ? error->message : g_strerror(-r));
+        else
+                crash_point("journal-committed");
+        g_mutex_lock(&vm->lock);
+        run->commit_result = r;
+        run->commit = COMMIT_DONE;
+        g_cond_broadcast(&vm->commit_cond);
+        g_mutex_unlock(&vm->lock);
+}
+
 static void vm_dispatch(Vm *vm, VmQueued *q)
 {
         if (q->done) {
                 vm_finish_run(vm);
         } else if (q->late) {
                 vm_late_return(vm, q->ev.device, q->ev.new_state);
+        } else if (q->commit) {
+                if (vm->run)
+                        vm_commit(vm, vm->run);
         } else {
                 if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
                         vm->states[q->ev.device] = q->ev.new_state;
@@ -853,12 +952,16 @@ static int vm_wake_handler(sd_event_source *s, int fd, uint32_t revents, void *u
 
 void vm_wait_idle(Vm *vm)
 {
-        if (!vm->run)
-                return;
-        /* The thread queues its completion last, so after the join the queue holds it all. */
-        if (vm->run->thread)
-                g_thread_join(g_steal_pointer(&vm->run->thread));
-        vm_drain(vm);
+        /* Not a join: the worker may wait for the loop (a Save's commit), so keep draining
+         * until its completion, queued last, has been delivered. */
+        while (vm->run) {
+                struct pollfd p = {.fd = vm->wake_fd, .events = POLLIN};
+                uint64_t count;
+
+                if (poll(&p, 1, 100) > 0)
+                        (void)!read(vm->wake_fd, &count, sizeof(count));
+                vm_drain(vm);
+        }
 }
 
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
@@ -944,6 +1047,15 @@ static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_
                             "VM %s is running a %s sequence; wait for it to finish.", vm->name,
                             plan_op_to_string(vm->run->op));
                 return -EAGAIN;
+        }
+        if (vm->handed_off && op != PLAN_OP_START) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBADFD),
+                            "VM %s was handed off: its Save stream is complete and may be "
+                            "running on a destination, so %s is refused and its devices stay "
+                            "stopped. Call Start if the destination failed (the VM runs here "
+                            "again), or UnregisterVM if the destination runs it.",
+                            vm->name, plan_op_to_string(op));
+                return -EBADFD;
         }
         /* The device is still in its worker's hands: no second request may reach it. */
         if (outstanding || vm->completion_pending) {
@@ -1041,6 +1153,12 @@ static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
                         return r;
                 }
         }
+        crash_point("journal-begin");
+        /* Start on a handed-off VM is the caller's decision: the destination failed. */
+        if (op == PLAN_OP_START && vm->handed_off) {
+                log_notice("VM %s: Start after a hand-off: the VM runs here again.", vm->name);
+                vm->handed_off = false;
+        }
 
         run = g_new0(VmRun, 1);
         run->vm = vm;
@@ -1072,6 +1190,7 @@ static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
             .max_device_state_bytes = vm->options.max_device_state_bytes,
             .abort = run->abort,
             .on_event = vm_seq_event,
+            .before_trailer = op == PLAN_OP_SAVE ? vm_before_trailer : NULL,
             .userdata = run,
             .on_late = late_sink_return,
             .late_ref = late_sink_ref,

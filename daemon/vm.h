@@ -14,7 +14,8 @@
  *   -EINVAL  bad arguments (VM name, options)
  *   -EAGAIN  a sequence is already running on this VM, or a step of an earlier one is
  *            outstanding (hung) and its deferred rollback has not run yet
- *   -EBADFD  the devices are not in a state the operation starts from
+ *   -EBADFD  the devices are not in a state the operation starts from, or the VM was
+ *            handed off and the operation is not Start
  *   -EPERM   the VM has blockers (vm_compute_blockers())
  *   -ENODEV  a device of the VM was removed from the host (device_is_gone())
  *   -EIO     the journal hook could not record the sequence (nothing moved)
@@ -109,10 +110,21 @@ int vm_device_state(Vm *vm, size_t i, enum mig_state *ret);
 
 /*
  * "running", "pre-copy", "p2p-quiesced", "stopped", "saving" (a save session is open on
- * some device, the others are stopped), "resuming", "error", "mixed", or
- * "sequencing:<operation>" while a sequence runs. Valid until the next call.
+ * some device, the others are stopped), "resuming", "error", "mixed", "handed-off" (below),
+ * or "sequencing:<operation>" while a sequence runs. Valid until the next call.
  */
 const char *vm_state(Vm *vm);
+
+/*
+ * The Save hand-off, as QEMU leaves a migrated source in postmigrate: once a Save has
+ * recorded its commit (VM_JOURNAL_COMMIT) and written its stream's trailer, a destination
+ * may run the VM, so nothing returns this one to RUNNING but a caller's decision. A
+ * handed-off VM refuses every operation but Start (-EBADFD, with a sentence); Start (the
+ * destination failed: run here again) clears the hand-off as it begins; UnregisterVM (the
+ * destination runs) forgets the VM. Recovery sets it on a VM its journal records so.
+ */
+bool vm_is_handed_off(const Vm *vm);
+void vm_set_handed_off(Vm *vm, bool handed_off);
 
 /* IOMMU groups of the devices, sorted, without duplicates (char*, owned by the array). */
 GPtrArray *vm_groups(const Vm *vm);
@@ -131,14 +143,23 @@ void vm_set_blockers_func(Vm *vm, VmBlockersFunc func, void *userdata);
  * The crash journal's hook (journal.h, recovery.h), loop thread. BEGIN: the plan is built,
  * states[] are the devices' states, no worker runs yet; an error refuses the operation
  * before any device moves. PHASE: ev is the SEQ_EVENT_PHASE_START or _ROLLBACK_START just
- * delivered. END: the sequence is over, before on_done.
+ * delivered. COMMIT: a Save's stream holds every device's data and its trailer waits for
+ * this durable record; an error fails the Save without the trailer (the worker waits for
+ * the answer, up to the phase deadline). END: the sequence is over, before on_done;
+ * handed_off says the Save's trailer was written.
  */
-typedef enum VmJournalPoint { VM_JOURNAL_BEGIN, VM_JOURNAL_PHASE, VM_JOURNAL_END } VmJournalPoint;
+typedef enum VmJournalPoint {
+        VM_JOURNAL_BEGIN,
+        VM_JOURNAL_PHASE,
+        VM_JOURNAL_COMMIT,
+        VM_JOURNAL_END,
+} VmJournalPoint;
 typedef struct VmJournalInfo {
         enum plan_op op;
         const Plan *plan;             /* BEGIN only */
         const enum mig_state *states; /* BEGIN only: one per device */
         const SeqEvent *ev;           /* PHASE only */
+        bool handed_off;              /* END only */
 } VmJournalInfo;
 typedef int (*VmJournalFunc)(Vm *vm, VmJournalPoint point, const VmJournalInfo *info,
                              void *userdata, GError **error);

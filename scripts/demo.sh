@@ -28,16 +28,18 @@ trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# host NAME: a private bus and a vfio-migd with its own sim device directory
+# host NAME: a private bus and a vfio-migd with its own sim device directory and its own
+# state directory (the crash journal: two daemons never share one, the second would refuse)
 host() {
   local name=$1
-  mkdir -p "$work/$name/sim"
+  mkdir -p "$work/$name/sim" "$work/$name/state"
   sed "s|@LISTEN@|unix:path=$work/$name/bus|" "$top/tests/data/demo-bus.conf" >"$work/$name/bus.conf"
   dbus-daemon --config-file="$work/$name/bus.conf" --nofork --nopidfile 2>"$work/$name/bus.log" &
   pids+=($!)
   for _ in $(seq 100); do [ -S "$work/$name/bus" ] && break; sleep 0.05; done
   DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/$name/bus" "$MIGD" --backend=sim \
-    --sim-dir="$work/$name/sim" --phase-deadline-ms=5000 2>"$work/$name/daemon.log" & pids+=($!)
+    --sim-dir="$work/$name/sim" --state-dir="$work/$name/state" --phase-deadline-ms=5000 \
+    2>"$work/$name/daemon.log" & pids+=($!)
   for _ in $(seq 200); do
     DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/$name/bus" "$CTL" status >/dev/null 2>&1 && return
     sleep 0.05

@@ -304,14 +304,23 @@ int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error)
         Device *dev;
         int r;
 
+        /* A VM only the journal holds (not restored at start): forgetting it is the removal. */
+        if (!vm && recovery_has_unrestored(d, name))
+                return recovery_untrack_vm(d, vm_name_copy, error);
         /* The VM's devices change their VM property once it is gone. */
         if (vm)
                 VM_FOREACH_DEVICE (vm, i, dev)
                         g_ptr_array_add(device_names, g_strdup(dev->info.name));
+        /* The journal first: a removal it cannot record is refused, or the VM would come
+         * back after a restart although its caller was told it was gone. */
+        if (vm && !vm_is_busy(vm, NULL)) {
+                r = recovery_untrack_vm(d, vm_name_copy, error);
+                if (r < 0)
+                        return r;
+        }
         r = registry_unregister_vm(d->registry, vm_name_copy, error);
         if (r < 0)
                 return r;
-        recovery_untrack_vm(d, vm_name_copy);
 
         bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
         for (guint i = 0; i < device_names->len; i++) {

@@ -72,7 +72,8 @@ class MigrationTest(MigdTestCase):
         self.assertGreater(os.path.getsize(self.stream), 0)
         self.assertEqual(os.stat(self.stream).st_mode & 0o777, 0o600)
         self.assertStates(self.src, SRC, "STOP")
-        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "stopped")
+        # the stream is complete: the source is handed off until Start or UnregisterVM
+        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "handed-off")
 
         r = self.assertOk(self.dst.ctl("resume", "vm1", self.stream))
         self.assertIn("VM vm1: resume (parallel): ok", r.stdout)
