@@ -218,6 +218,21 @@ static int append_detail(sd_bus_message *reply, const char *key, const GPtrArray
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
+/* A few lines per call whatever the XML holds: the first problems, then a count. */
+#define CHECK_LOG_PROBLEMS_MAX 8u
+
+static void log_check_problems(const GPtrArray *problems)
+{
+        for (guint i = 0; i < problems->len && i < CHECK_LOG_PROBLEMS_MAX; i++) {
+                const LvProblem *p = problems->pdata[i];
+                log_notice("Incoming migration check: %s: %s", p->id, p->message);
+        }
+        if (problems->len > CHECK_LOG_PROBLEMS_MAX)
+                log_notice("Incoming migration check: ... and %u more problems (the reply "
+                           "lists them all).",
+                           problems->len - CHECK_LOG_PROBLEMS_MAX);
+}
+
 int bus_libvirt_method_check_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -236,10 +251,7 @@ int bus_libvirt_method_check_incoming(sd_bus_message *m, void *userdata, sd_bus_
                 bus_manager_emit_counts(d, false, true);
         if (r < 0)
                 return bus_error_set_model(error, r, gerr->message);
-        for (guint i = 0; i < c->problems->len; i++) {
-                const LvProblem *p = c->problems->pdata[i];
-                log_notice("Incoming migration check: %s: %s", p->id, p->message);
-        }
+        log_check_problems(c->problems);
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)

@@ -7,6 +7,8 @@
 #include "core/iova.h"
 #include "core/mig-state.h"
 
+G_STATIC_ASSERT(LV_DOMAIN_HOSTDEVS_MAX == VM_DEVICES_MAX);
+
 static const char *hostdev_label(const LvHostdev *h)
 {
         return h->name ? h->name : h->alias ? h->alias : "(no address)";
@@ -20,6 +22,10 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
         int r;
 
         r = lv_domain_parse(xml, len, &d, error);
+        if (r < 0)
+                return r;
+        /* Before any per-hostdev work: a caller-sized list is refused in O(n). */
+        r = lv_domain_check_bounds(d, error);
         if (r < 0)
                 return r;
         if (!vm_name_is_valid(d->name)) {
@@ -241,6 +247,9 @@ int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret
         int err;
 
         err = lv_domain_parse(xml, len, &d, error);
+        if (err < 0)
+                return err;
+        err = lv_domain_check_bounds(d, error);
         if (err < 0)
                 return err;
         if (!vm_name_is_valid(d->name)) {
