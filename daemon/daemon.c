@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
@@ -137,6 +138,16 @@ fail:
         return r;
 }
 
+/* sd-bus's own message when the connection is gone: leave the loop with a failure. */
+static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+
+        d->bus_lost = true;
+        (void)sd_event_exit(d->event, EXIT_FAILURE);
+        return 0;
+}
+
 static int daemon_setup_bus(Daemon *d, GError **error)
 {
         int r;
@@ -157,6 +168,11 @@ static int daemon_setup_bus(Daemon *d, GError **error)
                 goto fail;
         /* Without the bus there is nobody to serve: leave the loop (systemd restarts us). */
         r = sd_bus_set_exit_on_disconnect(d->bus, true);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_match_signal(d->bus, NULL, "org.freedesktop.DBus.Local",
+                                "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, d);
         if (r < 0)
                 goto fail;
 
@@ -282,6 +298,15 @@ int daemon_run(Daemon *d)
         if (r < 0) {
                 log_error("The event loop failed: %s", strerror(-r));
                 return r;
+        }
+        /* Nobody can reach us or get a reply any more. */
+        if (d->bus_lost) {
+                log_error("Lost the system bus: exiting with failure now, without waiting for "
+                          "running sequences (%s); the crash journal in %s leaves their VMs to "
+                          "the recovery of the next start.",
+                          registry_busy(d->registry) ? "some run" : "none runs",
+                          d->state_dir ? d->state_dir : "the state directory");
+                return -ENOTCONN;
         }
         return 0;
 }

@@ -165,5 +165,33 @@ class InputBoundsTest(MigdTestCase):
         self.assertTrue(any("and 248 more problems" in line for line in notices), notices)
 
 
+class BusLossTest(MigdTestCase):
+    """Item 3: the bus goes away while a sequence hangs; the daemon exits non-zero at once."""
+
+    def test_losing_the_bus_exits_with_failure_while_a_sequence_hangs(self):
+        h = self.new_host(devices=[("nic0", "mlx5"), ("nic1", "mlx5")])
+        self.assertOk(h.ctl("register", "vm1", "nic0", "nic1", "--phase-deadline-ms", "600000"))
+        h.sim.fault("nic0", "RUNNING_P2P>STOP", "hang")
+        quiesce = subprocess.Popen([binary("MIGCTL"), "quiesce", "vm1"], env=h.bus.env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(quiesce.wait)
+        self.addCleanup(quiesce.kill)
+        wait_for(lambda: "sequencing" in h.ctl("show", "vm1").stdout, seconds(10),
+                 "the quiesce to start")
+        h.bus.proc.kill()
+        h.bus.proc.wait()
+        try:
+            code = h.daemon.proc.wait(seconds(20))
+        except subprocess.TimeoutExpired:
+            self.fail("the daemon lives on without its bus while a sequence hangs:\n"
+                      + h.daemon.read_log())
+        h.daemon.returncode = 0  # this exit is the test's subject, not a failed SIGTERM
+        h.daemon.log.close()
+        log = h.daemon.read_log()
+        self.assertNotEqual(code, 0, "bus loss must be a failure, so systemd restarts us")
+        self.assertIn("Lost the system bus", log)
+        self.assertIn("some run", log)
+
+
 if __name__ == "__main__":
     main()
