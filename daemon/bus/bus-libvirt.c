@@ -150,6 +150,8 @@ int bus_libvirt_method_register_vm_from_xml(sd_bus_message *m, void *userdata, s
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         if (d->stopping)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY,
                                         "vfio-migd is shutting down; retry once it has "

@@ -345,6 +345,8 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -374,6 +376,8 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -405,6 +409,8 @@ static int method_attach_device_fd(sd_bus_message *m, void *userdata, sd_bus_err
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -428,6 +434,8 @@ static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = bus_authorize(m, &d->auth, "rescan the devices", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -556,6 +564,8 @@ static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error 
         r = bus_authorize(m, &d->auth, "reload the policy", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = daemon_reload_policy(d, &gerr);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);

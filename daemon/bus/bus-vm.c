@@ -312,6 +312,8 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         if (d->stopping)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY,
                                         "vfio-migd is shutting down; retry once it has "

@@ -16,8 +16,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_REFUSED, INVALID_ARGS, MigdTestCase, as_user,  # noqa: E402
-                      binary, main, seconds, wait_for)
+from migdtest import (EXIT_DENIED, EXIT_REFUSED, INVALID_ARGS, MANAGER,  # noqa: E402
+                      OPERATOR_GROUP, ROOT, MigdTestCase, as_user, binary,
+                      ensure_operator_group, main, remove_operator_group, seconds, wait_for)
 
 PING_BOUND_MS = 10.0
 XML_MAX = 16 << 20
@@ -71,24 +72,8 @@ def now_us():
     return time.monotonic_ns() // 1000
 
 
-class InputBoundsTest(MigdTestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.h = self.new_host(devices=[("nic0", "mlx5"), ("nic1", "mlx5")])
-        self.drop = os.path.join(self.workdir, "drop")
-        os.mkdir(self.drop)
-        os.chmod(self.drop, 0o755)
-
-    def write(self, name, text):
-        path = os.path.join(self.drop, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o644)
-        return path
-
-    def log_lines(self):
-        return self.h.daemon.read_log().count("\n")
+class LoopTestCase(MigdTestCase):
+    """A test whose load must leave the loop free: self.h is the host it pings."""
 
     def under_load(self, label, load, rounds=3):
         """Runs load() rounds times while pinging; asserts the loop answered in time."""
@@ -110,6 +95,26 @@ class InputBoundsTest(MigdTestCase):
         self.assertLess(best, PING_BOUND_MS, f"{label}: no Ping answered within the bound")
         self.assertLess(median, PING_BOUND_MS, f"{label}: the median Ping is over the bound")
         return results
+
+
+class InputBoundsTest(LoopTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.h = self.new_host(devices=[("nic0", "mlx5"), ("nic1", "mlx5")])
+        self.drop = os.path.join(self.workdir, "drop")
+        os.mkdir(self.drop)
+        os.chmod(self.drop, 0o755)
+
+    def write(self, name, text):
+        path = os.path.join(self.drop, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def log_lines(self):
+        return self.h.daemon.read_log().count("\n")
 
     # --- item 1: caller-sized input bounded before work ---
 
@@ -163,6 +168,53 @@ class InputBoundsTest(MigdTestCase):
         notices = [line for line in added if "Incoming migration check" in line]
         self.assertLessEqual(len(notices), 3 * 9, "\n".join(notices))
         self.assertTrue(any("and 248 more problems" in line for line in notices), notices)
+
+
+class AsyncAuthorizationTest(LoopTestCase):
+    """Item 2: with an operator group, authorization asks the bus without waiting on the loop."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.created_group = ensure_operator_group()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.created_group:
+            remove_operator_group()
+
+    def setUp(self):
+        super().setUp()
+        self.h = self.new_host(devices=[("nic0", "mlx5"), ("nic1", "mlx5")],
+                               daemon_args=(f"--operator-group={OPERATOR_GROUP}",))
+
+    def test_loop_answers_pings_while_callers_are_authorized(self):
+        """Members register and unregister, strangers are refused; Ping stays prompt."""
+        g = [OPERATOR_GROUP]
+
+        def calls():
+            a = self.h.ctl("register", "vm1", "nic0", "nic1", user="nobody", groups=g)
+            b = self.h.ctl("register", "vm2", "nic0", user="nobody")
+            c = self.h.ctl("unregister", "vm1", user="nobody", groups=g)
+            return a, b, c
+
+        for a, b, c in self.under_load("register/unregister with authorization", calls):
+            self.assertOk(a)
+            self.assertExit(b, EXIT_DENIED, "org.freedesktop.DBus.Error.AccessDenied")
+            self.assertIn(f"nor a member of group {OPERATOR_GROUP}", b.stderr)
+            self.assertOk(c)
+
+    def test_a_caller_gone_before_the_answer_is_refused_quietly(self):
+        """busctl --expect-reply=no leaves at once: the bus cannot say who it was."""
+        for _ in range(20):
+            r = self.h.busctl("--expect-reply=no", "call", "org.vfiomig.Coordinator1", ROOT,
+                              MANAGER, "Rescan", user="nobody")
+            self.assertEqual(r.returncode, 0, str(r))
+            if "the bus did not say who" in self.h.daemon.read_log():
+                break
+        else:
+            self.skipTest("every caller was still connected when the bus answered")
+        self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
+        self.assertTrue(self.h.bus.has_owner())
 
 
 class BusLossTest(MigdTestCase):
