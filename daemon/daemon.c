@@ -18,6 +18,7 @@
 #include "devices/sim.h"
 #include "devices/vfio-kernel.h"
 #include "log.h"
+#include "offload.h"
 #include "policy-files.h"
 #include "recovery.h"
 
@@ -246,6 +247,13 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
         r = daemon_setup_event(d, error);
         if (r < 0)
                 return r;
+        /* Two threads: the machine's cores, and a flood of 16 MiB XMLs queues behind them. */
+        r = offload_new(d->event, 2, &d->offload);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot start the worker threads: %s.", g_strerror(-r));
+                return r;
+        }
 
         r = daemon_open_backend(options, &backend, error);
         if (r < 0)
@@ -315,6 +323,8 @@ void daemon_free(Daemon *d)
 {
         if (!d)
                 return;
+        /* Calls whose parsing is still off the loop get their answers while all is there. */
+        offload_free(d->offload);
         /* libvirt first: no event may register a VM while the registry goes away. */
         bus_libvirt_stop(d);
         hotplug_watch_free(d->hotplug);

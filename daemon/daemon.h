@@ -58,6 +58,7 @@ typedef struct Daemon {
         struct HotplugWatch *hotplug; /* devices that come and go (daemon-hotplug.h), or NULL */
         char *libvirt_uri;   /* NULL: libvirt is off */
         struct LvTracker *libvirt; /* libvirt domains as VMs (bus/bus-libvirt.h), or NULL */
+        struct Offload *offload;   /* long pure work off the loop (offload.h): XML parsing */
 } Daemon;
 
 int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);

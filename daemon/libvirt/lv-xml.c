@@ -14,11 +14,9 @@ static const char *hostdev_label(const LvHostdev *h)
         return h->name ? h->name : h->alias ? h->alias : "(no address)";
 }
 
-int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
-                   GError **error)
+int lv_xml_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
 {
         g_autoptr(LvDomain) d = NULL;
-        g_autoptr(GPtrArray) devices = g_ptr_array_new();
         int r;
 
         r = lv_domain_parse(xml, len, &d, error);
@@ -28,6 +26,28 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
         r = lv_domain_check_bounds(d, error);
         if (r < 0)
                 return r;
+        *ret = g_steal_pointer(&d);
+        return 0;
+}
+
+int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
+                   GError **error)
+{
+        LvDomain *d = NULL;
+        int r;
+
+        r = lv_xml_parse(xml, len, &d, error);
+        if (r < 0)
+                return r;
+        return lv_xml_vm_args_of(d, ret_domain, ret_devices, error);
+}
+
+int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_devices,
+                      GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
+        g_autoptr(GPtrArray) devices = g_ptr_array_new();
+
         if (!vm_name_is_valid(d->name)) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
@@ -241,17 +261,21 @@ static void check_iova(Registry *r, LvIncoming *c, const LvDomain *d)
 
 int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret, GError **error)
 {
-        g_autoptr(LvDomain) d = NULL;
-        g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
-        bool unknown = false;
+        LvDomain *d = NULL;
         int err;
 
-        err = lv_domain_parse(xml, len, &d, error);
+        err = lv_xml_parse(xml, len, &d, error);
         if (err < 0)
                 return err;
-        err = lv_domain_check_bounds(d, error);
-        if (err < 0)
-                return err;
+        return lv_check_incoming_of(r, d, ret, error);
+}
+
+int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
+        g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
+        bool unknown = false;
+
         if (!vm_name_is_valid(d->name)) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
