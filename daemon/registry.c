@@ -277,6 +277,13 @@ int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GE
         if (kd->vm) {
                 ssize_t i = vm_device_index(kd->vm, name);
                 err = i >= 0 ? vm_device_state(kd->vm, (size_t)i, ret) : -ENODEV;
+        } else if (r->backend->open_claims_device && !kd->pinned) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODATA),
+                            "The state of device %s is not read while no VM holds it: reading "
+                            "it would open its VFIO group, which a VMM starting now needs. "
+                            "Register it in a VM (or hand its device fd over) to read it.",
+                            name);
+                return -ENODATA;
         } else {
                 err = known_device_open(r, kd, error);
                 if (err < 0)

@@ -51,7 +51,12 @@ bool registry_has_device(const Registry *r, const char *name);
 /* The device, opened when needed; it stays the registry's, borrowed until the event loop
  * runs again (a device no VM holds is released then). */
 int registry_open_device(Registry *r, const char *name, Device **ret, GError **error);
-/* The device's state; while its VM sequences, the last one the sequencer reported. */
+/*
+ * The device's state: for a device in a VM, the VM's cached state (vm_device_state(), never a
+ * read on the loop); for a free one, read from the device, except where opening it claims it
+ * (Backend.open_claims_device, the kernel backend: its VFIO group): -ENODATA then, with a
+ * sentence, and nothing opened.
+ */
 int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GError **error);
 /* The VM holding the device, or NULL. */
 Vm *registry_device_vm(const Registry *r, const char *name);

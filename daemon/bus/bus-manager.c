@@ -65,6 +65,7 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         enum mig_state s;
         Device *dev;
         Vm *vm;
+        int r;
 
         if (!path)
                 return -ENOMEM;
@@ -76,8 +77,11 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         if (registry_open_device(d->registry, name, &dev, &gerr) >= 0) {
                 driver = dev->info.driver ? dev->info.driver : "";
                 /* The state first: a kernel device learns its flags when it is opened. */
-                if (registry_device_state(d->registry, name, &s, &gerr) >= 0)
+                r = registry_device_state(d->registry, name, &s, &gerr);
+                if (r >= 0)
                         state = mig_state_to_string(s);
+                else if (r == -ENODATA)
+                        state = "unknown"; /* not read: that would open a VFIO group */
                 flags = dev->info.migration_flags;
         }
         if (gerr)
@@ -526,7 +530,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
                                          name);
         dec = registry_decide(d->registry, vm, true);
         /* The plan of a whole source migration from where the devices are now. */
-        if (dec->allowed && vm_plan(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
+        if (dec->allowed && vm_plan_cached(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
                 log_notice("VM %s: no plan from the devices' current states: %s", name,
                            gerr->message);
         log_info("VM %s: migration check: %s (mode %s, %zu blocker(s)).", name,

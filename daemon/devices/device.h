@@ -62,6 +62,12 @@ struct Device {
 
 struct Backend {
         const char *name; /* "sim", "kernel" */
+        /*
+         * Opening a device takes what another process needs (the kernel backend: its VFIO
+         * group, which one process at a time may hold, and the VMM opens it when the VM
+         * starts). The registry then never opens a device that no VM holds just to read it.
+         */
+        bool open_claims_device;
         /* Names of the devices this backend can open now, sorted; caller frees (g_ptr_array_unref). */
         int (*enumerate)(Backend *b, GPtrArray **ret_names);
         /* -ENOENT: no such device; -EBUSY: held by another user. */

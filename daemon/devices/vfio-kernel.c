@@ -1029,6 +1029,7 @@ int vfio_kernel_backend_new(const char *sysfs_root, const char *dev_root, Backen
         kb->groups =
             g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)kernel_group_free);
         b->name = "kernel";
+        b->open_claims_device = true;
         b->data = kb;
         b->enumerate = kernel_enumerate;
         b->open_device = kernel_open_device;

@@ -16,9 +16,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_DENIED, EXIT_REFUSED, INVALID_ARGS, MANAGER,  # noqa: E402
-                      OPERATOR_GROUP, ROOT, MigdTestCase, as_user, binary,
-                      ensure_operator_group, main, remove_operator_group, seconds, wait_for)
+from migdtest import (DEVICE_IFACE, EXIT_DENIED, EXIT_REFUSED, INVALID_ARGS,  # noqa: E402
+                      MANAGER, OPERATOR_GROUP, ROOT, VM_IFACE, MigdTestCase, as_user, binary,
+                      device_path, ensure_operator_group, main, remove_operator_group,
+                      seconds, vm_path, wait_for)
 
 PING_BOUND_MS = 10.0
 XML_MAX = 16 << 20
@@ -220,6 +221,72 @@ class AsyncAuthorizationTest(LoopTestCase):
             self.skipTest("every caller was still connected when the bus answered")
         self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
         self.assertTrue(self.h.bus.has_owner())
+
+
+class StalledDeviceTest(LoopTestCase):
+    """Item 2: no device read on the loop. A device whose state read never returns (a kernel
+    driver holding its state lock) is played by the sim device nic0 whose lock file is made a
+    FIFO nobody writes: opening it blocks, as MIG_DEVICE_STATE GET would."""
+
+    def setUp(self):
+        super().setUp()
+        self.h = self.new_host(devices=[("nic0", "mlx5"), ("nic1", "mlx5")])
+        self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
+        self.lock = os.path.join(self.h.sim.dir, ".nic0.lock")
+        with open(self.lock, "rb") as f:
+            self.saved = f.read()
+        fifo = self.lock + ".fifo"
+        os.mkfifo(fifo)
+        os.rename(fifo, self.lock)
+        self.addCleanup(self.release)
+
+    def release(self):
+        """Lets the blocked read go on (it gets no version and reads the file) and puts the
+        lock file back."""
+        if getattr(self, "released", False):
+            return
+        self.released = True
+        writer = os.open(self.lock, os.O_WRONLY | os.O_NONBLOCK) if self.reader_blocked() else -1
+        tmp = self.lock + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(self.saved)
+        os.rename(tmp, self.lock)
+        if writer >= 0:
+            os.close(writer)
+
+    def reader_blocked(self):
+        try:
+            os.close(os.open(self.lock, os.O_WRONLY | os.O_NONBLOCK))
+            return True
+        except OSError:  # ENXIO: nobody has the FIFO open for reading
+            return False
+
+    def age(self):
+        return self.h.busctl_get(vm_path("vm1"), VM_IFACE, "StateAgeUSec")
+
+    def test_reads_are_served_from_the_cache_while_a_device_read_hangs(self):
+        time.sleep(0.2)  # older than VM_STATES_FRESH_USEC: the next read starts a refresh
+
+        def reads():
+            show = self.h.ctl("--json", "show", "vm1", user="nobody")
+            state = self.h.busctl("get-property", "org.vfiomig.Coordinator1",
+                                  device_path("nic0"), DEVICE_IFACE, "State", user="nobody")
+            check = self.h.ctl("check", "vm1", user="nobody")
+            devices = self.h.ctl("--json", "list-devices", user="nobody")
+            return show, state, check, devices
+
+        for show, state, check, devices in self.under_load("reads with nic0 stalled", reads):
+            self.assertOk(show)
+            self.assertEqual(show.json["State"], "running")
+            self.assertEqual(state.returncode, 0, str(state))
+            self.assertEqual(state.stdout.strip(), 's "RUNNING"')
+            self.assertOk(check)
+            self.assertOk(devices)
+        wait_for(self.reader_blocked, seconds(10), "the refresh to stall on nic0")
+        time.sleep(0.3)
+        self.assertGreater(self.age(), 300000, "the cache's age must show the stalled read")
+        self.release()
+        wait_for(lambda: self.age() < 1000000, seconds(10), "the cache to be refreshed")
 
 
 class BusLossTest(MigdTestCase):

@@ -121,10 +121,22 @@ class KernelBackendTest(MigdTestCase):
         self.assertEqual(self.h.busctl_get(device_path(NIC), DEVICE_IFACE, "DeviceId"), 0x101e)
         self.assertEqual(self.h.busctl_get(device_path(NIC), DEVICE_IFACE, "Driver"), "vfio-pci")
 
-    def test_reading_the_state_fails_with_the_reason(self):
-        """A device whose /dev/vfio/N is no character device: its State names the file."""
+    def test_reads_of_a_free_device_open_nothing(self):
+        """A free device's State is "unknown" to anyone, in ListDevices too: reading it would
+        open its VFIO group, which the VMM starting now needs (issue 12). Nothing is opened,
+        so the broken /dev/vfio/5 goes unnoticed."""
         r = self.h.busctl("get-property", "org.vfiomig.Coordinator1", device_path(NIC),
-                          DEVICE_IFACE, "State")
+                          DEVICE_IFACE, "State", user="nobody")
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(r.stdout.strip(), 's "unknown"')
+        self.assertEqual(self.devices()[NIC]["state"], "unknown")
+        self.assertNotIn("not a character device", self.h.daemon.read_log())
+
+    def test_a_sequence_names_why_the_state_cannot_be_read(self):
+        """A device whose /dev/vfio/N is no character device: the sequence names the file."""
+        self.assertOk(self.h.ctl("register", "vm1", NIC))
+        # Abort needs no migration support: it gets as far as reading the device's state
+        r = self.h.ctl("abort", "vm1")
         self.assertNotEqual(r.returncode, 0, r)
         self.assertIn("vfio/5 is not a character device", r.stderr)
 
