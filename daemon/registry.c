@@ -734,7 +734,7 @@ static void add_hotplug_blockers(Registry *r, const Vm *vm, PolicyDecision *d)
 }
 
 static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Device *const *devs,
-                              size_t n, const VmOptions *explicit)
+                              size_t n, const VmOptions *explicit, const uint32_t *assumed_flags)
 {
         enum policy_mode override = POLICY_MODE_REQUIRE_P2P;
         g_autofree PolicyDevice *pd = g_new0(PolicyDevice, n ? n : 1);
@@ -755,6 +755,9 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
                     .flags = info->migration_flags,
                     .iommu_group = info->iommu_group,
                 };
+                if (assumed_flags && assumed_flags[i] != UINT32_MAX &&
+                    __atomic_load_n(&info->flags_unknown, __ATOMIC_ACQUIRE))
+                        pd[i].flags = assumed_flags[i];
                 if (info->iommu_group) {
                         pd[i].group_claimed_by =
                             g_hash_table_lookup(facts.claimant, info->iommu_group);
@@ -793,7 +796,7 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
 
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 devs[i] = vm_device(vm, i);
-        d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm));
+        d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm), NULL);
         if (log)
                 log_decision(vm_name(vm), d);
         return d;
@@ -816,7 +819,7 @@ static int open_devices(Registry *r, const char *const *devices, size_t n, Devic
 }
 
 int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
-                            PolicyDecision **ret, GError **error)
+                            const uint32_t *assumed_flags, PolicyDecision **ret, GError **error)
 {
         g_autofree Device **devs = NULL;
         int err;
@@ -824,7 +827,7 @@ int registry_decide_devices(Registry *r, const char *name, const char *const *de
         err = open_devices(r, devices, n, &devs, error);
         if (err < 0)
                 return err;
-        *ret = decide(r, registry_get_vm(r, name), name, devs, n, NULL);
+        *ret = decide(r, registry_get_vm(r, name), name, devs, n, NULL, assumed_flags);
         return 0;
 }
 
@@ -857,7 +860,7 @@ static GPtrArray *registry_vm_blockers(const Vm *vm, void *userdata)
 static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
                                  const VmOptions *explicit, VmOptions *ret)
 {
-        PolicyDecision *d = decide(r, NULL, name, devs, n, explicit);
+        PolicyDecision *d = decide(r, NULL, name, devs, n, explicit, NULL);
 
         options_from_settings(&d->settings, explicit, ret);
         policy_decision_free(d);

@@ -120,12 +120,15 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log);
 
 /*
  * The same decision and IOVA space for devices that no VM holds yet under that name (an
- * incoming migration's domain): every device is opened (-ENODEV unknown, the open's errors
- * otherwise). A VM of that name, when one is registered, counts as the same VM (its devices'
- * groups are not "claimed by another VM"). Nothing is registered or changed.
+ * incoming migration's domain): every device is looked up (-ENODEV unknown, the backend's
+ * errors otherwise; the kernel backend opens no fd for it). A VM of that name, when one is
+ * registered, counts as the same VM (its devices' groups are not "claimed by another VM").
+ * assumed_flags (NULL, or one per device, UINT32_MAX for none) stand in for the migration
+ * flags of a device whose flags are not known yet (DeviceInfo.flags_unknown): what the
+ * source declares. Nothing is registered or changed.
  */
 int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
-                            PolicyDecision **ret, GError **error);
+                            const uint32_t *assumed_flags, PolicyDecision **ret, GError **error);
 int registry_devices_iova(Registry *r, const char *const *devices, size_t n, GArray **ret_ranges,
                           GPtrArray **ret_warnings, GError **error);
 

@@ -23,6 +23,9 @@ typedef struct DeviceInfo {
         uint16_t vendor_id;
         uint16_t device_id;
         uint32_t migration_flags; /* MIG_FLAG_*; 0: the device cannot migrate */
+        /* Not learned yet (read with __atomic): the kernel backend learns the flags when it
+         * first opens the device, and does not open a free device to read them. */
+        bool flags_unknown;
 } DeviceInfo;
 
 typedef struct DeviceOps {

@@ -160,7 +160,16 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
                                "Point the hostdev at a %04x:%04x device.",
                                h->name, h->declared_vendor, h->declared_device, info->vendor_id,
                                info->device_id, h->declared_vendor, h->declared_device);
-        if (h->declared_flags != info->migration_flags) {
+        if (__atomic_load_n(&info->flags_unknown, __ATOMIC_ACQUIRE)) {
+                g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
+                g_ptr_array_add(c->warnings,
+                                g_strdup_printf("Hostdev %s: this host's migration flags are not "
+                                                "known yet (reading them would open the "
+                                                "device's VFIO group, which the VMM needs), so "
+                                                "the source's %s are assumed; they are compared "
+                                                "when vfio-migd opens the device.",
+                                                h->name, src));
+        } else if (h->declared_flags != info->migration_flags) {
                 g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
 
                 lv_problem_add(c->problems, "flags-mismatch", h->name,
@@ -213,10 +222,20 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
 static void check_policy(Registry *r, LvIncoming *c, const LvDomain *d)
 {
         g_autoptr(GError) gerr = NULL;
+        g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autofree uint32_t *assumed = g_new(uint32_t, c->devices->len + 1);
         PolicyDecision *dec = NULL;
 
+        /* Flags this host has not read yet are taken as the source declares them. */
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                if (d->hostdevs[i].name && d->hostdevs[i].has_declared)
+                        g_hash_table_insert(by_name, d->hostdevs[i].name, &d->hostdevs[i]);
+        for (guint i = 0; i < c->devices->len; i++) {
+                const LvHostdev *h = g_hash_table_lookup(by_name, c->devices->pdata[i]);
+                assumed[i] = h ? h->declared_flags : UINT32_MAX;
+        }
         if (registry_decide_devices(r, d->name, (const char *const *)c->devices->pdata,
-                                    c->devices->len, &dec, &gerr) < 0) {
+                                    c->devices->len, assumed, &dec, &gerr) < 0) {
                 lv_problem_add(c->problems, "no-device", "", "%s", gerr->message);
                 return;
         }
