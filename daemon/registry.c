@@ -778,15 +778,21 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
         return d;
 }
 
+#define LOG_BLOCKERS_MAX 8u
+
 static void log_decision(const char *vm, const PolicyDecision *d)
 {
         g_autofree char *matched = d->matched[0] ? g_strjoinv("; ", d->matched) : NULL;
 
-        for (size_t i = 0; i < d->n_blockers; i++)
+        /* Anyone may ask (CheckMigration): a few lines per call, whatever the VM holds. */
+        for (size_t i = 0; i < d->n_blockers && i < LOG_BLOCKERS_MAX; i++)
                 log_notice("VM %s: migration refused (mode %s, decided by %s): %s: %s", vm,
                            policy_mode_to_string(d->settings.mode),
                            matched ? matched : "defaults", d->blockers[i].id,
                            d->blockers[i].message);
+        if (d->n_blockers > LOG_BLOCKERS_MAX)
+                log_notice("VM %s: ... and %zu more blockers (Blockers lists them all).", vm,
+                           d->n_blockers - LOG_BLOCKERS_MAX);
 }
 
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)

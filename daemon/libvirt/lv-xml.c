@@ -81,10 +81,15 @@ int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_d
 
 bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n)
 {
+        g_autoptr(GHashTable) held = g_hash_table_new(g_str_hash, g_str_equal);
+
         if (vm_n_devices(vm) != n)
                 return false;
+        /* A hash, not vm_device_index() per name: O(n) for a caller's list. */
         for (size_t i = 0; i < n; i++)
-                if (vm_device_index(vm, names[i]) < 0)
+                g_hash_table_add(held, vm_device(vm, i)->info.name);
+        for (size_t i = 0; i < n; i++)
+                if (!g_hash_table_contains(held, names[i]))
                         return false;
         return true;
 }

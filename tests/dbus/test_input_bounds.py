@@ -175,6 +175,22 @@ class InputBoundsTest(LoopTestCase):
         self.assertLessEqual(len(notices), 3 * 9, "\n".join(notices))
         self.assertTrue(any("and 248 more problems" in line for line in notices), notices)
 
+    def test_check_migration_logs_a_few_lines_whatever_the_vm_holds(self):
+        """CheckMigration is open to anyone: 12 devices without migration support make 12
+        blockers in the answer, and a few log lines per call."""
+        names = [f"old{i}" for i in range(12)]
+        for n in names:
+            self.h.sim.create(n, "mlx5", flags="none")
+        self.assertOk(self.h.ctl("register", "wide", *names))
+        before = self.log_lines()
+        r = self.h.ctl("--json", "check", "wide", user="nobody")
+        self.assertNotEqual(r.returncode, 0, str(r))
+        self.assertGreaterEqual(r.stdout.count("no-migration"), 12, str(r))
+        added = self.h.daemon.read_log().splitlines()[before:]
+        refused = [line for line in added if "migration refused" in line or "more blockers" in line]
+        self.assertLessEqual(len(refused), 9, "\n".join(refused))
+        self.assertTrue(any("and 4 more blockers" in line for line in refused), refused)
+
 
 class AsyncAuthorizationTest(LoopTestCase):
     """Item 2: with an operator group, authorization asks the bus without waiting on the loop."""
