@@ -225,6 +225,22 @@ class AsyncAuthorizationTest(LoopTestCase):
             self.assertIn(f"nor a member of group {OPERATOR_GROUP}", b.stderr)
             self.assertOk(c)
 
+    def test_register_xml_is_parsed_off_the_loop_then_authorized(self):
+        """RegisterVMFromXML: the parse on a worker, then the question to the bus, then the
+        same call again with the answer; a member registers, a stranger is refused."""
+        xml = domain_xml("web", "<hostdev mode='subsystem' type='mdev'><source><address "
+                                "uuid='00000000-0000-0000-0000-000000000000'/></source>"
+                                "</hostdev>")
+        path = os.path.join(self.workdir, "web.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        os.chmod(path, 0o644)
+        r = self.h.ctl("register-xml", path, user="nobody")
+        self.assertExit(r, EXIT_DENIED, "org.freedesktop.DBus.Error.AccessDenied")
+        r = self.h.ctl("register-xml", path, user="nobody", groups=[OPERATOR_GROUP])
+        # the sim backend has no such mdev: refused on the device, after authorization
+        self.assertIn("NoSuchDevice", r.stderr, str(r))
+
     def test_a_caller_gone_before_the_answer_is_refused_quietly(self):
         """busctl --expect-reply=no leaves at once: the bus cannot say who it was."""
         for _ in range(20):
