@@ -796,6 +796,10 @@ int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
         for (size_t i = 0; i < vm->n; i++) {
                 Device *d = vm->devices[i];
 
+                /* Its step never returned: a read would hang the loop too; plan from the
+                 * last state the sequencer reported, and the sequence meets the hang. */
+                if (vm_device_hung(vm, i))
+                        continue;
                 r = device_get_state(d, &vm->states[i]);
                 if (r < 0) {
                         g_autofree char *why = device_describe_error(d);
