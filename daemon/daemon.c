@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
@@ -17,6 +18,7 @@
 #include "devices/sim.h"
 #include "devices/vfio-kernel.h"
 #include "log.h"
+#include "offload.h"
 #include "policy-files.h"
 #include "recovery.h"
 
@@ -180,6 +182,16 @@ fail:
         return r;
 }
 
+/* sd-bus's own message when the connection is gone: leave the loop with a failure. */
+static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+
+        d->bus_lost = true;
+        (void)sd_event_exit(d->event, EXIT_FAILURE);
+        return 0;
+}
+
 static int daemon_setup_bus(Daemon *d, GError **error)
 {
         int r;
@@ -200,6 +212,11 @@ static int daemon_setup_bus(Daemon *d, GError **error)
                 goto fail;
         /* Without the bus there is nobody to serve: leave the loop (systemd restarts us). */
         r = sd_bus_set_exit_on_disconnect(d->bus, true);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_match_signal(d->bus, NULL, "org.freedesktop.DBus.Local",
+                                "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, d);
         if (r < 0)
                 goto fail;
 
@@ -273,6 +290,13 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
         r = daemon_setup_event(d, error);
         if (r < 0)
                 return r;
+        /* Two threads: the machine's cores, and a flood of 16 MiB XMLs queues behind them. */
+        r = offload_new(d->event, 2, &d->offload);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot start the worker threads: %s.", g_strerror(-r));
+                return r;
+        }
 
         r = daemon_open_backend(options, &backend, error);
         if (r < 0)
@@ -328,6 +352,15 @@ int daemon_run(Daemon *d)
                 log_error("The event loop failed: %s", strerror(-r));
                 return r;
         }
+        /* Nobody can reach us or get a reply any more. */
+        if (d->bus_lost) {
+                log_error("Lost the system bus: exiting with failure now, without waiting for "
+                          "running sequences (%s); the crash journal in %s leaves their VMs to "
+                          "the recovery of the next start.",
+                          registry_busy(d->registry) ? "some run" : "none runs",
+                          d->state_dir ? d->state_dir : "the state directory");
+                return -ENOTCONN;
+        }
         return 0;
 }
 
@@ -335,6 +368,8 @@ void daemon_free(Daemon *d)
 {
         if (!d)
                 return;
+        /* Calls whose parsing is still off the loop get their answers while all is there. */
+        offload_free(d->offload);
         /* libvirt first: no event may register a VM while the registry goes away. */
         bus_libvirt_stop(d);
         hotplug_watch_free(d->hotplug);

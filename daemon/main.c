@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "journal.h"
@@ -296,6 +297,12 @@ int main(int argc, char **argv)
                 return r == -EINVAL ? EXIT_CONFIG : EXIT_FAILURE;
         }
         r = daemon_run(d);
+        if (r == -ENOTCONN) {
+                /* A sequence with a hung stream would hold daemon_free() up, and a daemon
+                 * without its name serves nobody: the journal has what recovery needs. */
+                fflush(NULL);
+                _exit(EXIT_FAILURE);
+        }
         g_clear_pointer(&d, daemon_free);
         /* Idle workers would otherwise still be running when the process exits. */
         g_thread_pool_set_max_unused_threads(0);

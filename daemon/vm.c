@@ -53,12 +53,32 @@ typedef struct VmLateSink {
 
 /* What the worker hands to the loop: a progress event, the return of a hung step, or the
  * completion when done. */
+/*
+ * A read of the devices' states on a thread of its own, so the loop never waits on a device
+ * (a kernel driver holding its state lock blocks MIG_DEVICE_STATE GET). Shared by the Vm and
+ * the thread; vm_free() detaches it (vm = NULL, under lock) rather than waiting, since a read
+ * may never return.
+ */
+typedef struct VmRefresh {
+        gint refcount;
+        GMutex lock;
+        Vm *vm;              /* NULL once the Vm is gone */
+        unsigned generation; /* the Vm's run generation when the read began */
+        size_t n;
+        Device **devices; /* referenced; NULL for a device not to ask (a hung step holds it) */
+        enum mig_state *states;
+        bool *read;          /* states[i] was read */
+        uint64_t *read_usec; /* when */
+} VmRefresh;
+
+/* What the worker hands to the loop: a progress event, or the completion when done. */
 typedef struct VmQueued {
         bool done;
         bool late; /* ev.device returned late into ev.new_state */
         bool commit; /* the worker waits for the Save's commit record */
         SeqEvent ev;
-        char *phase; /* ev.phase points here */
+        char *phase;        /* ev.phase points here */
+        VmRefresh *refresh; /* set: a refresh of the cached states finished */
 } VmQueued;
 
 struct Vm {
@@ -68,6 +88,9 @@ struct Vm {
         size_t n;
         int *data_fds;          /* open data sessions, -1 when none; the worker's while busy */
         enum mig_state *states; /* last known state of each device */
+        uint64_t *state_usec;   /* when each was learned (CLOCK_MONOTONIC), 0: never */
+        unsigned run_generation; /* counts started runs: a refresh older than a run is stale */
+        VmRefresh *refresh;      /* the read of the states in flight, or NULL */
         VmOptions options;
 
         sd_event_source *wake_source;
@@ -253,11 +276,13 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         vm->late->vm = vm;
         vm->data_fds = g_new(int, n);
         vm->states = g_new(enum mig_state, n);
+        vm->state_usec = g_new0(uint64_t, n);
         for (size_t i = 0; i < n; i++) {
                 vm->devices[i] = device_ref(devices[i]);
                 vm->data_fds[i] = -1;
                 if (device_get_state(devices[i], &vm->states[i]) < 0)
                         vm->states[i] = MIG_STATE_ERROR;
+                vm->state_usec[i] = now_usec();
         }
         vm->n = n;
 
@@ -273,6 +298,9 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         return 0;
 }
 
+static void vm_refresh_unref(VmRefresh *f);
+static void vm_drain(Vm *vm);
+
 void vm_free(Vm *vm)
 {
         if (!vm)
@@ -284,6 +312,14 @@ void vm_free(Vm *vm)
                 vm->late->vm = NULL;
                 g_mutex_unlock(&vm->late->lock);
                 late_sink_unref(vm->late);
+        }
+        if (vm->refresh) {
+                g_mutex_lock(&vm->refresh->lock);
+                vm->refresh->vm = NULL;
+                g_mutex_unlock(&vm->refresh->lock);
+                g_clear_pointer(&vm->refresh, vm_refresh_unref);
+                /* What the read queued before it saw the Vm go. */
+                vm_drain(vm);
         }
         for (size_t i = 0; i < vm->n; i++) {
                 if (vm->data_fds[i] >= 0)
@@ -300,6 +336,7 @@ void vm_free(Vm *vm)
         g_free(vm->outstanding);
         g_free(vm->data_fds);
         g_free(vm->states);
+        g_free(vm->state_usec);
         g_free(vm->state_text);
         g_free(vm->name);
         g_free(vm->origin);
@@ -357,19 +394,26 @@ const SeqReport *vm_last_report(const Vm *vm)
         return vm->last_report;
 }
 
+static void vm_refresh_start(Vm *vm);
+
 int vm_device_state(Vm *vm, size_t i, enum mig_state *ret)
 {
-        int r;
-
         if (i >= vm->n)
                 return -EINVAL;
-        if (!vm->run) {
-                r = device_get_state(vm->devices[i], &vm->states[i]);
-                if (r < 0)
-                        return r;
-        }
+        vm_refresh_start(vm);
         *ret = vm->states[i];
         return 0;
+}
+
+uint64_t vm_states_age_usec(const Vm *vm)
+{
+        uint64_t oldest = UINT64_MAX, now = now_usec();
+
+        for (size_t i = 0; i < vm->n; i++)
+                oldest = MIN(oldest, vm->state_usec[i]);
+        if (vm->n == 0 || oldest == 0 || oldest > now)
+                return oldest == 0 && vm->n ? UINT64_MAX : 0;
+        return now - oldest;
 }
 
 /* Reads every device's state into the cache; a device that cannot be read counts as ERROR. */
@@ -387,6 +431,7 @@ static void vm_refresh_states(Vm *vm, const SeqReport *skip_hung)
                 }
                 if (device_get_state(vm->devices[i], &vm->states[i]) < 0)
                         vm->states[i] = MIG_STATE_ERROR;
+                vm->state_usec[i] = now_usec();
         }
 }
 
@@ -460,10 +505,118 @@ const char *vm_state(Vm *vm)
                 vm->state_text = g_strdup_printf("sequencing:%s", plan_op_to_string(vm->run->op));
                 return vm->state_text;
         }
-        vm_refresh_states(vm, NULL);
+        vm_refresh_start(vm);
         if (vm->handed_off)
                 return "handed-off";
         return vm_state_from_devices(vm);
+}
+
+/* ---- the cached states, refreshed off the loop ---- */
+
+static void vm_refresh_unref(VmRefresh *f)
+{
+        if (!f || !g_atomic_int_dec_and_test(&f->refcount))
+                return;
+        for (size_t i = 0; i < f->n; i++)
+                device_unref(f->devices[i]);
+        g_mutex_clear(&f->lock);
+        g_free(f->devices);
+        g_free(f->states);
+        g_free(f->read);
+        g_free(f->read_usec);
+        g_free(f);
+}
+
+static void vm_queue_push(Vm *vm, VmQueued *q);
+
+static gpointer vm_refresh_thread(gpointer userdata)
+{
+        VmRefresh *f = userdata;
+
+        for (size_t i = 0; i < f->n; i++) {
+                if (!f->devices[i])
+                        continue;
+                /* A device that cannot be read counts as ERROR, as everywhere. */
+                if (device_get_state(f->devices[i], &f->states[i]) < 0)
+                        f->states[i] = MIG_STATE_ERROR;
+                f->read[i] = true;
+                f->read_usec[i] = now_usec();
+        }
+        g_mutex_lock(&f->lock);
+        if (f->vm) {
+                VmQueued *q = g_new0(VmQueued, 1);
+                q->refresh = f; /* the queue's reference */
+                g_atomic_int_inc(&f->refcount);
+                vm_queue_push(f->vm, q);
+        }
+        g_mutex_unlock(&f->lock);
+        vm_refresh_unref(f);
+        return NULL;
+}
+
+/* A device whose step never returned is still inside the backend: asking it would hang too. */
+static bool vm_device_hung(const Vm *vm, size_t i)
+{
+        const SeqReport *rep = vm->last_report;
+
+        for (guint j = 0; rep && rep->hung && j < rep->hung->len; j++)
+                if (g_strcmp0(rep->hung->pdata[j], vm->devices[i]->info.name) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Reads the states again on a thread when the cache is older than VM_STATES_FRESH_USEC and no
+ * read or sequence is under way; the loop never waits for it. A refresh that cannot start
+ * leaves the cache as it is (its age says so).
+ */
+static void vm_refresh_start(Vm *vm)
+{
+        g_autoptr(GError) error = NULL;
+        VmRefresh *f;
+        GThread *thread;
+
+        if (vm->run || vm->refresh || vm->n == 0 || vm_states_age_usec(vm) < VM_STATES_FRESH_USEC)
+                return;
+        f = g_new0(VmRefresh, 1);
+        f->refcount = 2; /* the Vm's and the thread's */
+        g_mutex_init(&f->lock);
+        f->vm = vm;
+        f->generation = vm->run_generation;
+        f->n = vm->n;
+        f->devices = g_new0(Device *, vm->n);
+        f->states = g_new0(enum mig_state, vm->n);
+        f->read = g_new0(bool, vm->n);
+        f->read_usec = g_new0(uint64_t, vm->n);
+        for (size_t i = 0; i < vm->n; i++)
+                if (!vm_device_hung(vm, i))
+                        f->devices[i] = device_ref(vm->devices[i]);
+        vm->refresh = f;
+        thread = g_thread_try_new("vm-states", vm_refresh_thread, f, &error);
+        if (!thread) {
+                log_warning("VM %s: cannot read its devices' states: %s; serving the cached "
+                            "ones.",
+                            vm->name, error->message);
+                vm->refresh = NULL;
+                vm_refresh_unref(f);
+                vm_refresh_unref(f);
+                return;
+        }
+        g_thread_unref(thread);
+}
+
+/* On the loop: the read's answers replace the cache unless a sequence began since. */
+static void vm_refresh_finished(Vm *vm, VmRefresh *f)
+{
+        if (vm->refresh == f)
+                g_clear_pointer(&vm->refresh, vm_refresh_unref);
+        if (vm->run || f->generation != vm->run_generation)
+                return;
+        for (size_t i = 0; i < vm->n && i < f->n; i++)
+                if (f->read[i] && f->read_usec[i] > vm->state_usec[i]) {
+                        vm->states[i] = f->states[i];
+                        vm->state_usec[i] = f->read_usec[i];
+                }
 }
 
 static int compare_strings(gconstpointer a, gconstpointer b)
@@ -902,7 +1055,10 @@ static void vm_commit(Vm *vm, VmRun *run)
 
 static void vm_dispatch(Vm *vm, VmQueued *q)
 {
-        if (q->done) {
+        if (q->refresh) {
+                vm_refresh_finished(vm, q->refresh);
+                vm_refresh_unref(q->refresh);
+        } else if (q->done) {
                 vm_finish_run(vm);
         } else if (q->late) {
                 vm_late_return(vm, q->ev.device, q->ev.new_state);
@@ -910,8 +1066,10 @@ static void vm_dispatch(Vm *vm, VmQueued *q)
                 if (vm->run)
                         vm_commit(vm, vm->run);
         } else {
-                if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
+                if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n) {
                         vm->states[q->ev.device] = q->ev.new_state;
+                        vm->state_usec[q->ev.device] = now_usec();
+                }
                 if (q->ev.kind == SEQ_EVENT_DEVICE_HUNG && q->ev.device < vm->n &&
                     !vm->outstanding[q->ev.device]) {
                         vm->outstanding[q->ev.device] = true;
@@ -964,7 +1122,40 @@ void vm_wait_idle(Vm *vm)
         }
 }
 
+static int vm_plan_from_states(Vm *vm, enum plan_op op, Plan **ret, GError **error);
+
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
+{
+        int r;
+
+        for (size_t i = 0; i < vm->n; i++) {
+                Device *d = vm->devices[i];
+
+                /* Its step never returned: a read would hang the loop too; plan from the
+                 * last state the sequencer reported, and the sequence meets the hang. */
+                if (vm_device_hung(vm, i))
+                        continue;
+                r = device_get_state(d, &vm->states[i]);
+                if (r < 0) {
+                        g_autofree char *why = device_describe_error(d);
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                                    "Cannot read the migration state of device %s: %s%s%s.",
+                                    d->info.name, g_strerror(-r), why ? ": " : "", why ? why : "");
+                        return r;
+                }
+                vm->state_usec[i] = now_usec();
+        }
+        return vm_plan_from_states(vm, op, ret, error);
+}
+
+int vm_plan_cached(Vm *vm, enum plan_op op, Plan **ret, GError **error)
+{
+        vm_refresh_start(vm);
+        return vm_plan_from_states(vm, op, ret, error);
+}
+
+/* The plan from the states in the cache (vm->states). */
+static int vm_plan_from_states(Vm *vm, enum plan_op op, Plan **ret, GError **error)
 {
         g_autofree PlanDevice *pd = g_new0(PlanDevice, vm->n);
         g_autofree char *reason = NULL;
@@ -973,13 +1164,6 @@ int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
         for (size_t i = 0; i < vm->n; i++) {
                 Device *d = vm->devices[i];
 
-                r = device_get_state(d, &vm->states[i]);
-                if (r < 0) {
-                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-                                    "Cannot read the migration state of device %s: %s.",
-                                    d->info.name, g_strerror(-r));
-                        return r;
-                }
                 pd[i] = (PlanDevice){
                     .name = d->info.name, .flags = d->info.migration_flags, .state = vm->states[i]};
                 /* A session this daemon did not open (the VM was registered again, or the
@@ -1199,6 +1383,7 @@ static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
         };
 
         vm->run = run;
+        vm->run_generation++;
         log_info("VM %s: %s (%s, %zu phases, %zu devices) started", vm->name, plan_op_to_string(op),
                  plan_strategy_to_string(vm->options.strategy), plan->n_phases, vm->n);
         run->thread = g_thread_try_new("vm-sequence", vm_run_thread, run, &thread_error);

@@ -103,15 +103,24 @@ const VmOptions *vm_options(const Vm *vm);
 bool vm_is_busy(const Vm *vm, enum plan_op *ret_op);
 
 /*
- * The device's state: the last one the sequencer reported while a sequence runs (asking a
- * device in the middle of a transition would wait for it), else read from the device.
+ * The device states the loop serves are a cache, never a read on the loop (a kernel driver
+ * holding its state lock would block MIG_DEVICE_STATE GET, and with it every caller): the
+ * sequencer's reports while a sequence runs, the reads at registration, before a sequence
+ * (vm_plan) and after it, and reads on a thread of their own that vm_device_state(),
+ * vm_state() and vm_plan_cached() start when the cache is older than VM_STATES_FRESH_USEC
+ * (one at a time; a device whose step hung is not asked). The answer is the cache as it is;
+ * vm_states_age_usec() says how old its oldest entry is.
  */
+#define VM_STATES_FRESH_USEC (UINT64_C(100) * 1000u)
 int vm_device_state(Vm *vm, size_t i, enum mig_state *ret);
+/* Microseconds since the least recently learned device state; UINT64_MAX: never learned. */
+uint64_t vm_states_age_usec(const Vm *vm);
 
 /*
  * "running", "pre-copy", "p2p-quiesced", "stopped", "saving" (a save session is open on
  * some device, the others are stopped), "resuming", "error", "mixed", "handed-off" (below),
- * or "sequencing:<operation>" while a sequence runs. Valid until the next call.
+ * or "sequencing:<operation>" while a sequence runs. From the cached states (above). Valid
+ * until the next call.
  */
 const char *vm_state(Vm *vm);
 
@@ -194,6 +203,8 @@ int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_eve
 
 /* The plan op would run now, from the devices' current states (-EBADFD/-EPERM as above). */
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error);
+/* The same from the cached states, reading nothing on the loop (CheckMigration). */
+int vm_plan_cached(Vm *vm, enum plan_op op, Plan **ret, GError **error);
 
 /*
  * Abort on a VM that is sequencing: preempts the running sequence (its SeqAbort; an abort

@@ -66,6 +66,7 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         enum mig_state s;
         Device *dev;
         Vm *vm;
+        int r;
 
         if (!path)
                 return -ENOMEM;
@@ -77,8 +78,11 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         if (registry_open_device(d->registry, name, &dev, &gerr) >= 0) {
                 driver = dev->info.driver ? dev->info.driver : "";
                 /* The state first: a kernel device learns its flags when it is opened. */
-                if (registry_device_state(d->registry, name, &s, &gerr) >= 0)
+                r = registry_device_state(d->registry, name, &s, &gerr);
+                if (r >= 0)
                         state = mig_state_to_string(s);
+                else if (r == -ENODATA)
+                        state = "unknown"; /* not read: that would open a VFIO group */
                 flags = dev->info.migration_flags;
         }
         if (gerr)
@@ -362,6 +366,8 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -391,6 +397,8 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -422,6 +430,8 @@ static int method_attach_device_fd(sd_bus_message *m, void *userdata, sd_bus_err
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -445,6 +455,8 @@ static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = bus_authorize(m, &d->auth, "rescan the devices", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -535,7 +547,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
                                          name);
         dec = registry_decide(d->registry, vm, true);
         /* The plan of a whole source migration from where the devices are now. */
-        if (dec->allowed && vm_plan(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
+        if (dec->allowed && vm_plan_cached(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
                 log_notice("VM %s: no plan from the devices' current states: %s", name,
                            gerr->message);
         log_info("VM %s: migration check: %s (mode %s, %zu blocker(s)).", name,
@@ -573,6 +585,8 @@ static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error 
         r = bus_authorize(m, &d->auth, "reload the policy", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = daemon_reload_policy(d, &gerr);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);

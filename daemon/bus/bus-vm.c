@@ -398,6 +398,8 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, bool wit
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         if (d->stopping)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY,
                                         "vfio-migd is shutting down; retry once it has "
@@ -492,6 +494,8 @@ VM_PROPERTY_GETTER(property_get_scalar)
                 return sd_bus_message_append(reply, "s", vm_name(vm));
         if (strcmp(property, "State") == 0)
                 return sd_bus_message_append(reply, "s", vm_state(vm));
+        if (strcmp(property, "StateAgeUSec") == 0)
+                return sd_bus_message_append(reply, "t", vm_states_age_usec(vm));
         if (strcmp(property, "P2PMode") == 0)
                 return sd_bus_message_append(reply, "s", plan_p2p_mode_to_string(o->p2p_mode));
         if (strcmp(property, "Strategy") == 0)
@@ -594,6 +598,8 @@ static const sd_bus_vtable vm_vtable[] = {
                     SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Groups", "as", property_get_groups, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("State", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("StateAgeUSec", "t", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
     /* Computed from the devices' flags today; a policy engine may change them later. */
     SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),

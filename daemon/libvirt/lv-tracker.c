@@ -219,7 +219,8 @@ static LvDomainReport *reconcile_domain(LvTracker *t, virDomainPtr dom)
                                lv_conn_last_error());
                 return rep;
         }
-        if (lv_domain_parse(xml, strlen(xml), &d, &gerr) < 0) {
+        if (lv_domain_parse(xml, strlen(xml), &d, &gerr) < 0 ||
+            lv_domain_check_bounds(d, &gerr) < 0) {
                 lv_problem_add(rep->problems, "bad-xml", "", "%s", gerr->message);
                 return rep;
         }

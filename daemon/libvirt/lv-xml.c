@@ -7,21 +7,47 @@
 #include "core/iova.h"
 #include "core/mig-state.h"
 
+G_STATIC_ASSERT(LV_DOMAIN_HOSTDEVS_MAX == VM_DEVICES_MAX);
+
 static const char *hostdev_label(const LvHostdev *h)
 {
         return h->name ? h->name : h->alias ? h->alias : "(no address)";
 }
 
-int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
-                   GError **error)
+int lv_xml_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
 {
         g_autoptr(LvDomain) d = NULL;
-        g_autoptr(GPtrArray) devices = g_ptr_array_new();
         int r;
 
         r = lv_domain_parse(xml, len, &d, error);
         if (r < 0)
                 return r;
+        /* Before any per-hostdev work: a caller-sized list is refused in O(n). */
+        r = lv_domain_check_bounds(d, error);
+        if (r < 0)
+                return r;
+        *ret = g_steal_pointer(&d);
+        return 0;
+}
+
+int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
+                   GError **error)
+{
+        LvDomain *d = NULL;
+        int r;
+
+        r = lv_xml_parse(xml, len, &d, error);
+        if (r < 0)
+                return r;
+        return lv_xml_vm_args_of(d, ret_domain, ret_devices, error);
+}
+
+int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_devices,
+                      GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
+        g_autoptr(GPtrArray) devices = g_ptr_array_new();
+
         if (!vm_name_is_valid(d->name)) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
@@ -55,10 +81,15 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
 
 bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n)
 {
+        g_autoptr(GHashTable) held = g_hash_table_new(g_str_hash, g_str_equal);
+
         if (vm_n_devices(vm) != n)
                 return false;
+        /* A hash, not vm_device_index() per name: O(n) for a caller's list. */
         for (size_t i = 0; i < n; i++)
-                if (vm_device_index(vm, names[i]) < 0)
+                g_hash_table_add(held, vm_device(vm, i)->info.name);
+        for (size_t i = 0; i < n; i++)
+                if (!g_hash_table_contains(held, names[i]))
                         return false;
         return true;
 }
@@ -134,7 +165,16 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
                                "Point the hostdev at a %04x:%04x device.",
                                h->name, h->declared_vendor, h->declared_device, info->vendor_id,
                                info->device_id, h->declared_vendor, h->declared_device);
-        if (h->declared_flags != info->migration_flags) {
+        if (__atomic_load_n(&info->flags_unknown, __ATOMIC_ACQUIRE)) {
+                g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
+                g_ptr_array_add(c->warnings,
+                                g_strdup_printf("Hostdev %s: this host's migration flags are not "
+                                                "known yet (reading them would open the "
+                                                "device's VFIO group, which the VMM needs), so "
+                                                "the source's %s are assumed; they are compared "
+                                                "when vfio-migd opens the device.",
+                                                h->name, src));
+        } else if (h->declared_flags != info->migration_flags) {
                 g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
 
                 lv_problem_add(c->problems, "flags-mismatch", h->name,
@@ -187,10 +227,20 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
 static void check_policy(Registry *r, LvIncoming *c, const LvDomain *d)
 {
         g_autoptr(GError) gerr = NULL;
+        g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autofree uint32_t *assumed = g_new(uint32_t, c->devices->len + 1);
         PolicyDecision *dec = NULL;
 
+        /* Flags this host has not read yet are taken as the source declares them. */
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                if (d->hostdevs[i].name && d->hostdevs[i].has_declared)
+                        g_hash_table_insert(by_name, d->hostdevs[i].name, &d->hostdevs[i]);
+        for (guint i = 0; i < c->devices->len; i++) {
+                const LvHostdev *h = g_hash_table_lookup(by_name, c->devices->pdata[i]);
+                assumed[i] = h ? h->declared_flags : UINT32_MAX;
+        }
         if (registry_decide_devices(r, d->name, (const char *const *)c->devices->pdata,
-                                    c->devices->len, &dec, &gerr) < 0) {
+                                    c->devices->len, assumed, &dec, &gerr) < 0) {
                 lv_problem_add(c->problems, "no-device", "", "%s", gerr->message);
                 return;
         }
@@ -235,14 +285,21 @@ static void check_iova(Registry *r, LvIncoming *c, const LvDomain *d)
 
 int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret, GError **error)
 {
-        g_autoptr(LvDomain) d = NULL;
-        g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
-        bool unknown = false;
+        LvDomain *d = NULL;
         int err;
 
-        err = lv_domain_parse(xml, len, &d, error);
+        err = lv_xml_parse(xml, len, &d, error);
         if (err < 0)
                 return err;
+        return lv_check_incoming_of(r, d, ret, error);
+}
+
+int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
+        g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
+        bool unknown = false;
+
         if (!vm_name_is_valid(d->name)) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
