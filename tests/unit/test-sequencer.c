@@ -1486,7 +1486,9 @@ static void test_device_over_the_size_limit_is_refused(void)
         opts.max_device_state_bytes = 8192;
         g_assert_cmpint(vm_run(dst, PLAN_OP_RESUME, PLAN_STRATEGY_PARALLEL, &opts, &loaded), ==,
                         -EFBIG);
-        g_assert_nonnull(strstr(loaded->message, "phase load: device 'src0' carries at least"));
+        /* whichever device's data passes the limit first is named */
+        g_assert_nonnull(strstr(loaded->message, "phase load: device 'src"));
+        g_assert_nonnull(strstr(loaded->message, "carries at least"));
         g_assert_nonnull(strstr(loaded->message, "raise max-device-state-bytes in the policy"));
         assert_all_in(dst, MIG_STATE_RUNNING);
         vm_free(src);
