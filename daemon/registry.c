@@ -341,14 +341,12 @@ bool registry_busy(const Registry *r)
 int registry_check_vm_args(const char *name, const char *const *devices, size_t n,
                            const VmOptions *options, GError **error)
 {
-        if (!vm_name_is_valid(name)) {
-                g_autofree char *escaped = g_strescape(name ? name : "", NULL);
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "VM name '%s' is invalid: use 1 to %d characters from A-Z, a-z, "
-                            "0-9 and _ . : + -.",
-                            escaped, VM_NAME_MAX);
-                return -EINVAL;
-        }
+        int r = vm_name_check(name, "VM name",
+                              "give 1 to " G_STRINGIFY(VM_NAME_MAX)
+                              " bytes of UTF-8 without control characters or '/'",
+                              error);
+        if (r < 0)
+                return r;
         if (n < 1 || n > VM_DEVICES_MAX) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "VM %s lists %zu devices; give from 1 to %d device names.", name, n,
@@ -465,9 +463,8 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
         Device *d;
 
         if (!vm) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                            "No VM named %s is registered; ListVMs shows the registered ones.",
-                            name);
+                g_autofree char *message = vm_no_such_vm_message(name);
+                g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT), message);
                 return -ENOENT;
         }
         if (vm_is_busy(vm, &op)) {

@@ -109,6 +109,12 @@ static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int bus_no_such_vm(sd_bus_error *error, const char *name)
+{
+        g_autofree char *message = vm_no_such_vm_message(name);
+        return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_VM, message);
+}
+
 static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
@@ -120,10 +126,7 @@ static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         if (!registry_get_vm(d->registry, name))
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named %s is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         path = bus_vm_path(name);
         if (!path)
                 return -ENOMEM;
@@ -363,14 +366,15 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
 {
         Daemon *d = userdata;
         g_autoptr(GError) gerr = NULL;
-        g_autofree char *action = NULL;
+        g_autofree char *action = NULL, *shown = NULL;
         const char *name;
         int r;
 
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        action = g_strdup_printf("unregister VM %s", name);
+        shown = vm_name_shown(name);
+        action = g_strdup_printf("unregister VM %s", shown);
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
@@ -512,10 +516,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
                 return r;
         vm = registry_get_vm(d->registry, name);
         if (!vm)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named '%s' is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         dec = registry_decide(d->registry, vm, true);
         /* The plan of a whole source migration from where the devices are now. */
         if (dec->allowed && vm_plan(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)

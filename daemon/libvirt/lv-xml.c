@@ -22,13 +22,9 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
         r = lv_domain_parse(xml, len, &d, error);
         if (r < 0)
                 return r;
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
+        r = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < d->n_hostdevs; i++) {
                 const LvHostdev *h = &d->hostdevs[i];
 
@@ -243,13 +239,9 @@ int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret
         err = lv_domain_parse(xml, len, &d, error);
         if (err < 0)
                 return err;
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
+        err = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
+        if (err < 0)
+                return err;
         c->problems = g_ptr_array_new_with_free_func((GDestroyNotify)lv_problem_free);
         c->warnings = g_ptr_array_new_with_free_func(g_free);
         c->devices = g_ptr_array_new_with_free_func(g_free);

@@ -152,10 +152,38 @@ class RegisterTest(HookCase):
         self.assertHook(r, 1, "domain 'web-1'", "hostdev hostdev0", "bus='0x300'", "virsh edit")
         self.assertEqual(self.vms(), {})
 
-    def test_invalid_vm_name_vetoes(self):
-        r = self.run_hook("web 1", "start", "begin", domain_xml("web 1", pci_hostdev(NIC)))
-        self.assertHook(r, 1, "domain 'web 1'", "refusing the start")
+    def test_every_name_libvirt_accepts_registers_migrates_and_releases(self):
+        """A VM's name is its domain's: spaces, parentheses, UTF-8, over 64 bytes."""
+        for name in ("Win10 Pro (copy)", "vm-\u00e9", "v" * 100):
+            xml = domain_xml(name, pci_hostdev(NIC), meta=metadata(MLX5))
+            for op in ("prepare", "start"):
+                r = self.run_hook(name, op, "begin", xml)
+                self.assertHook(r, 0, f"domain '{name}'", "registered with vfio-migd")
+            self.assertEqual(list(self.vms()), [name])
+            r = self.run_hook(name, "release", "end")
+            self.assertHook(r, 0, "unregistered")
+            r = self.run_hook(name, "migrate", "begin", xml)
+            self.assertHook(r, 0, "incoming migration allowed")
+            self.assertEqual(r.stdout.encode(), xml)
         self.assertEqual(self.vms(), {})
+
+    def test_a_name_vfio_migd_cannot_take_starts_unless_the_policy_refuses(self):
+        """Over 1024 bytes: on-start-unmigratable allow (the default) lets libvirt go on with
+        a warning (the name echoed bounded); refuse vetoes."""
+        name = "n" * 1100
+        xml = domain_xml(name, pci_hostdev(NIC), meta=metadata(MLX5))
+        for op in ("prepare", "start", "migrate"):
+            r = self.run_hook(name, op, "begin", xml)
+            self.assertHook(r, 0, "does not coordinate this VM", "on-start-unmigratable is allow",
+                            "longer than 1024 bytes", "virsh domrename", "n" * 64 + "\u2026")
+            self.assertLess(len(r.stderr), 1024, r.stderr)
+        self.assertEqual(r.stdout.encode(), xml)
+        self.assertEqual(self.vms(), {})
+        r = self.run_hook(name, "start", "begin", xml,
+                          policy={"defaults": {"on-start-unmigratable": "refuse"}})
+        self.assertHook(r, 1, "refusing the start", "longer than 1024 bytes",
+                        "on-start-unmigratable is refuse")
+        self.assertHook(self.run_hook(name, "release", "end"), 0)
 
     def test_unmigratable_start_allowed_by_default_with_the_blockers_logged(self):
         xml = domain_xml("web-1", pci_hostdev(NIC), pci_hostdev(ACC, "hostdev1"))

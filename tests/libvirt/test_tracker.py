@@ -394,10 +394,18 @@ class XmlTest(LibvirtCase):
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
         self.assertIn("Domain web: hostdev", r.stderr)
 
-    def test_invalid_vm_name_is_invalid_args(self):
-        r = self.register(domain_xml("bad name", pci_hostdev(PCI_A)))
+    def test_every_domain_name_is_a_vm_name(self):
+        for name in ("Win10 Pro (copy)", "vm-\u00e9", "w" * 200):
+            r = self.register(domain_xml(name, pci_hostdev(PCI_A)))
+            self.assertOk(r)
+            self.assertOk(self.h.ctl("unregister", name))
+
+    def test_name_over_1024_bytes_is_invalid_args_with_the_fix(self):
+        r = self.register(domain_xml("w" * 1025, pci_hostdev(PCI_A)))
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
-        self.assertIn("cannot be a VM name", r.stderr)
+        self.assertIn("cannot be a VM name: it is longer than 1024 bytes", r.stderr)
+        self.assertIn("virsh domrename", r.stderr)
+        self.assertLess(len(r.stderr), 1024)
 
     def test_validation_comes_before_authorization(self):
         r = self.register(domain_xml("web"), user="nobody")
