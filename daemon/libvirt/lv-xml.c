@@ -6,6 +6,7 @@
 
 #include "core/iova.h"
 #include "core/mig-state.h"
+#include "host/host.h"
 
 static const char *hostdev_label(const LvHostdev *h)
 {
@@ -69,6 +70,15 @@ char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const
                                        : "bind it to vfio-pci or its vendor's VFIO variant driver");
 }
 
+char *lv_hostdev_not_vfio_sentence(const LvHostdev *h, const DeviceInfo *info)
+{
+        if (host_device_is_vfio(h->type == LV_HOSTDEV_MDEV ? "mdev" : "pci", info->driver))
+                return NULL;
+        return g_strdup_printf("Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
+                               "vfio-pci (or its vendor's VFIO variant driver).",
+                               h->name, info->driver ? info->driver : "no driver");
+}
+
 void lv_problem_free(LvProblem *p)
 {
         if (!p)
@@ -96,11 +106,12 @@ void lv_incoming_free(LvIncoming *c)
 {
         if (!c)
                 return;
-        g_ptr_array_unref(c->problems);
-        g_ptr_array_unref(c->warnings);
-        g_array_unref(c->guest_ram);
-        g_array_unref(c->iova);
-        g_ptr_array_unref(c->devices);
+        /* A check refused before it began (malformed XML) has none of them. */
+        g_clear_pointer(&c->problems, g_ptr_array_unref);
+        g_clear_pointer(&c->warnings, g_ptr_array_unref);
+        g_clear_pointer(&c->guest_ram, g_array_unref);
+        g_clear_pointer(&c->iova, g_array_unref);
+        g_clear_pointer(&c->devices, g_ptr_array_unref);
         g_free(c);
 }
 
@@ -144,6 +155,7 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
 static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const LvHostdev *h)
 {
         g_autoptr(GError) gerr = NULL;
+        g_autofree char *not_vfio = NULL;
         Device *dev;
         Vm *holder;
         int err;
@@ -166,11 +178,9 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
                 return;
         }
         g_ptr_array_add(c->devices, g_strdup(h->name));
-        if (!dev->info.driver || !strstr(dev->info.driver, "vfio"))
-                lv_problem_add(c->problems, "not-vfio", h->name,
-                               "Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
-                               "vfio-pci (or its vendor's VFIO variant driver).",
-                               h->name, dev->info.driver ? dev->info.driver : "no driver");
+        not_vfio = lv_hostdev_not_vfio_sentence(h, &dev->info);
+        if (not_vfio)
+                lv_problem_add(c->problems, "not-vfio", h->name, "%s", not_vfio);
         holder = registry_device_vm(r, h->name);
         if (holder && strcmp(vm_name(holder), d->name) != 0)
                 lv_problem_add(c->problems, "device-busy", h->name,

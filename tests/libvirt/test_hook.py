@@ -271,6 +271,16 @@ class MigrateTest(HookCase):
                           domain_xml("web-1", pci_hostdev(NIC), meta=metadata(MLX5)))
         self.assertHook(r, 1, f"[device-busy] {NIC}")
 
+    def test_mdev_of_a_vendor_driver_not_named_vfio_is_allowed(self):
+        """An mtty mdev is a VFIO device (an mdev is driven through VFIO whatever its driver)."""
+        self.h.sim("create", MDEV, "--preset", "mtty")
+        xml = domain_xml("gfx-1", "    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>"
+                                  f"<source><address uuid='{MDEV}'/></source></hostdev>\n")
+        r = self.run_hook("gfx-1", "migrate", "begin", xml)
+        self.assertHook(r, 0, "incoming migration allowed")
+        self.assertNotIn("not-vfio", r.stderr)
+        self.assertEqual(r.stdout.encode(), xml)
+
     def test_iova_not_covering_guest_ram(self):
         xml = domain_xml("web-1", pci_hostdev(NIC), meta=metadata(MLX5), memory_gib=4096)
         r = self.run_hook("web-1", "migrate", "begin", xml)

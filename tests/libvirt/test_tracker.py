@@ -22,8 +22,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dbus"))
-from migdtest import (ACCESS_DENIED, EXIT_REFUSED, INVALID_ARGS, MANAGER, ROOT, VM_IFACE,  # noqa: E402
-                      MigdTestCase, main, seconds, vm_path, wait_for)
+from migdtest import (ACCESS_DENIED, EXIT_NOT_FOUND, EXIT_REFUSED, INVALID_ARGS,  # noqa: E402
+                      MANAGER, ROOT, VM_IFACE, MigdTestCase, main, seconds, vm_path, wait_for)
 
 NS = "https://vfio-migd.org/xmlns/hostdevs/1"
 PCI_A, PCI_B, PCI_C = "0000:03:00.1", "0000:04:00.0", "0000:05:00.0"
@@ -446,6 +446,25 @@ class XmlTest(LibvirtCase):
         ids = self.problem_ids(domain_xml("web", pci_hostdev(PCI_C)))
         self.assertIn(("not-vfio", PCI_C), ids)
 
+    def test_mdev_of_any_vendor_driver_is_a_vfio_device(self):
+        """mtty, mdpy, mbochs: the check and RegisterVMFromXML give the one answer discovery
+        gives (an mdev is driven through VFIO whatever its vendor driver)."""
+        for i, driver in enumerate(("mtty", "mdpy", "mbochs")):
+            uuid = f"{i}2177883-f1bb-47f0-914d-32a22e3a8804"
+            self.h.sim("create", uuid, "--driver", driver, "--flags", "SC")
+            xml = domain_xml(f"gfx-{driver}", mdev_hostdev(uuid))
+            j = self.check(xml)
+            self.assertNotIn("not-vfio", [p["id"] for p in j["problems"]], j)
+            self.assertTrue(j["allowed"], j)
+            self.assertOk(self.register(xml))
+        self.assertEqual(self.vms(self.h), {"gfx-mtty", "gfx-mdpy", "gfx-mbochs"})
+
+    def test_register_from_xml_refuses_a_pci_device_not_on_a_vfio_driver(self):
+        r = self.register(domain_xml("web", pci_hostdev(PCI_C)))
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertIn(f"Hostdev {PCI_C} is bound to e1000e, not to a VFIO driver", r.stderr)
+        self.assertEqual(self.vms(self.h), set())
+
     def test_device_of_another_vm_is_device_busy_but_same_name_is_fine(self):
         self.assertOk(self.h.ctl("register", "other", PCI_A))
         self.assertIn(("device-busy", PCI_A),
@@ -478,6 +497,7 @@ class XmlTest(LibvirtCase):
         self.assertBusctlFails(r)
         r = self.h.ctl("check-incoming", self.write("<domain>"))
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertNotIn("CRITICAL", self.h.daemon.read_log())
 
     def test_check_is_open_to_everyone_and_changes_nothing(self):
         r = self.h.ctl("check-incoming", self.write(domain_xml("web", pci_hostdev(PCI_A))),
