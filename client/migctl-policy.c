@@ -31,6 +31,31 @@ static json_t *decision_to_json(const char *vm, json_t *reply)
                          "settings", json_array_get(reply, 4));
 }
 
+/* The VM's effective settings, one a line with where each came from. */
+static void print_settings(FILE *f, const json_t *s)
+{
+        static const char *const keys[] = {"mode",        "strategy",
+                                           "phase-deadline-ms", "parallelism",
+                                           "on-failure",  "after-crash",
+                                           "hook-daemon-unavailable", "on-start-unmigratable"};
+        static const char *const headers[] = {"SETTING", "VALUE", "FROM"};
+        const json_t *sources = json_object_get(s, "sources");
+        Table *t = table_new(G_N_ELEMENTS(headers), headers);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+                const json_t *v = json_object_get(s, keys[i]);
+                g_autofree char *value = NULL;
+                if (!v)
+                        continue;
+                value = fmt_value(v);
+                const char *row[] = {keys[i], value, json_str(sources, keys[i], "?")};
+                table_add(t, row);
+        }
+        fprintf(f, "  Settings in effect for this VM:\n");
+        table_print(t, f, "    ");
+        table_free(t);
+}
+
 static void print_decision(FILE *f, const json_t *d)
 {
         const json_t *s = json_object_get(d, "settings");
@@ -41,12 +66,7 @@ static void print_decision(FILE *f, const json_t *d)
 
         fprintf(f, "VM %s: migration %s\n", json_str(d, "vm", "?"),
                 json_bool(d, "allowed") ? "allowed" : "refused");
-        fprintf(f,
-                "  %-16s mode %s, strategy %s, phase deadline %" JSON_INTEGER_FORMAT
-                " ms, parallelism %" JSON_INTEGER_FORMAT ", on failure %s\n",
-                "Settings:", json_str(s, "mode", "?"), json_str(s, "strategy", "?"),
-                (json_int_t)json_u64(s, "phase-deadline-ms"),
-                (json_int_t)json_u64(s, "parallelism"), json_str(s, "on-failure", "?"));
+        print_settings(f, s);
         fprintf(f, "  %-16s %s\n", "Policy entries:", matched);
         if (json_array_size(blockers) > 0) {
                 static const char *const headers[] = {"BLOCKER", "DEVICE", "WHY"};

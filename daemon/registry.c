@@ -730,6 +730,32 @@ static void log_decision(const char *vm, const PolicyDecision *d)
                            d->blockers[i].message);
 }
 
+/* The options the VM's registrant gave explicitly win over the policy's: the settings the
+ * VM's sequences run with. */
+static void decision_overlay_registration(PolicyDecision *d, const VmOptions *o)
+{
+        guint n = g_strv_length(d->source_labels);
+        const char *label;
+
+        if (!(o->explicit_mask & (VM_OPT_STRATEGY | VM_OPT_PHASE_DEADLINE | VM_OPT_PARALLELISM)))
+                return;
+        d->source_labels = g_renew(char *, d->source_labels, n + 2);
+        label = d->source_labels[n] = g_strdup("VM registration");
+        d->source_labels[n + 1] = NULL;
+        if (o->explicit_mask & VM_OPT_STRATEGY) {
+                d->settings.strategy = o->strategy;
+                d->sources.strategy = label;
+        }
+        if (o->explicit_mask & VM_OPT_PHASE_DEADLINE) {
+                d->settings.phase_deadline_ms = o->phase_deadline_ms;
+                d->sources.phase_deadline_ms = label;
+        }
+        if (o->explicit_mask & VM_OPT_PARALLELISM) {
+                d->settings.parallelism = o->parallelism;
+                d->sources.parallelism = label;
+        }
+}
+
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
 {
         g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
@@ -738,6 +764,7 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 devs[i] = vm_device(vm, i);
         d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm));
+        decision_overlay_registration(d, vm_options(vm));
         if (log)
                 log_decision(vm_name(vm), d);
         return d;

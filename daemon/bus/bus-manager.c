@@ -500,6 +500,52 @@ static int append_plan(sd_bus_message *reply, Vm *vm, const Plan *plan)
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
+/* The VM's effective settings, and under "sources" where each came from. */
+static int append_settings(sd_bus_message *reply, const PolicyDecision *dec)
+{
+        const PolicySettings *s = &dec->settings;
+        const PolicySources *src = &dec->sources;
+        const struct {
+                const char *key, *source;
+        } sources[] = {
+            {"mode", src->mode},
+            {"phase-deadline-ms", src->phase_deadline_ms},
+            {"parallelism", src->parallelism},
+            {"on-failure", src->on_failure},
+            {"strategy", src->strategy},
+            {"after-crash", src->after_crash},
+            {"hook-daemon-unavailable", src->hook_daemon_unavailable},
+            {"on-start-unmigratable", src->on_start_unmigratable},
+        };
+        int r = sd_bus_message_open_container(reply, 'a', "{sv}");
+
+        if (r >= 0)
+                r = sd_bus_message_append(
+                    reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "mode", "s",
+                    policy_mode_to_string(s->mode), "phase-deadline-ms", "u", s->phase_deadline_ms,
+                    "parallelism", "u", s->parallelism, "on-failure", "s",
+                    policy_on_failure_to_string(s->on_failure), "strategy", "s",
+                    plan_strategy_to_string(s->strategy), "after-crash", "s",
+                    policy_after_crash_to_string(s->after_crash), "hook-daemon-unavailable", "s",
+                    policy_hook_unavailable_to_string(s->hook_daemon_unavailable),
+                    "on-start-unmigratable", "s",
+                    policy_start_unmigratable_to_string(s->on_start_unmigratable));
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "sources");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "{ss}");
+        for (size_t i = 0; r >= 0 && i < G_N_ELEMENTS(sources); i++)
+                r = sd_bus_message_append(reply, "{ss}", sources[i].key,
+                                          sources[i].source ? sources[i].source : "defaults");
+        for (int i = 0; r >= 0 && i < 4; i++)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -536,12 +582,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
         if (r >= 0)
                 r = sd_bus_message_append_strv(reply, dec->matched);
         if (r >= 0)
-                r = sd_bus_message_append(
-                    reply, "a{sv}", 5, "mode", "s", policy_mode_to_string(dec->settings.mode),
-                    "phase-deadline-ms", "u", dec->settings.phase_deadline_ms, "parallelism", "u",
-                    dec->settings.parallelism, "on-failure", "s",
-                    policy_on_failure_to_string(dec->settings.on_failure), "strategy", "s",
-                    plan_strategy_to_string(dec->settings.strategy));
+                r = append_settings(reply, dec);
         plan_free(plan);
         if (r < 0)
                 return r;

@@ -98,6 +98,31 @@ class PolicyFileTest(MigdTestCase):
         j = h.ctl("--json", "check", "storage-1").json
         self.assertEqual(j["settings"]["phase-deadline-ms"], 4000)
 
+    def test_check_and_policy_show_report_the_effective_settings_and_their_sources(self):
+        """A VM registered with --strategy serial --phase-deadline-ms 7000 under a policy that
+        sets 4000 and parallelism 2: check, policy show and CheckMigration show what its
+        sequences run with and where each setting came from."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5"), ("nic1", "pds")])
+        path = h.write_policy({"vms": [{"match": "db-*", "phase-deadline-ms": 4000,
+                                        "parallelism": 2}]})
+        h.start_daemon()
+        self.assertOk(h.ctl("register", "--strategy", "serial", "--phase-deadline-ms", "7000",
+                            "db-1", "nic0", "nic1"))
+        for args in (["check", "db-1"], ["policy", "show"]):
+            j = self.assertOk(h.ctl("--json", *args)).json
+            s = (j if args[0] == "check" else j["vms"][0])["settings"]
+            self.assertEqual((s["strategy"], s["phase-deadline-ms"], s["parallelism"],
+                              s["mode"]), ("serial", 7000, 2, "require-p2p"))
+            self.assertEqual(s["sources"]["strategy"], "VM registration")
+            self.assertEqual(s["sources"]["phase-deadline-ms"], "VM registration")
+            self.assertEqual(s["sources"]["parallelism"], f"{path}: vms[0]")
+            self.assertEqual(s["sources"]["mode"], "defaults")
+            self.assertEqual(s["on-start-unmigratable"], "allow")
+            r = self.assertOk(h.ctl(*args))
+            self.assertRegex(r.stdout, r"phase-deadline-ms\s+7000\s+VM registration")
+            self.assertRegex(r.stdout, r"parallelism\s+2\s+" + path + r": vms\[0\]")
+            self.assertRegex(r.stdout, r"mode\s+require-p2p\s+defaults")
+
     def test_status_names_the_policy_files(self):
         """PolicyFiles lists the files in force; status prints them."""
         h = self.new_host(start=False, devices=[("nic0", "mlx5")])
