@@ -75,6 +75,12 @@ int daemon_reload_policy(Daemon *d, GError **error)
                          d->policy_file, d->policy_dir);
         for (char **f = d->policy_files; *f; f++)
                 log_info("Policy: %s in force.", *f);
+        /* ReloadPolicy and SIGHUP alike: every VM's settings and verdict may have changed. */
+        if (d->bus) {
+                (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                                     "PolicyFiles", NULL);
+                bus_vm_emit_policy_changed(d);
+        }
         return 0;
 }
 

@@ -601,8 +601,6 @@ static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error 
         r = daemon_reload_policy(d, &gerr);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);
-        (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
-                                             "PolicyFiles", NULL);
         return sd_bus_reply_method_return(m, "u", (unsigned)g_strv_length(d->policy_files));
 }
 

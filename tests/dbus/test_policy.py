@@ -8,8 +8,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED,  # noqa: E402
-                      EXIT_ROLLED_BACK, MANAGER, ROOT, MigdTestCase, binary, main, run, seconds)
+from migdtest import (BUS_NAME, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND,  # noqa: E402
+                      EXIT_REFUSED, EXIT_ROLLED_BACK, MANAGER, ROOT, VM_IFACE, MigdTestCase,
+                      binary, main, run, seconds, vm_path, wait_for)
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -141,6 +142,33 @@ class ReloadTest(MigdTestCase):
 
     def allowed(self):
         return self.h.ctl("--json", "check", "vm1").json["allowed"]
+
+    def test_reload_emits_properties_changed_for_every_setting_and_the_verdict(self):
+        """ReloadPolicy: PropertiesChanged on the VM with the new P2PMode, PhaseDeadlineMs,
+        Strategy, Parallelism, and Migratable and Blockers invalidated; introspection marks
+        them emits-change, not const."""
+        r = self.h.busctl("introspect", BUS_NAME, vm_path("vm1"), VM_IFACE)
+        self.assertOk(r)
+        for prop in ("P2PMode", "Strategy", "PhaseDeadlineMs", "Parallelism"):
+            line = next(x for x in r.stdout.splitlines() if x.startswith("." + prop + " "))
+            self.assertIn("emits-change", line)
+            self.assertNotIn("const", line)
+        m = self.h.monitor()
+        self.h.write_policy({"vms": [{"match": "vm1", "phase-deadline-ms": 3000,
+                                      "parallelism": 1, "strategy": "serial",
+                                      "mode": "p2p-blocked", "migratable": False}]})
+        self.assertOk(self.h.ctl("policy", "reload"))
+
+        def changed():
+            return [s["args"] for s in m.lines() if s["signal"] == "PropertiesChanged"
+                    and s["path"] == vm_path("vm1")]
+        wait_for(changed, seconds(10), "PropertiesChanged for vm1")
+        args = changed()[0]
+        m.stop()
+        self.assertEqual(args[1], {"P2PMode": "p2p-blocked", "Strategy": "serial",
+                                   "PhaseDeadlineMs": 3000, "Parallelism": 1})
+        self.assertEqual(sorted(args[2]), ["Blockers", "Migratable"])
+        self.assertIs(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Migratable"), False)
 
     def test_reload_applies_new_files(self):
         """A drop-in written after start takes effect on policy reload (and busctl)."""
