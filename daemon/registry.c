@@ -730,6 +730,29 @@ static void log_decision(const char *vm, const PolicyDecision *d)
                            d->blockers[i].message);
 }
 
+/* A device in ERROR cannot take part in a sequence until Abort resets it. */
+static void add_error_blockers(Vm *vm, PolicyDecision *d)
+{
+        for (size_t i = 0; i < vm_n_devices(vm); i++) {
+                enum mig_state state;
+                const char *name = vm_device(vm, i)->info.name;
+
+                if (vm_device_state(vm, i, &state) < 0 || state != MIG_STATE_ERROR)
+                        continue;
+                d->blockers = g_renew(PolicyBlocker, d->blockers, d->n_blockers + 1);
+                d->blockers[d->n_blockers++] = (PolicyBlocker){
+                    .id = g_strdup("device-error"),
+                    .device = g_strdup(name),
+                    .message = g_strdup_printf(
+                        "device '%s' is in ERROR (a failed step left it there) and cannot "
+                        "migrate; Abort ('vfio-migctl abort %s') resets it and brings the VM "
+                        "back to RUNNING",
+                        name, vm_name(vm)),
+                };
+                d->allowed = false;
+        }
+}
+
 /* The options the VM's registrant gave explicitly win over the policy's: the settings the
  * VM's sequences run with. */
 static void decision_overlay_registration(PolicyDecision *d, const VmOptions *o)
@@ -765,6 +788,7 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
                 devs[i] = vm_device(vm, i);
         d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm));
         decision_overlay_registration(d, vm_options(vm));
+        add_error_blockers(vm, d);
         if (log)
                 log_decision(vm_name(vm), d);
         return d;

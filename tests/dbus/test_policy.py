@@ -58,6 +58,21 @@ class CheckTest(MigdTestCase):
         self.assertIs(r.json["data"][0], False)
         self.assertStates(self.h, ["acc0", "nic0"], "RUNNING")
 
+    def test_a_device_in_error_is_a_blocker_naming_it_and_abort(self):
+        """nic1 in ERROR: check refuses (exit 6) with blocker device-error naming nic1 and
+        Abort; after abort the VM is allowed again."""
+        self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
+        self.h.sim.set_state("nic1", "ERROR")
+        r = self.h.ctl("check", "vm1")
+        self.assertExit(r, EXIT_REFUSED)
+        self.assertRegex(r.stdout, r"device-error\s+nic1\s+.*ERROR.*vfio-migctl abort vm1")
+        j = self.h.ctl("--json", "check", "vm1").json
+        self.assertEqual([(b["id"], b["device"]) for b in j["blockers"]], [("device-error", "nic1")])
+        self.assertEqual(j["plan"], [])
+        self.assertIs(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Migratable"), False)
+        self.assertOk(self.h.ctl("abort", "vm1"))
+        self.assertOk(self.h.ctl("check", "vm1"))
+
     def test_check_of_an_unknown_vm_is_no_such_vm(self):
         """check nope: NoSuchVM, exit 4."""
         self.assertExit(self.h.ctl("check", "nope"), EXIT_NOT_FOUND, "NoSuchVM")
