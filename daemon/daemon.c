@@ -59,6 +59,15 @@ int daemon_reload_policy(Daemon *d, GError **error)
         int r;
 
         r = policy_files_load(d->policy_file, d->policy_dir, &policy, &files, &why);
+        if (r < 0 && !d->policy_files) {
+                /* At start-up there is no policy in force to keep. */
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "The policy is invalid: %s; vfio-migd does not start with it. Fix "
+                            "the file (vfio-migctl policy validate FILE), or start with "
+                            "--allow-default-policy to run with the built-in defaults.",
+                            why);
+                return r == -ENOENT ? -EIO : -EINVAL;
+        }
         if (r < 0) {
                 log_error("Policy not changed: %s", why);
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),

@@ -188,17 +188,18 @@ class ReloadTest(MigdTestCase):
     def test_reload_applies_new_files(self):
         """A drop-in written after start takes effect on policy reload (and busctl)."""
         self.assertIs(self.allowed(), True)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
+        main = os.path.join(self.h.workdir, "policy.json")
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main])
         path = self.h.write_policy({"vms": [{"match": "vm1", "migratable": False}]},
                                    dropin="50-hold.json")
         r = self.assertOk(self.h.ctl("policy", "reload"))
-        self.assertIn("policy reloaded from 1 file", r.stdout)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [path])
+        self.assertIn("policy reloaded from 2 files", r.stdout)
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main, path])
         self.assertIs(self.allowed(), False)
         os.unlink(path)
         r = self.h.busctl_call(ROOT, MANAGER, "ReloadPolicy")
         self.assertOk(r)
-        self.assertEqual(r.json, {"type": "u", "data": [0]})
+        self.assertEqual(r.json, {"type": "u", "data": [1]})
         self.assertIs(self.allowed(), True)
 
     def test_invalid_files_keep_the_policy_in_force(self):
@@ -212,7 +213,8 @@ class ReloadTest(MigdTestCase):
         self.assertExit(r, EXIT_REFUSED, "PolicyInvalid")
         self.assertIn(f"{bad}:1:", r.stderr)
         self.assertIn('"mod"', r.stderr)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [good])
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"),
+                         [os.path.join(self.h.workdir, "policy.json"), good])
         self.assertIs(self.allowed(), False)
 
     def test_reload_is_denied_to_nobody(self):
@@ -376,15 +378,30 @@ class StartupTest(MigdTestCase):
         h.start_daemon("--allow-default-policy")
         self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
         self.assertIn("built-in default policy", h.daemon.read_log())
+        self.assertNotIn("the policy in force stays", p.stderr)
+        self.assertIn("vfio-migd does not start with it", p.stderr)
+
+    def test_a_policy_file_given_that_does_not_exist_stops_the_daemon_with_78(self):
+        """--policy=FILE names a file that must exist: exit 78 with a sentence naming it."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5")])
+        missing = os.path.join(h.workdir, "polcy.json")
+        argv = [binary("MIGD"), "--backend=sim", f"--sim-dir={h.sim.dir}",
+                f"--policy={missing}", f"--policy-dir={h.workdir}/policy.d"]
+        p = subprocess.run(argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(10))
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn(f"--policy={missing}: no such file", p.stderr)
+        self.assertFalse(h.bus.has_owner())
 
     def test_sighup_reloads_the_policy(self):
         """SIGHUP (systemctl reload) reads the files again, as ReloadPolicy does."""
         h = self.new_host(devices=[("nic0", "mlx5")])
-        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
-        path = h.write_policy({"defaults": {"phase-deadline-ms": 1234}})
+        main = os.path.join(h.workdir, "policy.json")
+        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main])
+        path = h.write_policy({"defaults": {"phase-deadline-ms": 1234}}, dropin="10-sighup.json")
         h.daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + seconds(5)
-        while h.busctl_get(ROOT, MANAGER, "PolicyFiles") != [path]:
+        while h.busctl_get(ROOT, MANAGER, "PolicyFiles") != [main, path]:
             self.assertLess(time.monotonic(), deadline, "SIGHUP did not reload the policy")
             time.sleep(0.05)
         self.assertOk(h.ctl("register", "vm1", "nic0"))
