@@ -217,23 +217,71 @@ int verb_policy_reload(Ctl *c, int argc, char **argv)
         return MIGCTL_EXIT_OK;
 }
 
-/* No daemon needed: the files are parsed by the daemon's own policy code. */
+/* The JSON schema shipped beside the policies (policy/schema.json) is not a policy. */
+static bool is_json_schema(const char *path)
+{
+        json_auto_t *j = json_load_file(path, 0, NULL);
+        return json_is_object(j) && json_object_get(j, "$schema");
+}
+
+/* No daemon needed: the files are parsed by the daemon's own policy code, each on its own,
+ * so that every invalid file is reported, then together as the daemon reads them. */
 int verb_policy_validate(Ctl *c, int argc, char **argv)
 {
-        g_autoptr(Policy) policy = NULL;
-        g_autofree char *problem = NULL;
-        int r = policy_files_load_list((const char *const *)argv, (size_t)argc, &policy, &problem);
+        json_t *files = json_array();
+        g_autoptr(GPtrArray) policies = g_ptr_array_new();
+        g_autofree char *first_error = NULL;
+        int n_invalid = 0;
 
+        for (int i = 0; i < argc; i++) {
+                g_autoptr(Policy) policy = NULL;
+                g_autofree char *problem = NULL;
+                const char *one[] = {argv[i]};
+
+                if (is_json_schema(argv[i])) {
+                        json_array_append_new(files, json_pack("{s:s,s:s}", "file", argv[i],
+                                                               "skipped", "a JSON schema"));
+                        if (!c->json)
+                                fprintf(c->out, "%s: skipped: a JSON schema, not a policy\n",
+                                        argv[i]);
+                        continue;
+                }
+                if (policy_files_load_list(one, 1, &policy, &problem) < 0) {
+                        n_invalid++;
+                        json_array_append_new(files, json_pack("{s:s,s:b,s:s?}", "file", argv[i],
+                                                               "valid", 0, "error", problem));
+                        fprintf(stderr, "%s\n", problem ? problem : argv[i]);
+                        if (!first_error)
+                                first_error = g_strdup(problem);
+                        continue;
+                }
+                g_ptr_array_add(policies, argv[i]);
+                json_array_append_new(files,
+                                      json_pack("{s:s,s:b}", "file", argv[i], "valid", 1));
+        }
+        if (n_invalid == 0 && policies->len > 0) {
+                g_autoptr(Policy) policy = NULL;
+                if (policy_files_load_list((const char *const *)policies->pdata, policies->len,
+                                           &policy, &first_error) < 0) {
+                        n_invalid++;
+                        fprintf(stderr, "%s\n", first_error ? first_error : "invalid");
+                }
+        }
         if (c->json) {
-                json_t *j = json_pack("{s:b,s:s?}", "valid", r >= 0, "error", problem);
+                json_t *j = json_pack("{s:b,s:s?,s:o}", "valid", n_invalid == 0, "error",
+                                      first_error, "files", files);
                 json_print(c->out, j);
                 json_decref(j);
+        } else {
+                json_decref(files);
         }
-        if (r < 0) {
-                fprintf(stderr, "%s\n", problem ? problem : strerror(-r));
+        if (n_invalid > 0) {
+                fprintf(stderr, "%d of %d policy file%s invalid\n", n_invalid, argc,
+                        argc == 1 ? "" : "s");
                 return MIGCTL_EXIT_FAILURE;
         }
         if (!c->json)
-                fprintf(c->out, "%d policy file%s valid\n", argc, argc == 1 ? "" : "s");
+                fprintf(c->out, "%u policy file%s valid\n", policies->len,
+                        policies->len == 1 ? "" : "s");
         return MIGCTL_EXIT_OK;
 }

@@ -247,6 +247,24 @@ class ValidateTest(MigdTestCase):
         self.assertEqual(r.returncode, EXIT_FAILURE, r)
         self.assertRegex(r.stderr, rf"^{bad}:2:\d+: .*\"mod\"")
 
+    def test_every_invalid_file_is_reported_and_the_schema_skipped(self):
+        """validate a b c: every file is reported, not only the first invalid one; the shipped
+        schema.json (installed beside the examples) is skipped with a note."""
+        bad1, good, bad2 = (os.path.join(self.workdir, n) for n in ("a.json", "b.json", "c.json"))
+        for path, text in ((bad1, '{"defaults": {"mod": 1}}'), (good, "{}"),
+                           (bad2, '{"vms": 3}')):
+            with open(path, "w") as f:
+                f.write(text)
+        schema = os.path.join(SOURCE_ROOT, "policy", "schema.json")
+        r = self.validate(bad1, good, bad2, schema)
+        self.assertEqual(r.returncode, EXIT_FAILURE, r)
+        self.assertIn(f"{bad1}:1:", r.stderr)
+        self.assertIn(f"{bad2}:1:", r.stderr)
+        self.assertIn("2 of 4 policy files invalid", r.stderr)
+        self.assertIn(f"{schema}: skipped: a JSON schema", r.stdout)
+        r = self.validate(*sorted(glob.glob(os.path.join(SOURCE_ROOT, "policy", "*.json"))))
+        self.assertEqual(r.returncode, 0, r)
+
     def test_a_missing_file_is_an_error(self):
         """A file that does not exist: exit 1 naming it."""
         r = self.validate(os.path.join(self.workdir, "missing.json"))
