@@ -158,6 +158,9 @@ class NoLibvirtTest(LibvirtCase):
         h = self.libvirt_host(uri)
         self.assertIs(self.connected(h), False)
         self.assertEqual(h.busctl_get(ROOT, MANAGER, "LibvirtURI"), uri)
+        r = self.assertOk(h.ctl("libvirt-domains"))
+        self.assertIn("Not connected to libvirt", r.stdout)
+        self.assertNotIn("No running domain", r.stdout)
         time.sleep(3.5)  # attempts at 0, 1, 3 s: one warning, then debug lines
         log = h.daemon.read_log()
         self.assertEqual(log.count(f"libvirt: cannot connect to {uri}"), 1, log)
@@ -425,6 +428,7 @@ class XmlTest(LibvirtCase):
         r = self.h.ctl("check-incoming", self.write(xml))
         self.assertOk(r)
         self.assertIn("allowed", r.stdout)
+        self.assertIn("IOVA space:  0x0-0xffffffffffffffff", r.stdout)
         j = self.check(xml)
         self.assertTrue(j["allowed"])
         self.assertEqual(j["details"]["devices"], [PCI_A, PCI_B])
