@@ -103,6 +103,20 @@ class ClientTest(MigdTestCase):
         time.sleep(0.2)
         self.assertStates(self.h, ["nic0", "nic1"], "STOP")
 
+    def test_daemon_dying_during_a_call_is_not_called_a_timeout(self):
+        """The daemon is killed while quiesce waits: the hint says vfio-migd left the bus,
+        not that no reply came within 300 s."""
+        for n in ("nic0", "nic1"):
+            self.h.sim.latency(n, 3000)
+        p = subprocess.Popen([self.h.ctl_tool, "quiesce", "vm1"], env=self.h.bus.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        self.h.crash_daemon()
+        _, err = p.communicate(timeout=seconds(30))
+        self.assertNotEqual(p.returncode, 0, err)
+        self.assertIn("left the bus without replying", err)
+        self.assertNotIn("no reply within", err)
+
     def test_monitor_is_bounded_by_timeout(self):
         """monitor --timeout 1 returns 0 after about a second."""
         r = self.h.ctl("--timeout", "1", "monitor")
