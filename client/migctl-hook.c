@@ -298,25 +298,27 @@ static const char *registered_name(const Hook *h)
         return h->d ? h->d->name : h->domain;
 }
 
-static const char *hostdev_label(const LvHostdev *x)
-{
-        return x->name ? x->name : x->alias ? x->alias : "(unnamed)";
-}
-
-/* A hostdev whose address cannot be used vetoes before the daemon is asked. */
+/* A hostdev whose address cannot be used vetoes before the daemon is asked; every broken one
+ * is named, so that one edit fixes them all. */
 static int check_hostdevs(const Hook *h)
 {
+        g_autoptr(GString) problems = g_string_new(NULL);
+
         for (size_t i = 0; i < h->d->n_hostdevs; i++) {
                 const LvHostdev *x = &h->d->hostdevs[i];
+                g_autofree char *label = NULL;
+
                 if (!x->problem)
                         continue;
-                hook_log(h, LOG_ERR,
-                         "refusing %s: hostdev %s %s; fix the <hostdev> in the domain XML "
-                         "('virsh edit %s')",
-                         action_words(h), hostdev_label(x), x->problem, h->shown);
-                return 1;
+                label = lv_hostdev_label(h->d, i);
+                g_string_append_printf(problems, "%shostdev %s %s", problems->len ? "; " : "",
+                                       label, x->problem);
         }
-        return 0;
+        if (problems->len == 0)
+                return 0;
+        hook_log(h, LOG_ERR, "refusing %s: %s; fix the <hostdev> in the domain XML ('virsh edit %s')",
+                 action_words(h), problems->str, h->shown);
+        return 1;
 }
 
 static const char *register_fix(const sd_bus_error *e)

@@ -72,6 +72,10 @@ int lv_domain_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
 void lv_domain_free(LvDomain *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvDomain, lv_domain_free)
 
+/* How messages name hostdev i: its device name, else its alias, else its position among the
+ * domain's VFIO hostdevs ("3 of 8", counted from 1); callers say "hostdev %s". */
+char *lv_hostdev_label(const LvDomain *d, size_t i);
+
 /* Number of hostdevs with a name (no problem). */
 size_t lv_domain_n_usable(const LvDomain *d);
 

@@ -8,16 +8,12 @@
 #include "core/mig-state.h"
 #include "host/host.h"
 
-static const char *hostdev_label(const LvHostdev *h)
-{
-        return h->name ? h->name : h->alias ? h->alias : "(no address)";
-}
-
 int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
                    GError **error)
 {
         g_autoptr(LvDomain) d = NULL;
         g_autoptr(GPtrArray) devices = g_ptr_array_new();
+        g_autoptr(GString) problems = NULL;
         int r;
 
         r = lv_domain_parse(xml, len, &d, error);
@@ -28,14 +24,23 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
                 return r;
         for (size_t i = 0; i < d->n_hostdevs; i++) {
                 const LvHostdev *h = &d->hostdevs[i];
+                g_autofree char *label = NULL;
 
-                if (h->problem) {
-                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                                    "Domain %s: hostdev %s: %s", d->name, hostdev_label(h),
-                                    h->problem);
-                        return -EINVAL;
+                if (!h->problem) {
+                        g_ptr_array_add(devices, h->name);
+                        continue;
                 }
-                g_ptr_array_add(devices, h->name);
+                /* Every broken hostdev, so that one edit fixes them all. */
+                label = lv_hostdev_label(d, i);
+                if (!problems)
+                        problems = g_string_new(NULL);
+                g_string_append_printf(problems, "%shostdev %s: %s", problems->len ? "; " : "",
+                                       label, h->problem);
+        }
+        if (problems) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL), "Domain %s: %s",
+                            d->name, problems->str);
+                return -EINVAL;
         }
         if (devices->len == 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
@@ -152,8 +157,9 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
         }
 }
 
-static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const LvHostdev *h)
+static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, size_t i)
 {
+        const LvHostdev *h = &d->hostdevs[i];
         g_autoptr(GError) gerr = NULL;
         g_autofree char *not_vfio = NULL;
         Device *dev;
@@ -161,8 +167,9 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
         int err;
 
         if (h->problem) {
-                lv_problem_add(c->problems, "bad-hostdev", hostdev_label(h), "Hostdev %s: %s",
-                               hostdev_label(h), h->problem);
+                g_autofree char *label = lv_hostdev_label(d, i);
+                lv_problem_add(c->problems, "bad-hostdev", label, "Hostdev %s: %s", label,
+                               h->problem);
                 return;
         }
         if (!registry_has_device(r, h->name)) {
@@ -265,7 +272,7 @@ int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret
         if (unknown)
                 (void)registry_rescan(r, NULL);
         for (size_t i = 0; i < d->n_hostdevs; i++)
-                check_hostdev(r, c, d, &d->hostdevs[i]);
+                check_hostdev(r, c, d, i);
         if (d->n_hostdevs == 0)
                 g_ptr_array_add(c->warnings, g_strdup_printf("Domain %s has no VFIO hostdev; "
                                                              "vfio-migd has nothing to check.",

@@ -152,6 +152,17 @@ class RegisterTest(HookCase):
         self.assertHook(r, 1, "domain 'web-1'", "hostdev hostdev0", "bus='0x300'", "virsh edit")
         self.assertEqual(self.vms(), {})
 
+    def test_every_broken_hostdev_is_named_even_without_an_alias(self):
+        """Two broken hostdevs, one without <alias>: both named, that one by its position."""
+        bad1 = pci_hostdev(GHOST, "x").replace("bus='0x09'", "bus='0x900'").replace(
+            "      <alias name='x'/>\n", "")
+        bad2 = pci_hostdev(ACC, "hostdev9").replace("slot='0x00'", "slot='0x99'", 1)
+        xml = domain_xml("web-1", pci_hostdev(NIC), bad1, bad2)
+        r = self.run_hook("web-1", "start", "begin", xml)
+        self.assertHook(r, 1, "hostdev 2 of 3", "bus='0x900'", "hostdev hostdev9", "virsh edit")
+        self.assertNotIn("no address", r.stderr)
+        self.assertEqual(self.vms(), {})
+
     def test_every_name_libvirt_accepts_registers_migrates_and_releases(self):
         """A VM's name is its domain's: spaces, parentheses, UTF-8, over 64 bytes."""
         for name in ("Win10 Pro (copy)", "vm-\u00e9", "v" * 100):

@@ -397,6 +397,19 @@ class XmlTest(LibvirtCase):
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
         self.assertIn("Domain web: hostdev", r.stderr)
 
+    def test_every_broken_hostdev_is_named_by_alias_or_position(self):
+        bad = ("<hostdev mode='subsystem' type='mdev'><source><address uuid='nope'/></source>"
+               "</hostdev>")
+        bad_alias = ("<hostdev mode='subsystem' type='mdev'><source><address uuid='no'/>"
+                     "</source><alias name='hostdev7'/></hostdev>")
+        xml = domain_xml("web", pci_hostdev(PCI_A), bad, bad_alias)
+        r = self.register(xml)
+        self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertIn("hostdev 2 of 3", r.stderr)
+        self.assertIn("hostdev hostdev7", r.stderr)
+        ids = self.problem_ids(xml)
+        self.assertEqual(sorted(ids), [("bad-hostdev", "2 of 3"), ("bad-hostdev", "hostdev7")])
+
     def test_every_domain_name_is_a_vm_name(self):
         for name in ("Win10 Pro (copy)", "vm-\u00e9", "w" * 200):
             r = self.register(domain_xml(name, pci_hostdev(PCI_A)))
