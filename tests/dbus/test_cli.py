@@ -33,6 +33,17 @@ class HelpAndUsageTest(MigdTestCase):
             self.assertRegex(r.stdout, rf"\n  {code}  \S")
         self.assertIn("--timeout SEC", r.stdout)
 
+    def test_migsim_version_and_a_missing_directory(self):
+        """vfio-migsim --version prints it; list on a directory that does not exist fails with
+        a sentence naming it instead of listing nothing."""
+        r = run([binary("MIGSIM"), "--version"])
+        self.assertEqual(r.returncode, 0, r)
+        self.assertRegex(r.stdout, r"^vfio-migsim \d+\.\d+")
+        missing = os.path.join(self.workdir, "nonexistent")
+        r = run([binary("MIGSIM"), "--dir", missing, "list"])
+        self.assertEqual(r.returncode, EXIT_FAILURE, r)
+        self.assertIn(f"{missing}: no such directory", r.stderr)
+
     def test_usage_errors_exit_2(self):
         """Missing/extra arguments, unknown commands and bad option values: exit 2."""
         cases = [[], ["frobnicate"], ["show"], ["show", "a", "b"], ["register", "vm1"],
