@@ -221,9 +221,11 @@ static int apply_unavailable(const Hook *h, const char *reason)
 
         if (h->action == HOOK_RELEASE) {
                 hook_log(h, LOG_WARNING,
-                         "cannot unregister the VM: vfio-migd cannot be asked "
-                         "(%s); it forgets the VM when it restarts",
-                         reason);
+                         "cannot unregister the VM: vfio-migd cannot be asked (%s). The VM "
+                         "stays registered: vfio-migd's journal restores it when vfio-migd "
+                         "starts again, holding its devices, until 'vfio-migctl unregister "
+                         "%s' (the same domain starting again takes it over)",
+                         reason, h->shown);
                 return 0;
         }
         if (!hook_fails_open(h)) {

@@ -343,6 +343,19 @@ class DaemonUnavailableTest(HookCase):
         r = self.run_hook("web-1", "release", "end")
         self.assertHook(r, 0, "cannot unregister")
 
+    def test_release_without_the_daemon_says_the_journal_keeps_the_vm(self):
+        """release end while vfio-migd is down: exit 0; the message says the VM stays
+        registered and how to remove it, and after a restart the journal has restored it."""
+        self.assertHook(self.run_hook("web-1", "start", "begin", self.xml), 0)
+        self.h.daemon.stop()
+        r = self.run_hook("web-1", "release", "end")
+        self.assertHook(r, 0, "stays registered", "journal restores it",
+                        "vfio-migctl unregister web-1")
+        self.assertNotIn("forgets", r.stderr)
+        self.h.restart_daemon()
+        self.assertEqual(list(self.vms()), ["web-1"])
+        self.assertOk(self.h.ctl("unregister", "web-1"))
+
     def test_no_daemon_fail_closed(self):
         self.h.daemon.stop()
         policy = {"vms": [{"match": "web-1", "hook-daemon-unavailable": "fail-closed"}]}
