@@ -215,6 +215,18 @@ class RegisterTest(HookCase):
         r = self.run_hook("web-2", "start", "begin", domain_xml("web-2", pci_hostdev(NIC)))
         self.assertHook(r, 0, "registered with vfio-migd")
 
+    def test_the_daemons_policy_decides_when_it_answers(self):
+        """The daemon runs with a policy the hook's own files do not have (its --policy):
+        CheckMigration's effective on-start-unmigratable decides."""
+        self.h.write_policy({"vms": [{"match": "web-*", "on-start-unmigratable": "refuse"}]})
+        self.assertOk(self.h.ctl("policy", "reload"))
+        xml = domain_xml("web-1", pci_hostdev(NIC), pci_hostdev(ACC, "hostdev1"))
+        r = run([self.hook, "web-1", "start", "begin", "-"], input=xml,
+                env=dict(self.h.bus.env, VFIO_MIGD_POLICY="/nonexistent",
+                         VFIO_MIGD_POLICY_DIR="/nonexistent", VFIO_MIGD_HOOK_TIMEOUT="3"))
+        self.assertHook(r, 1, "refusing the start", "on-start-unmigratable is refuse")
+        self.assertEqual(self.vms(), {})
+
     def test_unprivileged_caller_vetoes(self):
         """libvirtd runs hooks as root; a session libvirtd's user may not register."""
         r = self.run_hook("web-1", "start", "begin", domain_xml("web-1", pci_hostdev(NIC)),
