@@ -74,9 +74,10 @@ static bool daemon_on_bus(const Ctl *c)
         sd_bus_message *reply = NULL;
         int has = 1;
 
-        if (!c->bus || sd_bus_call_method(c->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                          "org.freedesktop.DBus", "NameHasOwner", NULL, &reply,
-                                          "s", MIGD_BUS_NAME) < 0 ||
+        if (!c->bus ||
+            sd_bus_call_method(c->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "NameHasOwner", NULL, &reply, "s",
+                               MIGD_BUS_NAME) < 0 ||
             sd_bus_message_read(reply, "b", &has) < 0)
                 has = 1; /* unknown: keep the timeout's hint */
         sd_bus_message_unref(reply);

@@ -318,7 +318,8 @@ static int check_hostdevs(const Hook *h)
         }
         if (problems->len == 0)
                 return 0;
-        hook_log(h, LOG_ERR, "refusing %s: %s; fix the <hostdev> in the domain XML ('virsh edit %s')",
+        hook_log(h, LOG_ERR,
+                 "refusing %s: %s; fix the <hostdev> in the domain XML ('virsh edit %s')",
                  action_words(h), problems->str, h->shown);
         return 1;
 }

@@ -34,10 +34,9 @@ static json_t *decision_to_json(const char *vm, json_t *reply)
 /* The VM's effective settings, one a line with where each came from. */
 static void print_settings(FILE *f, const json_t *s)
 {
-        static const char *const keys[] = {"mode",        "strategy",
-                                           "phase-deadline-ms", "parallelism",
-                                           "on-failure",  "after-crash",
-                                           "hook-daemon-unavailable", "on-start-unmigratable"};
+        static const char *const keys[] = {
+            "mode",       "strategy",    "phase-deadline-ms",       "parallelism",
+            "on-failure", "after-crash", "hook-daemon-unavailable", "on-start-unmigratable"};
         static const char *const headers[] = {"SETTING", "VALUE", "FROM"};
         const json_t *sources = json_object_get(s, "sources");
         Table *t = table_new(G_N_ELEMENTS(headers), headers);
@@ -256,8 +255,7 @@ int verb_policy_validate(Ctl *c, int argc, char **argv)
                         continue;
                 }
                 g_ptr_array_add(policies, argv[i]);
-                json_array_append_new(files,
-                                      json_pack("{s:s,s:b}", "file", argv[i], "valid", 1));
+                json_array_append_new(files, json_pack("{s:s,s:b}", "file", argv[i], "valid", 1));
         }
         if (n_invalid == 0 && policies->len > 0) {
                 g_autoptr(Policy) policy = NULL;

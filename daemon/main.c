@@ -39,7 +39,8 @@ static void print_help(void)
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
                ", 0: one per device\n"
                "                               (default: 0)\n"
-               "  --policy=FILE                the main policy file; given, it must exist (default: %s)\n"
+               "  --policy=FILE                the main policy file, which must exist when given\n"
+               "                               (default: %s)\n"
                "  --policy-dir=DIR             policy drop-ins, *.json in name order (default:\n"
                "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"

@@ -342,8 +342,8 @@ int registry_check_vm_args(const char *name, const char *const *devices, size_t 
                            const VmOptions *options, GError **error)
 {
         int r = vm_name_check(name, "VM name",
-                              "give 1 to " G_STRINGIFY(VM_NAME_MAX)
-                              " bytes of UTF-8 without control characters or '/'",
+                              "give 1 to " G_STRINGIFY(
+                                  VM_NAME_MAX) " bytes of UTF-8 without control characters or '/'",
                               error);
         if (r < 0)
                 return r;

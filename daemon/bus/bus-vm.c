@@ -525,10 +525,8 @@ static const sd_bus_vtable vm_vtable[] = {
     /* Valid IOVA space of the VM's IOMMU context (inclusive ends), and what disagrees. */
     SD_BUS_PROPERTY("IovaRanges", "a(tt)", property_get_iova, 0, 0),
     SD_BUS_PROPERTY("Warnings", "as", property_get_iova, 0, 0),
-    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0,
-                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0,
-                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0,

@@ -825,9 +825,9 @@ static void evaluate_vm(const Policy *p, const char *vm, Eval *ev, PolicySetting
 
         /* One defaults patch per file, in file order. */
         for (size_t f = 0; f < p->defaults->len; f++)
-                apply_patch(s, src, &g_array_index(p->defaults, SettingsPatch, f),
-                            eval_label(ev, g_strdup_printf("%s: defaults",
-                                                           policy_file_name(p, f))));
+                apply_patch(
+                    s, src, &g_array_index(p->defaults, SettingsPatch, f),
+                    eval_label(ev, g_strdup_printf("%s: defaults", policy_file_name(p, f))));
         for (size_t i = 0; i < p->vms->len; i++) {
                 const VmEntry *e = g_ptr_array_index(p->vms, i);
                 if (fnmatch(e->match, vm, 0) != 0)
@@ -918,9 +918,9 @@ int policy_evaluate(const Policy *p, const PolicySettings *base,
 {
         PolicyDecision *d = g_new0(PolicyDecision, 1);
         Eval ev = {
-                .blockers = g_array_new(FALSE, TRUE, sizeof(PolicyBlocker)),
-                .matched = g_ptr_array_new(),
-                .labels = g_ptr_array_new(),
+            .blockers = g_array_new(FALSE, TRUE, sizeof(PolicyBlocker)),
+            .matched = g_ptr_array_new(),
+            .labels = g_ptr_array_new(),
         };
 
         d->settings = base ? *base : builtin_defaults;

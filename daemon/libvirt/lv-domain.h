@@ -31,8 +31,8 @@
 
 #define LV_DOMAIN_XML_MAX (16u << 20)
 /* What fixes a domain whose name cannot be a VM name (vm_name_problem()). */
-#define LV_DOMAIN_RENAME_FIX                                                                   \
-        "rename the domain ('virsh domrename'): a VM name is 1 to 1024 bytes of UTF-8 without " \
+#define LV_DOMAIN_RENAME_FIX                                                                       \
+        "rename the domain ('virsh domrename'): a VM name is 1 to 1024 bytes of UTF-8 without "    \
         "control characters or '/'"
 #define LV_METADATA_NS    "https://vfio-migd.org/xmlns/hostdevs/1"
 #define LV_METADATA_KEY   "vfiomig"

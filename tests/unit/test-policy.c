@@ -215,7 +215,8 @@ static void test_merge_order_later_files_win(void)
         {
                 const enum policy_mode blocked = POLICY_MODE_P2P_BLOCKED;
                 g_autoptr(Policy) empty = parse_ok("{}");
-                g_assert_cmpint(policy_evaluate(empty, NULL, &blocked, "web-1", &mlx5, 1, &d), ==, 0);
+                g_assert_cmpint(policy_evaluate(empty, NULL, &blocked, "web-1", &mlx5, 1, &d), ==,
+                                0);
                 g_assert_cmpstr(d->sources.mode, ==, "VM registration");
                 g_assert_null(d->sources.phase_deadline_ms);
                 policy_decision_free(d);
