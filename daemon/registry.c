@@ -246,10 +246,12 @@ static int known_device_open(Registry *r, KnownDevice *kd, GError **error)
 
 static int no_such_device(const Registry *r, const char *name, GError **error)
 {
+        g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
+
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                    "The %s backend knows no device named %s; ListDevices shows the ones it "
+                    "The %s backend knows no device named '%s'; ListDevices shows the ones it "
                     "knows.",
-                    r->backend->name, name);
+                    r->backend->name, shown);
         return -ENODEV;
 }
 

@@ -143,12 +143,14 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        if (!registry_has_device(d->registry, name))
+        if (!registry_has_device(d->registry, name)) {
+                g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
-                                         "The %s backend knows no device named %s; Rescan if "
+                                         "The %s backend knows no device named '%s'; Rescan if "
                                          "it was just created, ListDevices shows the known "
                                          "ones.",
-                                         registry_backend_name(d->registry), name);
+                                         registry_backend_name(d->registry), shown);
+        }
         path = bus_device_path(name);
         if (!path)
                 return -ENOMEM;

@@ -331,6 +331,13 @@ class ManagerTest(MigdTestCase):
         r = self.h.ctl("show", "")
         self.assertExit(r, EXIT_NOT_FOUND, "NoSuchVM")
         self.assertIn("The VM name is empty", r.stderr)
+        r = self.h.ctl("show-device", "d" * 100000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        r = self.h.ctl("register", "vm9", "\u00e9" * 50000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        self.assertIn("\u00e9" * 64 + "\u2026", r.stderr)
 
     def test_register_without_devices_is_invalid_args(self):
         """An empty device list: InvalidArgs."""
