@@ -18,6 +18,7 @@
 #include "migctl-json.h"
 #include "migctl-print.h"
 #include "util.h"
+#include "vm.h"
 
 int append_options(sd_bus_message *m, const RegisterOptions *reg)
 {
@@ -40,7 +41,8 @@ int verb_register(Ctl *c, int argc, char **argv, const RegisterOptions *reg)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *m = NULL, *reply = NULL;
-        g_autofree char *what = g_strdup_printf("register VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("register VM '%s'", shown);
         const char *path = NULL;
         int r;
 
@@ -79,7 +81,8 @@ out:
 int verb_unregister(Ctl *c, int argc, char **argv)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        g_autofree char *what = g_strdup_printf("unregister VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("unregister VM '%s'", shown);
         int r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
                                    "UnregisterVM", &error, NULL, "s", argv[0]);
         if (r < 0) {
@@ -145,7 +148,8 @@ static int attach_fd_open(const char *arg, int *ret)
 int verb_attach_fd(Ctl *c, int argc, char **argv)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        g_autofree char *what = g_strdup_printf("hand over the device fd of '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("hand over the device fd of '%s'", shown);
         _cleanup_close_ int fd = -1;
         int r;
 
@@ -187,7 +191,8 @@ static int run_sequence(Ctl *c, const char *vm, const char *method, int fd)
         json_auto_t *report = NULL;
         g_autofree char *path = NULL;
         g_autofree char *lower = g_ascii_strdown(method, -1);
-        g_autofree char *what = g_strdup_printf("%s VM '%s'", lower, vm);
+        g_autofree char *shown = vm_name_shown(vm);
+        g_autofree char *what = g_strdup_printf("%s VM '%s'", lower, shown);
         int r;
 
         r = ctl_vm_path(c, vm, &path, &error);

@@ -104,6 +104,15 @@ int daemon_reload_policy(Daemon *d, GError **error)
         int r;
 
         r = policy_files_load(d->policy_file, d->policy_dir, &policy, &files, &why);
+        if (r < 0 && !d->policy_files) {
+                /* At start-up there is no policy in force to keep. */
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "The policy is invalid: %s; vfio-migd does not start with it. Fix "
+                            "the file (vfio-migctl policy validate FILE), or start with "
+                            "--allow-default-policy to run with the built-in defaults.",
+                            why);
+                return r == -ENOENT ? -EIO : -EINVAL;
+        }
         if (r < 0) {
                 log_error("Policy not changed: %s", why);
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
@@ -120,6 +129,12 @@ int daemon_reload_policy(Daemon *d, GError **error)
                          d->policy_file, d->policy_dir);
         for (char **f = d->policy_files; *f; f++)
                 log_info("Policy: %s in force.", *f);
+        /* ReloadPolicy and SIGHUP alike: every VM's settings and verdict may have changed. */
+        if (d->bus) {
+                (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                                     "PolicyFiles", NULL);
+                bus_vm_emit_policy_changed(d);
+        }
         return 0;
 }
 

@@ -50,7 +50,8 @@ static void print_help(void)
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
                ", 0: one per device\n"
                "                               (default: 0)\n"
-               "  --policy=FILE                the main policy file (default: %s)\n"
+               "  --policy=FILE                the main policy file, which must exist when given\n"
+               "                               (default: %s)\n"
                "  --policy-dir=DIR             policy drop-ins, *.json in name order (default:\n"
                "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
@@ -272,6 +273,15 @@ int main(int argc, char **argv)
         r = parse_args(argc, argv, &options);
         if (r != ARGS_RUN)
                 return r;
+        /* A path given explicitly must exist: silently running on the defaults instead would
+         * hide a typo in the unit file. */
+        if (options.policy_file && !g_file_test(options.policy_file, G_FILE_TEST_IS_REGULAR)) {
+                log_error("--policy=%s: no such file; give the path of an existing policy file "
+                          "(vfio-migctl policy validate FILE checks it), or leave --policy out "
+                          "to use %s.",
+                          options.policy_file, POLICY_MAIN_DEFAULT);
+                return EXIT_CONFIG;
+        }
 
         /* A Save's reader that goes away is EPIPE for that Save, not the end of the daemon
          * (outside systemd, which sets this itself, SIGPIPE would kill it with 141). */

@@ -246,10 +246,12 @@ static int known_device_open(Registry *r, KnownDevice *kd, GError **error)
 
 static int no_such_device(const Registry *r, const char *name, GError **error)
 {
+        g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
+
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                    "The %s backend knows no device named %s; ListDevices shows the ones it "
+                    "The %s backend knows no device named '%s'; ListDevices shows the ones it "
                     "knows.",
-                    r->backend->name, name);
+                    r->backend->name, shown);
         return -ENODEV;
 }
 
@@ -349,15 +351,12 @@ int registry_check_vm_args(const char *name, const char *const *devices, size_t 
                            const VmOptions *options, GError **error)
 {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
-
-        if (!vm_name_is_valid(name)) {
-                g_autofree char *escaped = g_strescape(name ? name : "", NULL);
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "VM name '%s' is invalid: use 1 to %d characters from A-Z, a-z, "
-                            "0-9 and _ . : + -.",
-                            escaped, VM_NAME_MAX);
-                return -EINVAL;
-        }
+        int r = vm_name_check(name, "VM name",
+                              "give 1 to " G_STRINGIFY(
+                                  VM_NAME_MAX) " bytes of UTF-8 without control characters or '/'",
+                              error);
+        if (r < 0)
+                return r;
         if (n < 1 || n > VM_DEVICES_MAX) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "VM %s lists %zu devices; give from 1 to %d device names.", name, n,
@@ -474,9 +473,8 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
         Device *d;
 
         if (!vm) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                            "No VM named %s is registered; ListVMs shows the registered ones.",
-                            name);
+                g_autofree char *message = vm_no_such_vm_message(name);
+                g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT), message);
                 return -ENOENT;
         }
         if (vm_is_busy(vm, &op)) {
@@ -796,6 +794,55 @@ static void log_decision(const char *vm, const PolicyDecision *d)
                            d->n_blockers - LOG_BLOCKERS_MAX);
 }
 
+/* A device in ERROR cannot take part in a sequence until Abort resets it. */
+static void add_error_blockers(Vm *vm, PolicyDecision *d)
+{
+        for (size_t i = 0; i < vm_n_devices(vm); i++) {
+                enum mig_state state;
+                const char *name = vm_device(vm, i)->info.name;
+
+                if (vm_device_state(vm, i, &state) < 0 || state != MIG_STATE_ERROR)
+                        continue;
+                d->blockers = g_renew(PolicyBlocker, d->blockers, d->n_blockers + 1);
+                d->blockers[d->n_blockers++] = (PolicyBlocker){
+                    .id = g_strdup("device-error"),
+                    .device = g_strdup(name),
+                    .message = g_strdup_printf(
+                        "device '%s' is in ERROR (a failed step left it there) and cannot "
+                        "migrate; Abort ('vfio-migctl abort %s') resets it and brings the VM "
+                        "back to RUNNING",
+                        name, vm_name(vm)),
+                };
+                d->allowed = false;
+        }
+}
+
+/* The options the VM's registrant gave explicitly win over the policy's: the settings the
+ * VM's sequences run with. */
+static void decision_overlay_registration(PolicyDecision *d, const VmOptions *o)
+{
+        guint n = g_strv_length(d->source_labels);
+        const char *label;
+
+        if (!(o->explicit_mask & (VM_OPT_STRATEGY | VM_OPT_PHASE_DEADLINE | VM_OPT_PARALLELISM)))
+                return;
+        d->source_labels = g_renew(char *, d->source_labels, n + 2);
+        label = d->source_labels[n] = g_strdup("VM registration");
+        d->source_labels[n + 1] = NULL;
+        if (o->explicit_mask & VM_OPT_STRATEGY) {
+                d->settings.strategy = o->strategy;
+                d->sources.strategy = label;
+        }
+        if (o->explicit_mask & VM_OPT_PHASE_DEADLINE) {
+                d->settings.phase_deadline_ms = o->phase_deadline_ms;
+                d->sources.phase_deadline_ms = label;
+        }
+        if (o->explicit_mask & VM_OPT_PARALLELISM) {
+                d->settings.parallelism = o->parallelism;
+                d->sources.parallelism = label;
+        }
+}
+
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
 {
         g_autofree Device **devs = g_new0(Device *, vm_n_devices(vm) + 1);
@@ -804,6 +851,8 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 devs[i] = vm_device(vm, i);
         d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm), NULL);
+        decision_overlay_registration(d, vm_options(vm));
+        add_error_blockers(vm, d);
         if (log)
                 log_decision(vm_name(vm), d);
         return d;

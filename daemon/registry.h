@@ -114,7 +114,9 @@ const Policy *registry_policy(const Registry *r);
  * The migration decision for a VM under the policy in force, with the facts only the
  * registry knows: another VM holding a device of the same IOMMU group, and devices of a
  * VM's group that are not in it. With log, every blocker is logged at notice level with
- * the VM, the mode and the entries that decided it.
+ * the VM, the mode and the entries that decided it. Its settings are the VM's effective ones:
+ * the options its registrant gave explicitly (strategy, phase deadline, parallelism, p2p
+ * mode) win, with "VM registration" as their source.
  */
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log);
 

@@ -205,16 +205,86 @@ int vm_options_check(const VmOptions *o, GError **error)
         return 0;
 }
 
-bool vm_name_is_valid(const char *name)
+const char *vm_name_problem(const char *name)
 {
         size_t len = name ? strlen(name) : 0;
 
-        if (len < 1 || len > VM_NAME_MAX)
-                return false;
-        for (const char *p = name; *p; p++)
-                if (!g_ascii_isalnum(*p) && !strchr("_.:+-", *p))
-                        return false;
-        return true;
+        if (len < 1)
+                return "the name is empty";
+        if (len > VM_NAME_MAX)
+                return "it is longer than " G_STRINGIFY(VM_NAME_MAX) " bytes";
+        if (!g_utf8_validate(name, (gssize)len, NULL))
+                return "it is not valid UTF-8";
+        for (const char *p = name; *p; p = g_utf8_next_char(p)) {
+                if (g_unichar_iscntrl(g_utf8_get_char(p)))
+                        return "it contains a control character";
+                if (*p == '/')
+                        return "it contains '/'";
+        }
+        return NULL;
+}
+
+bool vm_name_is_valid(const char *name)
+{
+        return !vm_name_problem(name);
+}
+
+int vm_name_check(const char *name, const char *what, const char *fix, GError **error)
+{
+        const char *problem = vm_name_problem(name);
+        g_autofree char *shown = NULL;
+
+        if (!problem)
+                return 0;
+        if (!name || !*name) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "The %s is empty; %s.", what, fix);
+                return -EINVAL;
+        }
+        shown = vm_name_shown(name);
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                    "%c%s '%s' cannot be a VM name: %s; %s.", g_ascii_toupper(what[0]), what + 1,
+                    shown, problem, fix);
+        return -EINVAL;
+}
+
+char *vm_name_shown(const char *name)
+{
+        GString *s = g_string_new(NULL);
+        const char *p = name ? name : "";
+        size_t chars = 0;
+
+        while (*p) {
+                gunichar c = g_utf8_get_char_validated(p, -1);
+
+                if (chars == VM_NAME_SHOWN) {
+                        g_string_append(s, "\xe2\x80\xa6"); /* … */
+                        break;
+                }
+                chars++;
+                if (c == (gunichar)-1 || c == (gunichar)-2) {
+                        g_string_append_printf(s, "\\x%02x", (unsigned char)*p++);
+                } else if (g_unichar_iscntrl(c) && c < 0x100) {
+                        g_string_append_printf(s, "\\x%02x", (unsigned)c);
+                        p = g_utf8_next_char(p);
+                } else {
+                        const char *next = g_utf8_next_char(p);
+                        g_string_append_len(s, p, next - p);
+                        p = next;
+                }
+        }
+        return g_string_free(s, FALSE);
+}
+
+char *vm_no_such_vm_message(const char *name)
+{
+        g_autofree char *shown = NULL;
+
+        if (!name || !*name)
+                return g_strdup("The VM name is empty; ListVMs shows the registered VMs.");
+        shown = vm_name_shown(name);
+        return g_strdup_printf("No VM named '%s' is registered; ListVMs shows the registered ones.",
+                               shown);
 }
 
 static int vm_wake_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);

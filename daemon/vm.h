@@ -42,7 +42,10 @@
 #include "devices/device.h"
 #include "sequencer.h"
 
-#define VM_NAME_MAX           64
+/* A VM's name is its libvirt domain's name, so it takes what libvirt takes: UTF-8 without
+ * control characters or '/'. libvirt sets no length limit; ours is documented. */
+#define VM_NAME_MAX           1024
+#define VM_NAME_SHOWN         64 /* characters of a bad name an error message echoes */
 #define VM_DEVICES_MAX        256
 #define VM_PHASE_DEADLINE_MAX UINT32_C(3600000)
 #define VM_PARALLELISM_MAX    UINT32_C(256)
@@ -71,8 +74,19 @@ void vm_options_overlay(VmOptions *base, const VmOptions *over);
 /* parallel, require-p2p, 10000 ms, parallelism 0. */
 void vm_options_init(VmOptions *o);
 int vm_options_check(const VmOptions *o, GError **error);
-/* 1..VM_NAME_MAX bytes of [A-Za-z0-9_.:+-]. */
+/* 1..VM_NAME_MAX bytes of UTF-8 without control characters or '/' (libvirt refuses those in a
+ * domain name too): NULL when name is valid, else why not, as a sentence fragment. */
+const char *vm_name_problem(const char *name);
 bool vm_name_is_valid(const char *name);
+/* -EINVAL with "<what> '<name shown>' cannot be a VM name: <problem>; <fix>." when name is not
+ * valid ("The VM name is empty; <fix>." for ""), else 0. */
+int vm_name_check(const char *name, const char *what, const char *fix, GError **error);
+/* name as a message echoes input: at most VM_NAME_SHOWN characters then an ellipsis, UTF-8 as
+ * UTF-8, control characters and bytes that are not UTF-8 as \xNN. Never NULL. */
+char *vm_name_shown(const char *name);
+/* "No VM named '<name shown>' is registered; ListVMs shows the registered ones." (or that the
+ * name is empty), for every NoSuchVM. */
+char *vm_no_such_vm_message(const char *name);
 
 typedef struct Vm Vm;
 

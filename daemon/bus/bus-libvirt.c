@@ -90,14 +90,19 @@ static int reply_vm_path(sd_bus_message *m, const char *name)
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-/* Every device known (after one rescan) and free, before anything changes. */
+/* Every device known (after one rescan), a VFIO device as CheckIncomingMigration judges it,
+ * and free, before anything changes. */
 static int check_devices(Daemon *d, const LvDomain *dom, const Vm *existing, sd_bus_error *error)
 {
         bool rescanned = false;
 
         for (size_t i = 0; i < dom->n_hostdevs; i++) {
                 const LvHostdev *h = &dom->hostdevs[i];
+                g_autoptr(GError) gerr = NULL;
+                g_autofree char *not_vfio = NULL;
+                Device *dev;
                 Vm *holder;
+                int r;
 
                 if (!registry_has_device(d->registry, h->name) && !rescanned) {
                         rescanned = true;
@@ -108,6 +113,12 @@ static int check_devices(Daemon *d, const LvDomain *dom, const Vm *existing, sd_
                             registry_backend_name(d->registry), dom->name, h);
                         return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_DEVICE, s);
                 }
+                r = registry_open_device(d->registry, h->name, &dev, &gerr);
+                if (r < 0)
+                        return bus_error_set_model(error, r, gerr->message);
+                not_vfio = lv_hostdev_not_vfio_sentence(h, &dev->info);
+                if (not_vfio)
+                        return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_DEVICE, not_vfio);
                 holder = registry_device_vm(d->registry, h->name);
                 if (holder && holder != existing)
                         return sd_bus_error_setf(error, BUS_ERROR_DEVICE_BUSY,

@@ -114,6 +114,12 @@ static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int bus_no_such_vm(sd_bus_error *error, const char *name)
+{
+        g_autofree char *message = vm_no_such_vm_message(name);
+        return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_VM, message);
+}
+
 static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
@@ -125,10 +131,7 @@ static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         if (!registry_get_vm(d->registry, name))
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named %s is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         path = bus_vm_path(name);
         if (!path)
                 return -ENOMEM;
@@ -145,12 +148,14 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        if (!registry_has_device(d->registry, name))
+        if (!registry_has_device(d->registry, name)) {
+                g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
-                                         "The %s backend knows no device named %s; Rescan if "
+                                         "The %s backend knows no device named '%s'; Rescan if "
                                          "it was just created, ListDevices shows the known "
                                          "ones.",
-                                         registry_backend_name(d->registry), name);
+                                         registry_backend_name(d->registry), shown);
+        }
         path = bus_device_path(name);
         if (!path)
                 return -ENOMEM;
@@ -386,14 +391,15 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
 {
         Daemon *d = userdata;
         g_autoptr(GError) gerr = NULL;
-        g_autofree char *action = NULL;
+        g_autofree char *action = NULL, *shown = NULL;
         const char *name;
         int r;
 
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        action = g_strdup_printf("unregister VM %s", name);
+        shown = vm_name_shown(name);
+        action = g_strdup_printf("unregister VM %s", shown);
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
@@ -525,6 +531,52 @@ static int append_plan(sd_bus_message *reply, Vm *vm, const Plan *plan)
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
+/* The VM's effective settings, and under "sources" where each came from. */
+static int append_settings(sd_bus_message *reply, const PolicyDecision *dec)
+{
+        const PolicySettings *s = &dec->settings;
+        const PolicySources *src = &dec->sources;
+        const struct {
+                const char *key, *source;
+        } sources[] = {
+            {"mode", src->mode},
+            {"phase-deadline-ms", src->phase_deadline_ms},
+            {"parallelism", src->parallelism},
+            {"on-failure", src->on_failure},
+            {"strategy", src->strategy},
+            {"after-crash", src->after_crash},
+            {"hook-daemon-unavailable", src->hook_daemon_unavailable},
+            {"on-start-unmigratable", src->on_start_unmigratable},
+        };
+        int r = sd_bus_message_open_container(reply, 'a', "{sv}");
+
+        if (r >= 0)
+                r = sd_bus_message_append(
+                    reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "mode", "s",
+                    policy_mode_to_string(s->mode), "phase-deadline-ms", "u", s->phase_deadline_ms,
+                    "parallelism", "u", s->parallelism, "on-failure", "s",
+                    policy_on_failure_to_string(s->on_failure), "strategy", "s",
+                    plan_strategy_to_string(s->strategy), "after-crash", "s",
+                    policy_after_crash_to_string(s->after_crash), "hook-daemon-unavailable", "s",
+                    policy_hook_unavailable_to_string(s->hook_daemon_unavailable),
+                    "on-start-unmigratable", "s",
+                    policy_start_unmigratable_to_string(s->on_start_unmigratable));
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "sources");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "{ss}");
+        for (size_t i = 0; r >= 0 && i < G_N_ELEMENTS(sources); i++)
+                r = sd_bus_message_append(reply, "{ss}", sources[i].key,
+                                          sources[i].source ? sources[i].source : "defaults");
+        for (int i = 0; r >= 0 && i < 4; i++)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -541,10 +593,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
                 return r;
         vm = registry_get_vm(d->registry, name);
         if (!vm)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named '%s' is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         dec = registry_decide(d->registry, vm, true);
         /* The plan of a whole source migration from where the devices are now. */
         if (dec->allowed && vm_plan_cached(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
@@ -564,12 +613,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
         if (r >= 0)
                 r = sd_bus_message_append_strv(reply, dec->matched);
         if (r >= 0)
-                r = sd_bus_message_append(
-                    reply, "a{sv}", 5, "mode", "s", policy_mode_to_string(dec->settings.mode),
-                    "phase-deadline-ms", "u", dec->settings.phase_deadline_ms, "parallelism", "u",
-                    dec->settings.parallelism, "on-failure", "s",
-                    policy_on_failure_to_string(dec->settings.on_failure), "strategy", "s",
-                    plan_strategy_to_string(dec->settings.strategy));
+                r = append_settings(reply, dec);
         plan_free(plan);
         if (r < 0)
                 return r;
@@ -590,8 +634,6 @@ static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error 
         r = daemon_reload_policy(d, &gerr);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);
-        (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
-                                             "PolicyFiles", NULL);
         return sd_bus_reply_method_return(m, "u", (unsigned)g_strv_length(d->policy_files));
 }
 

@@ -269,6 +269,27 @@ static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const
                 log_debug("Cannot emit PropertiesChanged for VM %s: %s", vm_name(vm), strerror(-r));
 }
 
+void bus_vm_emit_policy_changed(Daemon *d)
+{
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        if (!d->bus)
+                return;
+        for (guint i = 0; i < vms->len; i++) {
+                g_autofree char *path = bus_vm_path(vm_name(vms->pdata[i]));
+                int r;
+
+                if (!path)
+                        continue;
+                r = sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, "P2PMode",
+                                                   "Strategy", "PhaseDeadlineMs", "Parallelism",
+                                                   "Migratable", "Blockers", NULL);
+                if (r < 0)
+                        log_debug("Cannot emit PropertiesChanged for VM %s: %s",
+                                  vm_name(vms->pdata[i]), strerror(-r));
+        }
+}
+
 static int reply_report(sd_bus_message *call, const Vm *vm, const SeqReport *rep)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -600,7 +621,7 @@ static const sd_bus_vtable vm_vtable[] = {
     SD_BUS_PROPERTY("State", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("StateAgeUSec", "t", property_get_scalar, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-    /* Computed from the devices' flags today; a policy engine may change them later. */
+    /* Computed from the devices and the policy on every read; a reload invalidates them. */
     SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
     SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0,
@@ -608,10 +629,12 @@ static const sd_bus_vtable vm_vtable[] = {
     /* Valid IOVA space of the VM's IOMMU context (inclusive ends), and what disagrees. */
     SD_BUS_PROPERTY("IovaRanges", "a(tt)", property_get_iova, 0, 0),
     SD_BUS_PROPERTY("Warnings", "as", property_get_iova, 0, 0),
-    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("LastSequence", "a{sv}", property_get_last_sequence, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 

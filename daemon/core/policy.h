@@ -109,9 +109,19 @@ typedef struct PolicyBlocker {
         char *message;  /* a sentence naming the device and the rule */
 } PolicyBlocker;
 
+/* Where each setting of a decision came from: the policy entry that set it last
+ * ("FILE: defaults", "FILE: vms[2]"), "VM registration" (the p2p override), or NULL: the
+ * base the evaluation started from (the daemon's options or the built-in defaults). */
+typedef struct PolicySources {
+        const char *mode, *phase_deadline_ms, *parallelism, *on_failure, *strategy;
+        const char *after_crash, *hook_daemon_unavailable, *on_start_unmigratable;
+} PolicySources;
+
 typedef struct PolicyDecision {
         bool allowed;
         PolicySettings settings;  /* what applies to this VM */
+        PolicySources sources;    /* strings owned by the decision */
+        char **source_labels;     /* owns the sources' strings */
         PolicyBlocker *blockers;
         size_t n_blockers;
         char **matched;           /* "FILE: vms[1] (match \"web-*\")", NULL-terminated */

@@ -722,8 +722,7 @@ int vfio_kernel_iova_ranges(Device *d, GArray **ret, GError **error)
 
 static bool host_device_is_ours(const HostDevice *hd)
 {
-        /* As host_scan() decides: whatever drives an mdev drives it through VFIO. */
-        return hd->driver && (g_strcmp0(hd->bus, "mdev") == 0 || host_driver_is_vfio(hd->driver));
+        return host_device_is_vfio(hd->bus, hd->driver);
 }
 
 static int compare_strings(gconstpointer a, gconstpointer b)

@@ -751,6 +751,17 @@ int lv_domain_check_bounds(const LvDomain *d, GError **error)
         return -EINVAL;
 }
 
+char *lv_hostdev_label(const LvDomain *d, size_t i)
+{
+        const LvHostdev *h = &d->hostdevs[i];
+
+        if (h->name)
+                return g_strdup(h->name);
+        if (h->alias)
+                return g_strdup(h->alias);
+        return g_strdup_printf("%zu of %zu", i + 1, d->n_hostdevs);
+}
+
 size_t lv_domain_n_usable(const LvDomain *d)
 {
         size_t n = 0;

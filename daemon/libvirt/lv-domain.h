@@ -40,6 +40,10 @@
 /* = VM_DEVICES_MAX: a VM holds no more devices (lv-xml.c checks they agree) */
 #define LV_DOMAIN_HOSTDEVS_MAX 256u
 #define LV_DOMAIN_ECHO_MAX     64u
+/* What fixes a domain whose name cannot be a VM name (vm_name_problem()). */
+#define LV_DOMAIN_RENAME_FIX                                                                       \
+        "rename the domain ('virsh domrename'): a VM name is 1 to 1024 bytes of UTF-8 without "    \
+        "control characters or '/'"
 #define LV_METADATA_NS    "https://vfio-migd.org/xmlns/hostdevs/1"
 #define LV_METADATA_KEY   "vfiomig"
 
@@ -89,6 +93,9 @@ int lv_domain_check_bounds(const LvDomain *d, GError **error);
 
 /* At most max characters of s (UTF-8 kept whole, "..." appended when cut); NULL: "". New. */
 char *lv_echo(const char *s, size_t max);
+/* How messages name hostdev i: its device name, else its alias, else its position among the
+ * domain's VFIO hostdevs ("3 of 8", counted from 1); callers say "hostdev %s". */
+char *lv_hostdev_label(const LvDomain *d, size_t i);
 
 /* Number of hostdevs with a name (no problem). */
 size_t lv_domain_n_usable(const LvDomain *d);

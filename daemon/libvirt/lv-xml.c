@@ -6,13 +6,10 @@
 
 #include "core/iova.h"
 #include "core/mig-state.h"
+#include "host/host.h"
 
 G_STATIC_ASSERT(LV_DOMAIN_HOSTDEVS_MAX == VM_DEVICES_MAX);
 
-static const char *hostdev_label(const LvHostdev *h)
-{
-        return h->name ? h->name : h->alias ? h->alias : "(no address)";
-}
 
 int lv_xml_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
 {
@@ -47,24 +44,32 @@ int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_d
 {
         g_autoptr(LvDomain) d = parsed;
         g_autoptr(GPtrArray) devices = g_ptr_array_new();
+        g_autoptr(GString) problems = NULL;
+        int r;
 
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
+
+        r = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < d->n_hostdevs; i++) {
                 const LvHostdev *h = &d->hostdevs[i];
+                g_autofree char *label = NULL;
 
-                if (h->problem) {
-                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                                    "Domain %s: hostdev %s: %s", d->name, hostdev_label(h),
-                                    h->problem);
-                        return -EINVAL;
+                if (!h->problem) {
+                        g_ptr_array_add(devices, h->name);
+                        continue;
                 }
-                g_ptr_array_add(devices, h->name);
+                /* Every broken hostdev, so that one edit fixes them all. */
+                label = lv_hostdev_label(d, i);
+                if (!problems)
+                        problems = g_string_new(NULL);
+                g_string_append_printf(problems, "%shostdev %s: %s", problems->len ? "; " : "",
+                                       label, h->problem);
+        }
+        if (problems) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL), "Domain %s: %s",
+                            d->name, problems->str);
+                return -EINVAL;
         }
         if (devices->len == 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
@@ -104,6 +109,15 @@ char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const
                                        : "bind it to vfio-pci or its vendor's VFIO variant driver");
 }
 
+char *lv_hostdev_not_vfio_sentence(const LvHostdev *h, const DeviceInfo *info)
+{
+        if (host_device_is_vfio(h->type == LV_HOSTDEV_MDEV ? "mdev" : "pci", info->driver))
+                return NULL;
+        return g_strdup_printf("Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
+                               "vfio-pci (or its vendor's VFIO variant driver).",
+                               h->name, info->driver ? info->driver : "no driver");
+}
+
 void lv_problem_free(LvProblem *p)
 {
         if (!p)
@@ -131,11 +145,12 @@ void lv_incoming_free(LvIncoming *c)
 {
         if (!c)
                 return;
-        g_ptr_array_unref(c->problems);
-        g_ptr_array_unref(c->warnings);
-        g_array_unref(c->guest_ram);
-        g_array_unref(c->iova);
-        g_ptr_array_unref(c->devices);
+        /* A check refused before it began (malformed XML) has none of them. */
+        g_clear_pointer(&c->problems, g_ptr_array_unref);
+        g_clear_pointer(&c->warnings, g_ptr_array_unref);
+        g_clear_pointer(&c->guest_ram, g_array_unref);
+        g_clear_pointer(&c->iova, g_array_unref);
+        g_clear_pointer(&c->devices, g_ptr_array_unref);
         g_free(c);
 }
 
@@ -185,16 +200,19 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
         }
 }
 
-static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const LvHostdev *h)
+static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, size_t i)
 {
+        const LvHostdev *h = &d->hostdevs[i];
         g_autoptr(GError) gerr = NULL;
+        g_autofree char *not_vfio = NULL;
         Device *dev;
         Vm *holder;
         int err;
 
         if (h->problem) {
-                lv_problem_add(c->problems, "bad-hostdev", hostdev_label(h), "Hostdev %s: %s",
-                               hostdev_label(h), h->problem);
+                g_autofree char *label = lv_hostdev_label(d, i);
+                lv_problem_add(c->problems, "bad-hostdev", label, "Hostdev %s: %s", label,
+                               h->problem);
                 return;
         }
         if (!registry_has_device(r, h->name)) {
@@ -210,11 +228,9 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
                 return;
         }
         g_ptr_array_add(c->devices, g_strdup(h->name));
-        if (!dev->info.driver || !strstr(dev->info.driver, "vfio"))
-                lv_problem_add(c->problems, "not-vfio", h->name,
-                               "Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
-                               "vfio-pci (or its vendor's VFIO variant driver).",
-                               h->name, dev->info.driver ? dev->info.driver : "no driver");
+        not_vfio = lv_hostdev_not_vfio_sentence(h, &dev->info);
+        if (not_vfio)
+                lv_problem_add(c->problems, "not-vfio", h->name, "%s", not_vfio);
         holder = registry_device_vm(r, h->name);
         if (holder && strcmp(vm_name(holder), d->name) != 0)
                 lv_problem_add(c->problems, "device-busy", h->name,
@@ -299,14 +315,11 @@ int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError
         g_autoptr(LvDomain) d = parsed;
         g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
         bool unknown = false;
+        int err;
 
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
+        err = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
+        if (err < 0)
+                return err;
         c->problems = g_ptr_array_new_with_free_func((GDestroyNotify)lv_problem_free);
         c->warnings = g_ptr_array_new_with_free_func(g_free);
         c->devices = g_ptr_array_new_with_free_func(g_free);
@@ -320,7 +333,7 @@ int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError
         if (unknown)
                 (void)registry_rescan(r, NULL);
         for (size_t i = 0; i < d->n_hostdevs; i++)
-                check_hostdev(r, c, d, &d->hostdevs[i]);
+                check_hostdev(r, c, d, i);
         if (d->n_hostdevs == 0)
                 g_ptr_array_add(c->warnings, g_strdup_printf("Domain %s has no VFIO hostdev; "
                                                              "vfio-migd has nothing to check.",

@@ -40,6 +40,11 @@ bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n);
 /* "hostdev H of domain D: the B backend knows no such device; bind it to vfio-pci ..." */
 char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const LvHostdev *h);
 
+/* NULL when the device behind hostdev h is a VFIO device (host_device_is_vfio(): an mdev of any
+ * vendor driver, a PCI device on a VFIO driver), else "Hostdev H is bound to D, not to a VFIO
+ * driver; bind it to vfio-pci ...". */
+char *lv_hostdev_not_vfio_sentence(const LvHostdev *h, const DeviceInfo *info);
+
 typedef struct LvProblem {
         char *id;      /* "no-device", "not-vfio", "device-busy", "driver-mismatch",
                           "id-mismatch", "flags-mismatch", "bad-hostdev", "policy:<blocker>",

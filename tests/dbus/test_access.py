@@ -80,7 +80,7 @@ class UnprivilegedTest(AccessTest):
 
     def test_arguments_are_validated_before_the_caller(self):
         """A malformed call from nobody is InvalidArgs, not AccessDenied."""
-        r = self.h.ctl("register", "bad name", "nic0", user="nobody")
+        r = self.h.ctl("register", "bad/name", "nic0", user="nobody")
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
         r = self.h.ctl("register", "vm2", "spare0", "--strategy", "random", user="nobody")
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)

@@ -33,6 +33,17 @@ class HelpAndUsageTest(MigdTestCase):
             self.assertRegex(r.stdout, rf"\n  {code}  \S")
         self.assertIn("--timeout SEC", r.stdout)
 
+    def test_migsim_version_and_a_missing_directory(self):
+        """vfio-migsim --version prints it; list on a directory that does not exist fails with
+        a sentence naming it instead of listing nothing."""
+        r = run([binary("MIGSIM"), "--version"])
+        self.assertEqual(r.returncode, 0, r)
+        self.assertRegex(r.stdout, r"^vfio-migsim \d+\.\d+")
+        missing = os.path.join(self.workdir, "nonexistent")
+        r = run([binary("MIGSIM"), "--dir", missing, "list"])
+        self.assertEqual(r.returncode, EXIT_FAILURE, r)
+        self.assertIn(f"{missing}: no such directory", r.stderr)
+
     def test_usage_errors_exit_2(self):
         """Missing/extra arguments, unknown commands and bad option values: exit 2."""
         cases = [[], ["frobnicate"], ["show"], ["show", "a", "b"], ["register", "vm1"],
@@ -102,6 +113,20 @@ class ClientTest(MigdTestCase):
             time.sleep(0.1)
         time.sleep(0.2)
         self.assertStates(self.h, ["nic0", "nic1"], "STOP")
+
+    def test_daemon_dying_during_a_call_is_not_called_a_timeout(self):
+        """The daemon is killed while quiesce waits: the hint says vfio-migd left the bus,
+        not that no reply came within 300 s."""
+        for n in ("nic0", "nic1"):
+            self.h.sim.latency(n, 3000)
+        p = subprocess.Popen([self.h.ctl_tool, "quiesce", "vm1"], env=self.h.bus.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        self.h.crash_daemon()
+        _, err = p.communicate(timeout=seconds(30))
+        self.assertNotEqual(p.returncode, 0, err)
+        self.assertIn("left the bus without replying", err)
+        self.assertNotIn("no reply within", err)
 
     def test_monitor_is_bounded_by_timeout(self):
         """monitor --timeout 1 returns 0 after about a second."""

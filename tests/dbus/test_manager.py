@@ -293,14 +293,53 @@ class ManagerTest(MigdTestCase):
         self.assertEqual(self.vm_count(), 0)
 
     def test_register_bad_names_are_invalid_args(self):
-        """VM names outside 1-64 bytes of [A-Za-z0-9_.:+-]: InvalidArgs."""
-        for name in ("bad name", "vm/1", "x" * 65, "caf\u00e9"):
+        """VM names libvirt would refuse too ('/', control characters) or over 1024 bytes:
+        InvalidArgs naming the name and the rule; nothing is registered."""
+        for name, why in (("vm/1", "contains '/'"), ("a\tb", "control character"),
+                          ("x" * 1025, "longer than 1024 bytes")):
             r = self.h.ctl("register", name, "nic0")
             self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+            self.assertIn(why, r.stderr)
+            self.assertIn("cannot be a VM name", r.stderr)
         self.assertBusctlFails(self.h.busctl_call(ROOT, MANAGER, "RegisterVM", "sasa{sv}", "",
-                                                  1, "nic0", 0))
-        self.assertOk(self.h.ctl("register", "x" * 64, "nic0"))
-        self.assertEqual(self.vm_count(), 1)
+                                                  1, "nic0", 0), "The VM name is empty")
+        self.assertEqual(self.vm_count(), 0)
+
+    def test_every_name_libvirt_accepts_is_a_vm_name(self):
+        """Spaces, parentheses, UTF-8 and names over 64 bytes, up to 1024: registered, shown and
+        unregistered by name, at their path-encoded object path."""
+        for name in ("Win10 Pro (copy)", "vm-\u00e9", "caf\u00e9:1", "x" * 1024):
+            r = self.register(name, "nic0")
+            self.assertIn(vm_path(name), r.stdout)
+            r = self.h.busctl_call(ROOT, MANAGER, "GetVM", "s", name)
+            self.assertEqual(r.json["data"], [vm_path(name)])
+            r = self.h.ctl("--json", "show", name)
+            self.assertOk(r)
+            self.assertEqual(r.json["Name"], name)
+            self.assertOk(self.h.ctl("unregister", name))
+        self.assertEqual(self.vm_count(), 0)
+
+    def test_errors_echo_a_bad_name_bounded_and_as_utf8(self):
+        """A 100 KiB name is echoed as its first 64 characters and an ellipsis; UTF-8 stays
+        UTF-8; an empty name is called empty."""
+        r = self.h.ctl("register", "\u00e9" * 100 + "/" + "y" * 100000, "nic0")
+        self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertIn("'" + "\u00e9" * 64 + "\u2026'", r.stderr)
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        r = self.h.ctl("show", "z" * 100000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchVM")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        self.assertIn("z" * 64 + "\u2026", r.stderr)
+        r = self.h.ctl("show", "")
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchVM")
+        self.assertIn("The VM name is empty", r.stderr)
+        r = self.h.ctl("show-device", "d" * 100000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        r = self.h.ctl("register", "vm9", "\u00e9" * 50000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        self.assertIn("\u00e9" * 64 + "\u2026", r.stderr)
 
     def test_register_without_devices_is_invalid_args(self):
         """An empty device list: InvalidArgs."""

@@ -218,13 +218,14 @@ class SequenceTest(MigdTestCase):
         last = self.h.busctl_get(self.path, VM_IFACE, "LastSequence")
         self.assertEqual(last["operation"], "quiesce", "a refused call is not a sequence")
 
-    def test_quiesce_with_a_device_in_error_is_invalid_state(self):
-        """A device in ERROR: Quiesce refused naming it; the other devices stay RUNNING."""
+    def test_quiesce_with_a_device_in_error_is_refused_naming_it_and_abort(self):
+        """A device in ERROR is a blocker (device-error): Quiesce is NotMigratable naming it
+        and Abort; the other devices stay RUNNING."""
         self.h.sim.set_state("gpu0", "ERROR")
         r = self.h.ctl("quiesce", "vm1")
-        self.assertExit(r, EXIT_REFUSED, "InvalidState")
-        self.assertIn("gpu0", r.stderr)
-        self.assertIn("ERROR", r.stderr)
+        self.assertExit(r, EXIT_REFUSED, "NotMigratable")
+        self.assertIn("device-error: device 'gpu0' is in ERROR", r.stderr)
+        self.assertIn("vfio-migctl abort vm1", r.stderr)
         self.assertStates(self.h, ["nic0", "nic1", "vio0"], "RUNNING")
         self.assertEqual(self.h.sim.state("gpu0"), "ERROR")
 

@@ -203,7 +203,24 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpuint(g_strv_length(d->matched), ==, 2);
         g_assert_cmpstr(d->matched[0], ==, "policy.d/10-site.json: vms[0] (match \"web-*\")");
         g_assert_cmpstr(d->matched[1], ==, "policy.d/20-rack.json: vms[0] (match \"web-1\")");
+        /* Each setting names the entry that set it last. */
+        g_assert_cmpstr(d->sources.mode, ==, "policy.d/10-site.json: defaults");
+        g_assert_cmpstr(d->sources.parallelism, ==, "policy.json: defaults");
+        g_assert_cmpstr(d->sources.strategy, ==, "policy.d/10-site.json: vms[0]");
+        g_assert_cmpstr(d->sources.phase_deadline_ms, ==, "policy.d/20-rack.json: vms[0]");
+        g_assert_cmpstr(d->sources.on_start_unmigratable, ==, "policy.d/20-rack.json: vms[0]");
         policy_decision_free(d);
+
+        /* The p2p override of a VM's registration is its own source; unset ones have none. */
+        {
+                const enum policy_mode blocked = POLICY_MODE_P2P_BLOCKED;
+                g_autoptr(Policy) empty = parse_ok("{}");
+                g_assert_cmpint(policy_evaluate(empty, NULL, &blocked, "web-1", &mlx5, 1, &d), ==,
+                                0);
+                g_assert_cmpstr(d->sources.mode, ==, "VM registration");
+                g_assert_null(d->sources.phase_deadline_ms);
+                policy_decision_free(d);
+        }
 
         /* Another VM sees only the defaults. */
         g_assert_cmpint(policy_evaluate(p, NULL, NULL, "db-1", &mlx5, 1, &d), ==, 0);

@@ -62,6 +62,8 @@ def start_daemon():
     Env.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
     Env.migd_log = f"{w}/vfio-migd.log"
     # The host's policy files must not leak in: point the daemon at empty places.
+    with open(f"{w}/policy.json", "w") as f:
+        f.write("{}")  # --policy must name an existing file: an empty policy
     Env.migd = subprocess.Popen([MIGD, "--backend=kernel", f"--policy={w}/policy.json",
                                  f"--policy-dir={w}/policy.d", "--log-level=debug"],
                                 env=Env.env, stdin=subprocess.DEVNULL,
