@@ -801,7 +801,8 @@ static void add_error_blockers(Vm *vm, PolicyDecision *d)
                 enum mig_state state;
                 const char *name = vm_device(vm, i)->info.name;
 
-                if (vm_device_state(vm, i, &state) < 0 || state != MIG_STATE_ERROR)
+                if (vm_device_state(vm, i, &state) < 0 || state != MIG_STATE_ERROR ||
+                    vm_device_state_unread(vm, i))
                         continue;
                 d->blockers = g_renew(PolicyBlocker, d->blockers, d->n_blockers + 1);
                 d->blockers[d->n_blockers++] = (PolicyBlocker){

@@ -68,6 +68,7 @@ typedef struct VmRefresh {
         Device **devices; /* referenced; NULL for a device not to ask (a hung step holds it) */
         enum mig_state *states;
         bool *read;          /* states[i] was read */
+        bool *failed;        /* the read of device i failed (states[i] says ERROR) */
         uint64_t *read_usec; /* when */
 } VmRefresh;
 
@@ -89,6 +90,7 @@ struct Vm {
         int *data_fds;          /* open data sessions, -1 when none; the worker's while busy */
         enum mig_state *states; /* last known state of each device */
         uint64_t *state_usec;   /* when each was learned (CLOCK_MONOTONIC), 0: never */
+        bool *state_unread;     /* the last read failed: ERROR stands for "unknown" */
         unsigned run_generation; /* counts started runs: a refresh older than a run is stale */
         VmRefresh *refresh;      /* the read of the states in flight, or NULL */
         VmOptions options;
@@ -347,10 +349,12 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         vm->data_fds = g_new(int, n);
         vm->states = g_new(enum mig_state, n);
         vm->state_usec = g_new0(uint64_t, n);
+        vm->state_unread = g_new0(bool, n);
         for (size_t i = 0; i < n; i++) {
                 vm->devices[i] = device_ref(devices[i]);
                 vm->data_fds[i] = -1;
-                if (device_get_state(devices[i], &vm->states[i]) < 0)
+                vm->state_unread[i] = device_get_state(devices[i], &vm->states[i]) < 0;
+                if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
                 vm->state_usec[i] = now_usec();
         }
@@ -407,6 +411,7 @@ void vm_free(Vm *vm)
         g_free(vm->data_fds);
         g_free(vm->states);
         g_free(vm->state_usec);
+        g_free(vm->state_unread);
         g_free(vm->state_text);
         g_free(vm->name);
         g_free(vm->origin);
@@ -475,6 +480,11 @@ int vm_device_state(Vm *vm, size_t i, enum mig_state *ret)
         return 0;
 }
 
+bool vm_device_state_unread(const Vm *vm, size_t i)
+{
+        return i < vm->n && vm->state_unread[i];
+}
+
 uint64_t vm_states_age_usec(const Vm *vm)
 {
         uint64_t oldest = UINT64_MAX, now = now_usec();
@@ -499,7 +509,8 @@ static void vm_refresh_states(Vm *vm, const SeqReport *skip_hung)
                         if (hung)
                                 continue;
                 }
-                if (device_get_state(vm->devices[i], &vm->states[i]) < 0)
+                vm->state_unread[i] = device_get_state(vm->devices[i], &vm->states[i]) < 0;
+                if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
                 vm->state_usec[i] = now_usec();
         }
@@ -593,6 +604,7 @@ static void vm_refresh_unref(VmRefresh *f)
         g_free(f->devices);
         g_free(f->states);
         g_free(f->read);
+        g_free(f->failed);
         g_free(f->read_usec);
         g_free(f);
 }
@@ -607,7 +619,8 @@ static gpointer vm_refresh_thread(gpointer userdata)
                 if (!f->devices[i])
                         continue;
                 /* A device that cannot be read counts as ERROR, as everywhere. */
-                if (device_get_state(f->devices[i], &f->states[i]) < 0)
+                f->failed[i] = device_get_state(f->devices[i], &f->states[i]) < 0;
+                if (f->failed[i])
                         f->states[i] = MIG_STATE_ERROR;
                 f->read[i] = true;
                 f->read_usec[i] = now_usec();
@@ -657,6 +670,7 @@ static void vm_refresh_start(Vm *vm)
         f->devices = g_new0(Device *, vm->n);
         f->states = g_new0(enum mig_state, vm->n);
         f->read = g_new0(bool, vm->n);
+        f->failed = g_new0(bool, vm->n);
         f->read_usec = g_new0(uint64_t, vm->n);
         for (size_t i = 0; i < vm->n; i++)
                 if (!vm_device_hung(vm, i))
@@ -685,6 +699,7 @@ static void vm_refresh_finished(Vm *vm, VmRefresh *f)
         for (size_t i = 0; i < vm->n && i < f->n; i++)
                 if (f->read[i] && f->read_usec[i] > vm->state_usec[i]) {
                         vm->states[i] = f->states[i];
+                        vm->state_unread[i] = f->failed[i];
                         vm->state_usec[i] = f->read_usec[i];
                 }
 }
@@ -1206,6 +1221,7 @@ int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
                 if (vm_device_hung(vm, i))
                         continue;
                 r = device_get_state(d, &vm->states[i]);
+                vm->state_unread[i] = r < 0;
                 if (r < 0) {
                         g_autofree char *why = device_describe_error(d);
                         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),

@@ -127,6 +127,8 @@ bool vm_is_busy(const Vm *vm, enum plan_op *ret_op);
  */
 #define VM_STATES_FRESH_USEC (UINT64_C(100) * 1000u)
 int vm_device_state(Vm *vm, size_t i, enum mig_state *ret);
+/* The last read of device i failed: its cached ERROR means "unknown", not the kernel's ERROR. */
+bool vm_device_state_unread(const Vm *vm, size_t i);
 /* Microseconds since the least recently learned device state; UINT64_MAX: never learned. */
 uint64_t vm_states_age_usec(const Vm *vm);
 

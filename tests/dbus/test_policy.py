@@ -8,9 +8,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (BUS_NAME, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND,  # noqa: E402
+from migdtest import (BUS_NAME, DEVICE_IFACE, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND,  # noqa: E402
                       EXIT_REFUSED, EXIT_ROLLED_BACK, MANAGER, ROOT, VM_IFACE, MigdTestCase,
-                      binary, main, run, seconds, vm_path, wait_for)
+                      binary, device_path, main, run, seconds, vm_path,
+                      wait_for)
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -63,6 +64,9 @@ class CheckTest(MigdTestCase):
         Abort; after abort the VM is allowed again."""
         self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
         self.h.sim.set_state("nic1", "ERROR")
+        # the daemon serves cached states, refreshed off the loop: wait until it has seen it
+        wait_for(lambda: self.h.busctl_get(device_path("nic1"), DEVICE_IFACE, "State")
+                 == "ERROR", seconds(10), "the daemon to see nic1 in ERROR")
         r = self.h.ctl("check", "vm1")
         self.assertExit(r, EXIT_REFUSED)
         self.assertRegex(r.stdout, r"device-error\s+nic1\s+.*ERROR.*vfio-migctl abort vm1")
@@ -128,7 +132,7 @@ class PolicyFileTest(MigdTestCase):
             j = self.assertOk(h.ctl("--json", *args)).json
             s = (j if args[0] == "check" else j["vms"][0])["settings"]
             self.assertEqual((s["strategy"], s["phase-deadline-ms"], s["parallelism"],
-                              s["mode"]), ("serial", 7000, 2, "require-p2p"))
+                              s["mode"]), ("naive", 7000, 2, "require-p2p"))
             self.assertEqual(s["sources"]["strategy"], "VM registration")
             self.assertEqual(s["sources"]["phase-deadline-ms"], "VM registration")
             self.assertEqual(s["sources"]["parallelism"], f"{path}: vms[0]")
@@ -180,7 +184,7 @@ class ReloadTest(MigdTestCase):
         wait_for(changed, seconds(10), "PropertiesChanged for vm1")
         args = changed()[0]
         m.stop()
-        self.assertEqual(args[1], {"P2PMode": "p2p-blocked", "Strategy": "serial",
+        self.assertEqual(args[1], {"P2PMode": "p2p-blocked", "Strategy": "naive",
                                    "PhaseDeadlineMs": 3000, "Parallelism": 1})
         self.assertEqual(sorted(args[2]), ["Blockers", "Migratable"])
         self.assertIs(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Migratable"), False)

@@ -222,6 +222,9 @@ class SequenceTest(MigdTestCase):
         """A device in ERROR is a blocker (device-error): Quiesce is NotMigratable naming it
         and Abort; the other devices stay RUNNING."""
         self.h.sim.set_state("gpu0", "ERROR")
+        # the daemon serves cached states, refreshed off the loop: wait until it has seen it
+        wait_for(lambda: self.h.busctl_get(device_path("gpu0"), DEVICE_IFACE, "State")
+                 == "ERROR", seconds(10), "the daemon to see gpu0 in ERROR")
         r = self.h.ctl("quiesce", "vm1")
         self.assertExit(r, EXIT_REFUSED, "NotMigratable")
         self.assertIn("device-error: device 'gpu0' is in ERROR", r.stderr)
