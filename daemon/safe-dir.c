@@ -1,0 +1,448 @@
+/* safe-dir: directories no other user can plant links in, and the files kept inside them */
+#include "safe-dir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+struct SafeDir {
+        gint ref;
+        int fd;
+        char *path;
+};
+
+static int safe_error(GError **error, int r, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static int safe_error(GError **error, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (error && !*error) {
+                va_start(ap, fmt);
+                *error = g_error_new_valist(G_FILE_ERROR, g_file_error_from_errno(-r), fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+/* "name" for a uid or gid, or its number when the databases do not know it. */
+static char *user_name(uid_t uid)
+{
+        char buf[1024];
+        struct passwd pw, *res = NULL;
+
+        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+                return g_strdup(res->pw_name);
+        return g_strdup_printf("%u", (unsigned)uid);
+}
+
+static char *group_name(gid_t gid)
+{
+        char buf[1024];
+        struct group gr, *res = NULL;
+
+        if (getgrgid_r(gid, &gr, buf, sizeof(buf), &res) == 0 && res)
+                return g_strdup(res->gr_name);
+        return g_strdup_printf("%u", (unsigned)gid);
+}
+
+int safe_dir_check_fd(int fd, const char *path, GError **error)
+{
+        g_autofree char *owner = NULL, *me = NULL, *group = NULL;
+        struct stat st;
+        mode_t mode;
+
+        if (fstat(fd, &st) < 0)
+                return safe_error(error, -errno, "Cannot inspect the directory %s: %s", path,
+                                  g_strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+                return safe_error(error, -ENOTDIR, "%s is not a directory; give a directory", path);
+        mode = st.st_mode & 07777;
+        owner = user_name(st.st_uid);
+        me = user_name(geteuid());
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return safe_error(error, -EPERM,
+                                  "Refusing the directory %s: it is owned by %s (uid %u, mode "
+                                  "%04o), who could plant links in it that make %s overwrite "
+                                  "other files. Fix: 'chown %s: %s && chmod go-w %s', or use a "
+                                  "directory %s owns",
+                                  path, owner, (unsigned)st.st_uid, (unsigned)mode, me, me, path,
+                                  path, me);
+        if (mode & S_IWOTH)
+                return safe_error(error, -EPERM,
+                                  "Refusing the directory %s: its mode %04o (owner %s) lets "
+                                  "every user write to it and plant links that make %s "
+                                  "overwrite other files. Fix: 'chmod o-w %s', or use a "
+                                  "directory only %s can write to (not /tmp itself)",
+                                  path, (unsigned)mode, owner, me, path, me);
+        if ((mode & S_IWGRP) && st.st_gid != 0 && st.st_gid != getegid()) {
+                group = group_name(st.st_gid);
+                return safe_error(error, -EPERM,
+                                  "Refusing the directory %s: its mode %04o (owner %s, group "
+                                  "%s) lets the members of group %s write to it and plant links "
+                                  "that make %s overwrite other files. Fix: 'chmod g-w %s'",
+                                  path, (unsigned)mode, owner, group, group, me, path);
+        }
+        return 0;
+}
+
+/* O_DIRECTORY|O_NOFOLLOW on a symbolic link fails with ENOTDIR: tell the two apart. */
+static int open_errno(int dir_fd, const char *name)
+{
+        int r = -errno;
+        struct stat st;
+
+        if (r == -ENOTDIR && fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+                return -ELOOP;
+        return r;
+}
+
+static int open_error(GError **error, int r, const char *path)
+{
+        if (r == -ELOOP)
+                return safe_error(error, r,
+                                  "Refusing the directory %s: it is a symbolic link, and whoever "
+                                  "can replace it chooses where files go. Fix: give the real "
+                                  "directory (realpath %s)",
+                                  path, path);
+        if (r == -ENOTDIR)
+                return safe_error(error, r, "%s is not a directory; give a directory", path);
+        if (r == -ENOENT)
+                return safe_error(error, r, "No directory %s; create it (mode 0700) first", path);
+        return safe_error(error, r, "Cannot open the directory %s: %s", path, g_strerror(-r));
+}
+
+static SafeDir *safe_dir_new(int fd, const char *path)
+{
+        SafeDir *d = g_new0(SafeDir, 1);
+
+        d->ref = 1;
+        d->fd = fd;
+        d->path = g_strdup(path);
+        return d;
+}
+
+int safe_dir_open(const char *path, unsigned flags, mode_t mode, SafeDir **ret, GError **error)
+{
+        int fd, r;
+
+        if (!path || !*path)
+                return safe_error(error, -EINVAL, "No directory given");
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && (flags & SAFE_DIR_CREATE)) {
+                if (g_mkdir_with_parents(path, (int)mode) < 0)
+                        return safe_error(error, -errno, "Cannot create the directory %s: %s", path,
+                                          g_strerror(errno));
+                fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0)
+                return open_error(error, open_errno(AT_FDCWD, path), path);
+        r = safe_dir_check_fd(fd, path, error);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret = safe_dir_new(fd, path);
+        return 0;
+}
+
+static int check_name(const SafeDir *d, const char *name, GError **error)
+{
+        if (name && *name && !strchr(name, '/') && strcmp(name, ".") != 0 &&
+            strcmp(name, "..") != 0)
+                return 0;
+        return safe_error(error, -EINVAL, "Invalid file name '%s' in %s: give one path component",
+                          name ? name : "", d->path);
+}
+
+int safe_dir_open_sub(SafeDir *d, const char *name, unsigned flags, mode_t mode, SafeDir **ret,
+                      GError **error)
+{
+        g_autofree char *path = NULL;
+        int fd, r;
+
+        r = check_name(d, name, error);
+        if (r < 0)
+                return r;
+        path = g_strdup_printf("%s/%s", d->path, name);
+        fd = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && (flags & SAFE_DIR_CREATE)) {
+                if (mkdirat(d->fd, name, mode) < 0 && errno != EEXIST)
+                        return safe_error(error, -errno, "Cannot create the directory %s: %s", path,
+                                          g_strerror(errno));
+                fd = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0)
+                return open_error(error, open_errno(d->fd, name), path);
+        r = safe_dir_check_fd(fd, path, error);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret = safe_dir_new(fd, path);
+        return 0;
+}
+
+SafeDir *safe_dir_ref(SafeDir *d)
+{
+        if (d)
+                g_atomic_int_inc(&d->ref);
+        return d;
+}
+
+void safe_dir_unref(SafeDir *d)
+{
+        if (!d || !g_atomic_int_dec_and_test(&d->ref))
+                return;
+        closep(&d->fd);
+        g_free(d->path);
+        g_free(d);
+}
+
+int safe_dir_fd(const SafeDir *d)
+{
+        return d->fd;
+}
+
+const char *safe_dir_path(const SafeDir *d)
+{
+        return d->path;
+}
+
+static const char *file_kind(mode_t mode)
+{
+        return S_ISDIR(mode)    ? "directory"
+               : S_ISFIFO(mode) ? "FIFO"
+               : S_ISSOCK(mode) ? "socket"
+               : S_ISCHR(mode)  ? "character device"
+               : S_ISBLK(mode)  ? "block device"
+                                : "file";
+}
+
+static int planted_error(SafeDir *d, const char *name, int r, const char *what, GError **error)
+{
+        return safe_error(error, r,
+                          "Refusing %s/%s: it is %s, which vfio-migd never creates; someone "
+                          "put it there. Fix: remove it (rm %s/%s) and check who can write to %s",
+                          d->path, name, what, d->path, name, d->path);
+}
+
+/* A regular file with one link, or the fd is closed and the planted thing named. */
+static int check_file(SafeDir *d, const char *name, int fd, GError **error)
+{
+        g_autofree char *what = NULL;
+        struct stat st;
+
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                close(fd);
+                return safe_error(error, r, "Cannot inspect %s/%s: %s", d->path, name,
+                                  g_strerror(-r));
+        }
+        if (S_ISREG(st.st_mode) && st.st_nlink == 1)
+                return fd;
+        close(fd);
+        what = S_ISREG(st.st_mode) ? g_strdup_printf("a hard link (%ju links) to another file",
+                                                     (uintmax_t)st.st_nlink)
+                                   : g_strdup_printf("a %s", file_kind(st.st_mode));
+        return planted_error(d, name, -EUCLEAN, what, error);
+}
+
+static int file_open_error(SafeDir *d, const char *name, int r, GError **error)
+{
+        if (r == -ELOOP)
+                return planted_error(d, name, r, "a symbolic link", error);
+        if (r == -ENOENT)
+                return safe_error(error, r, "No file %s/%s", d->path, name);
+        return safe_error(error, r, "Cannot open %s/%s: %s", d->path, name, g_strerror(-r));
+}
+
+#define SAFE_OPEN_FLAGS (O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+int safe_dir_open_file(SafeDir *d, const char *name, int flags, GError **error)
+{
+        int fd, r = check_name(d, name, error);
+
+        if (r < 0)
+                return r;
+        fd = openat(d->fd, name, (flags & ~(O_CREAT | O_EXCL)) | SAFE_OPEN_FLAGS);
+        if (fd < 0)
+                return file_open_error(d, name, -errno, error);
+        return check_file(d, name, fd, error);
+}
+
+int safe_dir_create_file(SafeDir *d, const char *name, int flags, mode_t mode, GError **error)
+{
+        int fd, r = check_name(d, name, error);
+
+        if (r < 0)
+                return r;
+        fd = openat(d->fd, name, flags | O_CREAT | O_EXCL | SAFE_OPEN_FLAGS, mode);
+        if (fd < 0 && errno == EEXIST)
+                return safe_error(error, -EEXIST, "%s/%s exists already", d->path, name);
+        if (fd < 0)
+                return file_open_error(d, name, -errno, error);
+        return check_file(d, name, fd, error);
+}
+
+int safe_dir_open_or_create_file(SafeDir *d, const char *name, int flags, mode_t mode,
+                                 GError **error)
+{
+        int fd, r = check_name(d, name, error);
+
+        if (r < 0)
+                return r;
+        /* O_CREAT with O_NOFOLLOW fails on a link, dangling or not, instead of creating its
+         * target: only a missing name is created. */
+        fd = openat(d->fd, name, (flags & ~O_EXCL) | O_CREAT | SAFE_OPEN_FLAGS, mode);
+        if (fd < 0)
+                return file_open_error(d, name, -errno, error);
+        return check_file(d, name, fd, error);
+}
+
+int safe_dir_create_temp(SafeDir *d, const char *name, int flags, mode_t mode, GError **error)
+{
+        int r = check_name(d, name, error);
+
+        if (r < 0)
+                return r;
+        /* unlinkat removes a link itself, never its target. */
+        if (unlinkat(d->fd, name, 0) < 0 && errno != ENOENT)
+                return safe_error(error, -errno,
+                                  "Cannot remove the old temporary file %s/%s: %s; remove it "
+                                  "by hand",
+                                  d->path, name, g_strerror(errno));
+        return safe_dir_create_file(d, name, flags, mode, error);
+}
+
+int safe_dir_read_file(SafeDir *d, const char *name, size_t max, char **ret_text, size_t *ret_len,
+                       GError **error)
+{
+        _cleanup_close_ int fd = safe_dir_open_file(d, name, O_RDONLY, error);
+        g_autofree char *buf = NULL;
+        struct stat st;
+        size_t done = 0;
+
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return safe_error(error, -errno, "Cannot inspect %s/%s: %s", d->path, name,
+                                  g_strerror(errno));
+        if ((uint64_t)st.st_size > max)
+                return safe_error(error, -EFBIG,
+                                  "%s/%s is %jd bytes, more than the %zu this file can be; "
+                                  "move it aside",
+                                  d->path, name, (intmax_t)st.st_size, max);
+        buf = g_malloc((size_t)st.st_size + 1);
+        while (done < (size_t)st.st_size) {
+                ssize_t n = pread(fd, buf + done, (size_t)st.st_size - done, (off_t)done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return safe_error(error, -errno, "Cannot read %s/%s: %s", d->path, name,
+                                          g_strerror(errno));
+                if (n == 0)
+                        break;
+                done += (size_t)n;
+        }
+        buf[done] = '\0';
+        *ret_text = g_steal_pointer(&buf);
+        if (ret_len)
+                *ret_len = done;
+        return 0;
+}
+
+static int write_all_fd(int fd, const void *data, size_t len)
+{
+        const char *p = data;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+int safe_dir_replace_file(SafeDir *d, const char *name, const char *tmp_name, const void *data,
+                          size_t len, mode_t mode, bool sync, GError **error)
+{
+        _cleanup_close_ int fd = -1;
+        const char *step = "write";
+        int r = check_name(d, name, error);
+
+        if (r < 0)
+                return r;
+        fd = safe_dir_create_temp(d, tmp_name, O_WRONLY, mode, error);
+        if (fd < 0)
+                return fd;
+        r = write_all_fd(fd, data, len);
+        if (r >= 0 && sync) {
+                step = "fsync";
+                r = fsync(fd) < 0 ? -errno : 0;
+        }
+        if (r >= 0) {
+                step = "close";
+                r = close(steal_fd(&fd)) < 0 ? -errno : 0;
+        }
+        if (r >= 0) {
+                step = "rename";
+                r = renameat(d->fd, tmp_name, d->fd, name) < 0 ? -errno : 0;
+        }
+        if (r < 0) {
+                (void)unlinkat(d->fd, tmp_name, 0);
+                return safe_error(error, r,
+                                  "Cannot write %s/%s (%s of %s failed: %s); the previous "
+                                  "version stays. Free space or fix the directory's permissions",
+                                  d->path, name, step, tmp_name, g_strerror(-r));
+        }
+        if (sync && fsync(d->fd) < 0)
+                return safe_error(error, -errno, "Cannot sync the directory %s: %s", d->path,
+                                  g_strerror(errno));
+        return 0;
+}
+
+int safe_dir_list(SafeDir *d, GPtrArray **ret_names, GError **error)
+{
+        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+        /* A fresh open description: fdopendir owns it and its offset, d's fd stays as it is. */
+        int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct dirent *e;
+        DIR *dir;
+
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                int r = -errno;
+                if (fd >= 0)
+                        close(fd);
+                return safe_error(error, r, "Cannot list the directory %s: %s", d->path,
+                                  g_strerror(-r));
+        }
+        while ((errno = 0, e = readdir(dir)))
+                if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                        g_ptr_array_add(names, g_strdup(e->d_name));
+        if (errno != 0) {
+                int r = -errno;
+                closedir(dir);
+                return safe_error(error, r, "Cannot list the directory %s: %s", d->path,
+                                  g_strerror(-r));
+        }
+        closedir(dir);
+        *ret_names = g_steal_pointer(&names);
+        return 0;
+}
