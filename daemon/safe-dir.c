@@ -55,44 +55,59 @@ static char *group_name(gid_t gid)
         return g_strdup_printf("%u", (unsigned)gid);
 }
 
+/* Who may write to the directory besides us: 0 nobody, else which rule it breaks. */
+enum intruder { INTRUDER_NONE, INTRUDER_OWNER, INTRUDER_OTHERS, INTRUDER_GROUP };
+
+static enum intruder directory_intruder(const struct stat *st)
+{
+        if (st->st_uid != 0 && st->st_uid != geteuid())
+                return INTRUDER_OWNER;
+        if (st->st_mode & S_IWOTH)
+                return INTRUDER_OTHERS;
+        if ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != getegid())
+                return INTRUDER_GROUP;
+        return INTRUDER_NONE;
+}
+
 int safe_dir_check_fd(int fd, const char *path, GError **error)
 {
         g_autofree char *owner = NULL, *me = NULL, *group = NULL;
+        enum intruder who;
         struct stat st;
-        mode_t mode;
+        unsigned mode;
 
         if (fstat(fd, &st) < 0)
                 return safe_error(error, -errno, "Cannot inspect the directory %s: %s", path,
                                   g_strerror(errno));
         if (!S_ISDIR(st.st_mode))
                 return safe_error(error, -ENOTDIR, "%s is not a directory; give a directory", path);
+        who = directory_intruder(&st);
+        if (who == INTRUDER_NONE)
+                return 0;
+        /* Names only for the message: a user database lookup is not free. */
         mode = st.st_mode & 07777;
         owner = user_name(st.st_uid);
         me = user_name(geteuid());
-        if (st.st_uid != 0 && st.st_uid != geteuid())
+        if (who == INTRUDER_OWNER)
                 return safe_error(error, -EPERM,
                                   "Refusing the directory %s: it is owned by %s (uid %u, mode "
                                   "%04o), who could plant links in it that make %s overwrite "
                                   "other files. Fix: 'chown %s: %s && chmod go-w %s', or use a "
                                   "directory %s owns",
-                                  path, owner, (unsigned)st.st_uid, (unsigned)mode, me, me, path,
-                                  path, me);
-        if (mode & S_IWOTH)
+                                  path, owner, (unsigned)st.st_uid, mode, me, me, path, path, me);
+        if (who == INTRUDER_OTHERS)
                 return safe_error(error, -EPERM,
                                   "Refusing the directory %s: its mode %04o (owner %s) lets "
                                   "every user write to it and plant links that make %s "
                                   "overwrite other files. Fix: 'chmod o-w %s', or use a "
                                   "directory only %s can write to (not /tmp itself)",
-                                  path, (unsigned)mode, owner, me, path, me);
-        if ((mode & S_IWGRP) && st.st_gid != 0 && st.st_gid != getegid()) {
-                group = group_name(st.st_gid);
-                return safe_error(error, -EPERM,
-                                  "Refusing the directory %s: its mode %04o (owner %s, group "
-                                  "%s) lets the members of group %s write to it and plant links "
-                                  "that make %s overwrite other files. Fix: 'chmod g-w %s'",
-                                  path, (unsigned)mode, owner, group, group, me, path);
-        }
-        return 0;
+                                  path, mode, owner, me, path, me);
+        group = group_name(st.st_gid);
+        return safe_error(error, -EPERM,
+                          "Refusing the directory %s: its mode %04o (owner %s, group %s) lets "
+                          "the members of group %s write to it and plant links that make %s "
+                          "overwrite other files. Fix: 'chmod g-w %s'",
+                          path, mode, owner, group, group, me, path);
 }
 
 /* O_DIRECTORY|O_NOFOLLOW on a symbolic link fails with ENOTDIR: tell the two apart. */
