@@ -153,30 +153,30 @@ static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
         return 0;
 }
 
-/* Opens the state file and checks its size matches the device file's blob_size. */
-static int state_file_open(const char *path, int flags, uint32_t size, GError **error)
+/* Opens the state file (never through a link) and checks its size matches blob_size. */
+static int state_file_open(SafeDir *dir, const char *name, int flags, uint32_t size, GError **error)
 {
         uint64_t want = size + (uint64_t)sim_blob_n_pages(size) * SIM_DIGEST_LEN;
+        g_autoptr(GError) local = NULL;
         struct stat st;
-        int fd = open(path, flags | O_CLOEXEC);
+        int fd = safe_dir_open_file(dir, name, flags, &local);
 
         if (fd < 0)
-                return sim_error(error, -errno,
-                                 "Cannot open state file %s: %s; recreate the device", path,
-                                 g_strerror(errno));
+                return sim_error(error, fd, "Cannot open state file: %s; recreate the device",
+                                 local->message);
         if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != want) {
                 close(fd);
                 return sim_error(error, -EBADMSG,
-                                 "State file %s does not match blob_size %u (expected %" PRIu64
+                                 "State file %s/%s does not match blob_size %u (expected %" PRIu64
                                  " bytes); reset or recreate the device",
-                                 path, size, want);
+                                 safe_dir_path(dir), name, size, want);
         }
         return fd;
 }
 
-int sim_blob_read_file(const char *path, uint32_t size, SimBlob *b, GError **error)
+int sim_blob_read_file(SafeDir *dir, const char *name, uint32_t size, SimBlob *b, GError **error)
 {
-        _cleanup_close_ int fd = state_file_open(path, O_RDONLY, size, error);
+        _cleanup_close_ int fd = state_file_open(dir, name, O_RDONLY, size, error);
         uint32_t n_pages = sim_blob_n_pages(size);
         int r;
 
@@ -192,25 +192,26 @@ int sim_blob_read_file(const char *path, uint32_t size, SimBlob *b, GError **err
                 r = pread_all(fd, b->page_digests, (size_t)n_pages * SIM_DIGEST_LEN, size);
         if (r < 0) {
                 sim_blob_clear(b);
-                return sim_error(error, r, "Cannot read state file %s: %s", path, g_strerror(-r));
+                return sim_error(error, r, "Cannot read state file %s/%s: %s", safe_dir_path(dir),
+                                 name, g_strerror(-r));
         }
         return 0;
 }
 
-int sim_blob_write_file(const char *path, const SimBlob *b, GError **error)
+int sim_blob_write_file(SafeDir *dir, const char *name, const SimBlob *b, GError **error)
 {
         size_t dlen = (size_t)b->n_pages * SIM_DIGEST_LEN;
         g_autofree uint8_t *buf = g_malloc((size_t)b->size + dlen);
 
         memcpy(buf, b->data, b->size);
         memcpy(buf + b->size, b->page_digests, dlen);
-        return sim_file_replace(path, buf, (size_t)b->size + dlen, error);
+        return sim_file_replace(dir, name, buf, (size_t)b->size + dlen, error);
 }
 
-int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_t generation,
-                         char hex[2 * SIM_DIGEST_LEN + 1], GError **error)
+int sim_blob_mutate_file(SafeDir *dir, const char *name, uint32_t size, uint64_t seed,
+                         uint64_t generation, char hex[2 * SIM_DIGEST_LEN + 1], GError **error)
 {
-        _cleanup_close_ int fd = state_file_open(path, O_RDWR, size, error);
+        _cleanup_close_ int fd = state_file_open(dir, name, O_RDWR, size, error);
         uint32_t n_pages = sim_blob_n_pages(size);
         uint64_t x = seed ^ generation;
         uint32_t page = (uint32_t)(splitmix64(&x) % n_pages);
@@ -226,7 +227,8 @@ int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_
          * whole-file rewrite per arc would cost more than the rest of the arc together. */
         r = pread_all(fd, digests, (size_t)n_pages * SIM_DIGEST_LEN, size);
         if (r < 0)
-                return sim_error(error, r, "Cannot read state file %s: %s", path, g_strerror(-r));
+                return sim_error(error, r, "Cannot read state file %s/%s: %s", safe_dir_path(dir),
+                                 name, g_strerror(-r));
         page_fill(data, len, seed, generation, page);
         sha256(data, len, slot);
         r = pwrite_all(fd, data, len, (off_t)page * SIM_PAGE_SIZE);
@@ -234,7 +236,8 @@ int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_
                 r = pwrite_all(fd, slot, SIM_DIGEST_LEN,
                                (off_t)size + (off_t)page * SIM_DIGEST_LEN);
         if (r < 0)
-                return sim_error(error, r, "Cannot write state file %s: %s", path, g_strerror(-r));
+                return sim_error(error, r, "Cannot write state file %s/%s: %s", safe_dir_path(dir),
+                                 name, g_strerror(-r));
         top_digest_hex(size, digests, n_pages, hex);
         return 0;
 }
@@ -467,20 +470,37 @@ static int flock_retry(int fd, int op)
  * version, so readers hold a shared flock on the file they read (sim_file_read) and the
  * writer an exclusive one while it rewrites: a reader sees one whole version.
  */
-int sim_file_replace(const char *path, const void *data, size_t len, GError **error)
+/* The spare for the next write, never a planted one: whatever sits at the spare's name that
+ * is not a plain file of ours is replaced by a fresh file, not followed. */
+static int spare_open(SafeDir *dir, const char *tmp, GError **error)
 {
-        g_autofree char *dir = g_path_get_dirname(path);
-        g_autofree char *base = g_path_get_basename(path);
-        g_autofree char *tmp = g_strdup_printf("%s/.%s.tmp", dir, base);
+        struct stat st;
+        int fd = safe_dir_open_file(dir, tmp, O_WRONLY, NULL);
+
+        if (fd == -ENOENT || fd == -ELOOP || fd == -EUCLEAN)
+                return safe_dir_create_temp(dir, tmp, O_WRONLY, SIM_FILE_MODE, error);
+        if (fd < 0)
+                return safe_dir_open_file(dir, tmp, O_WRONLY, error);
+        /* A spare from a version that wrote 0644 files becomes private on its next use. */
+        if (fstat(fd, &st) == 0 && (st.st_mode & 07777) != SIM_FILE_MODE)
+                (void)fchmod(fd, SIM_FILE_MODE);
+        return fd;
+}
+
+int sim_file_replace(SafeDir *dir, const char *name, const void *data, size_t len, GError **error)
+{
+        g_autofree char *tmp = g_strdup_printf(".%s.tmp", name);
+        g_autoptr(GError) local = NULL;
         _cleanup_close_ int fd = -1;
+        int dfd = safe_dir_fd(dir);
         int r;
 
-        fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        fd = spare_open(dir, tmp, &local);
         if (fd < 0)
-                return sim_error(error, -errno,
-                                 "Cannot create %s: %s; check the directory's permissions "
-                                 "and free space",
-                                 tmp, g_strerror(errno));
+                return sim_error(error, fd,
+                                 "Cannot create a temporary file for %s/%s: %s; check the "
+                                 "directory's permissions and free space",
+                                 safe_dir_path(dir), name, local->message);
         r = flock_retry(fd, LOCK_EX);
         /* Overwrite, then cut to length: ext4 flushes a file truncated to zero when it is
          * closed (auto_da_alloc), which would put a disk write into every arc. */
@@ -489,34 +509,41 @@ int sim_file_replace(const char *path, const void *data, size_t len, GError **er
         if (r >= 0 && ftruncate(fd, (off_t)len) < 0)
                 r = -errno;
         if (r < 0)
-                return sim_error(error, r, "Cannot write %s: %s; check free space", tmp,
-                                 g_strerror(-r));
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
+                return sim_error(error, r, "Cannot write %s/%s: %s; check free space",
+                                 safe_dir_path(dir), tmp, g_strerror(-r));
+        if (renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE) == 0)
                 return 0;
         /* No old version yet, or a file system without exchange: a plain atomic rename. */
-        if (rename(tmp, path) < 0) {
+        if (renameat(dfd, tmp, dfd, name) < 0) {
                 r = -errno;
-                unlink(tmp);
-                return sim_error(error, r, "Cannot replace %s: %s", path, g_strerror(-r));
+                unlinkat(dfd, tmp, 0);
+                return sim_error(error, r, "Cannot replace %s/%s: %s", safe_dir_path(dir), name,
+                                 g_strerror(-r));
         }
         return 0;
 }
 
-int sim_file_read(const char *path, char **ret_text, size_t *ret_len)
+int sim_file_read(SafeDir *dir, const char *name, char **ret_text, size_t *ret_len, GError **error)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = safe_dir_open_file(dir, name, O_RDONLY, error);
         struct stat st;
         char *buf;
         ssize_t n;
         int r;
 
         if (fd < 0)
-                return -errno;
+                return fd;
         r = flock_retry(fd, LOCK_SH);
+        if (r >= 0 && fstat(fd, &st) < 0)
+                r = -errno;
+        if (r >= 0 && (uint64_t)st.st_size > SIM_FILE_MAX)
+                return sim_error(error, -EFBIG,
+                                 "Device file %s/%s is %jd bytes, more than a device file can "
+                                 "be; remove and recreate the device",
+                                 safe_dir_path(dir), name, (intmax_t)st.st_size);
         if (r < 0)
-                return r;
-        if (fstat(fd, &st) < 0)
-                return -errno;
+                return sim_error(error, r, "Cannot read %s/%s: %s", safe_dir_path(dir), name,
+                                 g_strerror(-r));
         buf = g_malloc((size_t)st.st_size + 1);
         do
                 n = pread(fd, buf, (size_t)st.st_size, 0);
@@ -524,7 +551,8 @@ int sim_file_read(const char *path, char **ret_text, size_t *ret_len)
         if (n < 0) {
                 r = -errno;
                 g_free(buf);
-                return r;
+                return sim_error(error, r, "Cannot read %s/%s: %s", safe_dir_path(dir), name,
+                                 g_strerror(-r));
         }
         /* Writers need the exclusive lock, so the size holds; a short read shows up as a
          * parse error in the caller. */

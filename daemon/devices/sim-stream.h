@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "safe-dir.h"
+
 /* Fills error (when asked and still empty) with a G_FILE_ERROR for errno -r and returns r, so
  * callers can 'return sim_error(...)'. */
 int sim_error(GError **error, int r, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
@@ -67,13 +69,19 @@ void sim_blob_adopt(SimBlob *b, uint8_t *data, uint32_t size);
 void sim_blob_clear(SimBlob *b);
 void sim_blob_digest_hex(const SimBlob *b, char hex[2 * SIM_DIGEST_LEN + 1]);
 
-/* The state file: whole reads and atomic writes (caller holds the device lock). */
-int sim_blob_read_file(const char *path, uint32_t size, SimBlob *b, GError **error);
-int sim_blob_write_file(const char *path, const SimBlob *b, GError **error);
+/* Files of the sim directory are its owner's alone. A device file past SIM_FILE_MAX is not
+ * read (a device with 64 events and a thousand faults takes about 200 KiB). */
+#define SIM_FILE_MODE 0600
+#define SIM_FILE_MAX  (16u << 20)
+
+/* The state file NAME of dir: whole reads and atomic writes (caller holds the device lock).
+ * Files are reached only through dir's fd, never through a link (safe-dir.h). */
+int sim_blob_read_file(SafeDir *dir, const char *name, uint32_t size, SimBlob *b, GError **error);
+int sim_blob_write_file(SafeDir *dir, const char *name, const SimBlob *b, GError **error);
 /* Rewrites one page in place from (seed, generation) and returns the new digest; reads only
  * the page digests, so it costs one page whatever the blob size. */
-int sim_blob_mutate_file(const char *path, uint32_t size, uint64_t seed, uint64_t generation,
-                         char hex[2 * SIM_DIGEST_LEN + 1], GError **error);
+int sim_blob_mutate_file(SafeDir *dir, const char *name, uint32_t size, uint64_t seed,
+                         uint64_t generation, char hex[2 * SIM_DIGEST_LEN + 1], GError **error);
 
 /* Appends one record at the fd's end with pwrite, leaving the shared file offset alone. */
 int sim_record_append(int fd, enum sim_record_kind kind, const SimIdentity *id, uint64_t seed,
@@ -93,8 +101,11 @@ int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self, Si
 /* Reads fd from offset 0 to its end with pread (the shared offset is left alone). */
 int sim_fd_read_all(int fd, uint8_t **ret_buf, size_t *ret_len);
 
-/* Writes data to path through a temporary file and an atomic replace; readers that use
- * sim_file_read (no device lock needed) see the old or the new version, never a mix. */
-int sim_file_replace(const char *path, const void *data, size_t len, GError **error);
-/* Reads a whole file written by sim_file_replace; NUL-terminated; -errno on failure. */
-int sim_file_read(const char *path, char **ret_text, size_t *ret_len);
+/* Writes data to NAME of dir through the temporary .NAME.tmp and an atomic replace, mode
+ * SIM_FILE_MODE; readers that use sim_file_read (no device lock needed) see the old or the
+ * new version, never a mix. A link or other file planted at .NAME.tmp is replaced, never
+ * followed. */
+int sim_file_replace(SafeDir *dir, const char *name, const void *data, size_t len, GError **error);
+/* Reads a whole file written by sim_file_replace; NUL-terminated; a link at NAME fails with
+ * -ELOOP, a file over SIM_FILE_MAX with -EFBIG. */
+int sim_file_read(SafeDir *dir, const char *name, char **ret_text, size_t *ret_len, GError **error);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "devices/sim-stream.h"
+#include "safe-dir.h"
 #include "log.h"
 #include "util.h"
 
@@ -25,6 +26,8 @@
 #define SIM_LATENCY_MAX_MS    (3600u * 1000u)
 #define SIM_HANG_POLL_US      5000
 #define SIM_FIRST_GENERATION  1u
+/* The sim directory and the index: the owner's alone (safe-dir.h). */
+#define SIM_DIR_MODE 0700
 
 /* ---- names and paths ---- */
 
@@ -51,19 +54,25 @@ static int check_name(const char *name, GError **error)
                          name ? name : "");
 }
 
-static char *json_path(const char *dir, const char *name)
+/* A device's files, by their names in the directory; paths only for messages. */
+static char *json_name(const char *name)
 {
-        return g_strdup_printf("%s/%s.json", dir, name);
+        return g_strdup_printf("%s.json", name);
 }
 
-static char *state_path(const char *dir, const char *name)
+static char *state_name(const char *name)
 {
-        return g_strdup_printf("%s/%s.state", dir, name);
+        return g_strdup_printf("%s.state", name);
 }
 
-static char *lock_path(const char *dir, const char *name)
+static char *lock_name(const char *name)
 {
-        return g_strdup_printf("%s/.%s.lock", dir, name);
+        return g_strdup_printf(".%s.lock", name);
+}
+
+static char *json_path(SafeDir *dir, const char *name)
+{
+        return g_strdup_printf("%s/%s.json", safe_dir_path(dir), name);
 }
 
 static bool state_is_stopped(enum mig_state s)
@@ -607,101 +616,127 @@ static int sim_device_from_json(json_t *o, const char *path, const char *name, S
 #define SIM_INDEX_COMPLETE "complete"
 #define SIM_INDEX_TRIES    8
 
-static char *index_root(const char *dir)
+/* DIR/.p2p; -ENOENT when missing unless create. */
+static int index_root_open(SafeDir *dir, bool create, SafeDir **ret, GError **error)
 {
-        return g_strdup_printf("%s/" SIM_INDEX_DIR, dir);
+        return safe_dir_open_sub(dir, SIM_INDEX_DIR, create ? SAFE_DIR_CREATE : 0, SIM_DIR_MODE,
+                                 ret, error);
 }
 
-static char *index_group_dir(const char *dir, const char *group)
+/* DIR/.p2p/@GROUP; -ENOENT when missing unless create. */
+static int index_group_open(SafeDir *dir, const char *group, bool create, SafeDir **ret,
+                            GError **error)
 {
-        return g_strdup_printf("%s/" SIM_INDEX_DIR "/@%s", dir, group);
-}
+        g_autoptr(SafeDir) root = NULL;
+        g_autofree char *gname = g_strdup_printf("@%s", group);
+        int r = index_root_open(dir, create, &root, error);
 
-static char *index_entry(const char *dir, const char *group, const char *name)
-{
-        return g_strdup_printf("%s/" SIM_INDEX_DIR "/@%s/%s", dir, group, name);
-}
-
-static char *index_marker(const char *dir)
-{
-        return g_strdup_printf("%s/" SIM_INDEX_DIR "/" SIM_INDEX_COMPLETE, dir);
+        if (r < 0)
+                return r;
+        return safe_dir_open_sub(root, gname, create ? SAFE_DIR_CREATE : 0, SIM_DIR_MODE, ret,
+                                 error);
 }
 
 /* Adds NAME to GROUP's entries; an existing entry costs one stat. */
-static int index_add(const char *dir, const char *group, const char *name, GError **error)
+static int index_add(SafeDir *dir, const char *group, const char *name, GError **error)
 {
-        g_autofree char *entry = index_entry(dir, group, name);
-        g_autofree char *gdir = NULL;
-        int r;
+        g_autofree char *entry = g_strdup_printf(SIM_INDEX_DIR "/@%s/%s", group, name);
+        struct stat st;
+        int r = 0;
 
-        if (access(entry, F_OK) == 0)
+        /* A stat only reads: it may resolve the whole path. Writes go one component at a
+         * time (index_group_open), never through a link. */
+        if (fstatat(safe_dir_fd(dir), entry, &st, AT_SYMLINK_NOFOLLOW) == 0)
                 return 0;
-        gdir = index_group_dir(dir, group);
         /* A remover may take away the group's directory between our mkdir and mknod. */
         for (unsigned i = 0; i < SIM_INDEX_TRIES; i++) {
-                if (mknod(entry, S_IFREG | 0644, 0) == 0 || errno == EEXIST)
+                g_autoptr(SafeDir) gdir = NULL;
+                g_autoptr(GError) local = NULL;
+
+                r = index_group_open(dir, group, true, &gdir, &local);
+                if (r < 0)
+                        return sim_error(error, r,
+                                         "Cannot write the P2P peer index entry %s/%s: %s; "
+                                         "remove %s/" SIM_INDEX_DIR " (it is rebuilt)",
+                                         safe_dir_path(dir), entry, local->message,
+                                         safe_dir_path(dir));
+                if (mknodat(safe_dir_fd(gdir), name, S_IFREG | SIM_FILE_MODE, 0) == 0 ||
+                    errno == EEXIST)
                         return 0;
-                if (errno != ENOENT)
-                        break;
-                if (g_mkdir_with_parents(gdir, 0755) < 0)
+                r = -errno;
+                if (r != -ENOENT)
                         break;
         }
-        r = -errno;
         return sim_error(error, r,
-                         "Cannot write the P2P peer index entry %s: %s; check that %s/.p2p is a "
-                         "writable directory (remove it if not: it is rebuilt)",
-                         entry, g_strerror(-r), dir);
+                         "Cannot write the P2P peer index entry %s/%s: %s; check that "
+                         "%s/" SIM_INDEX_DIR " is a writable directory (remove it if not: it "
+                         "is rebuilt)",
+                         safe_dir_path(dir), entry, g_strerror(-r), safe_dir_path(dir));
 }
 
 /* Removes NAME from GROUP's entries, and the group's directory once empty. */
-static void index_del(const char *dir, const char *group, const char *name)
+static void index_del(SafeDir *dir, const char *group, const char *name)
 {
-        g_autofree char *entry = index_entry(dir, group, name);
-        g_autofree char *gdir = index_group_dir(dir, group);
+        g_autoptr(SafeDir) root = NULL, gdir = NULL;
+        g_autofree char *gname = g_strdup_printf("@%s", group);
 
-        if (unlink(entry) < 0 && errno != ENOENT)
-                log_warning("cannot remove the P2P peer index entry %s: %s (a stale entry is "
+        /* No index or no group: no entry. */
+        if (index_root_open(dir, false, &root, NULL) < 0 ||
+            safe_dir_open_sub(root, gname, 0, 0, &gdir, NULL) < 0)
+                return;
+        if (unlinkat(safe_dir_fd(gdir), name, 0) < 0 && errno != ENOENT)
+                log_warning("cannot remove the P2P peer index entry %s/%s: %s (a stale entry is "
                             "ignored)",
-                            entry, g_strerror(errno));
-        (void)rmdir(gdir); /* fails while other entries remain */
+                            safe_dir_path(gdir), name, g_strerror(errno));
+        /* fails while other entries remain */
+        (void)unlinkat(safe_dir_fd(root), gname, AT_REMOVEDIR);
 }
 
 /* Removes NAME from every group: for a device whose file no longer says its group. */
-static void index_del_everywhere(const char *dir, const char *name)
+static void index_del_everywhere(SafeDir *dir, const char *name)
 {
-        g_autofree char *root = index_root(dir);
-        const char *e;
-        GDir *gd = g_dir_open(root, 0, NULL);
+        g_autoptr(SafeDir) root = NULL;
+        g_autoptr(GPtrArray) groups = NULL;
 
-        while (gd && (e = g_dir_read_name(gd)))
+        if (index_root_open(dir, false, &root, NULL) < 0 || safe_dir_list(root, &groups, NULL) < 0)
+                return;
+        for (guint i = 0; i < groups->len; i++) {
+                const char *e = groups->pdata[i];
+
                 if (e[0] == '@')
                         index_del(dir, e + 1, name);
-        if (gd)
-                g_dir_close(gd);
+        }
 }
 
 /* A failed entry write: readers must scan again until a rebuild succeeds. */
-static void index_invalidate(const char *dir)
+static void index_invalidate(SafeDir *dir)
 {
-        g_autofree char *marker = index_marker(dir);
+        g_autoptr(SafeDir) root = NULL;
 
-        if (unlink(marker) < 0 && errno != ENOENT)
-                log_warning("cannot invalidate the P2P peer index %s: %s", marker,
-                            g_strerror(errno));
+        if (index_root_open(dir, false, &root, NULL) < 0)
+                return;
+        if (unlinkat(safe_dir_fd(root), SIM_INDEX_COMPLETE, 0) < 0 && errno != ENOENT)
+                log_warning("cannot invalidate the P2P peer index %s/" SIM_INDEX_COMPLETE ": %s",
+                            safe_dir_path(root), g_strerror(errno));
 }
 
-static bool index_complete(const char *dir)
+static bool index_complete(SafeDir *dir)
 {
-        g_autofree char *marker = index_marker(dir);
+        struct stat st;
 
-        return access(marker, F_OK) == 0;
+        return fstatat(safe_dir_fd(dir), SIM_INDEX_DIR "/" SIM_INDEX_COMPLETE, &st,
+                       AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static int index_mark_complete(const char *dir)
+static int index_mark_complete(SafeDir *dir)
 {
-        g_autofree char *marker = index_marker(dir);
+        g_autoptr(SafeDir) root = NULL;
+        int r = index_root_open(dir, true, &root, NULL);
 
-        if (mknod(marker, S_IFREG | 0644, 0) < 0 && errno != EEXIST)
+        if (r < 0)
+                return r;
+        if (mknodat(safe_dir_fd(root), SIM_INDEX_COMPLETE, S_IFREG | SIM_FILE_MODE, 0) < 0 &&
+            errno != EEXIST)
                 return -errno;
         return 0;
 }
@@ -714,43 +749,37 @@ static int compare_strings(gconstpointer a, gconstpointer b)
 
 /* A directory without device files has nothing to index: the index is complete from the
  * start, sparing the first arc a scan. Devices created meanwhile add their entries first. */
-static void index_start(const char *dir)
+static void index_start(SafeDir *dir)
 {
-        const char *e;
+        g_autoptr(GPtrArray) entries = NULL;
         bool empty = true;
-        GDir *gd;
 
-        if (index_complete(dir))
+        if (index_complete(dir) || safe_dir_list(dir, &entries, NULL) < 0)
                 return;
-        gd = g_dir_open(dir, 0, NULL);
-        while (gd && empty && (e = g_dir_read_name(gd)))
-                empty = !g_str_has_suffix(e, ".json") || e[0] == '.';
-        if (gd)
-                g_dir_close(gd);
-        if (gd && empty) {
-                g_autofree char *root = index_root(dir);
+        for (guint i = 0; empty && i < entries->len; i++) {
+                const char *e = entries->pdata[i];
 
-                if (g_mkdir_with_parents(root, 0755) == 0)
-                        (void)index_mark_complete(dir);
+                empty = !g_str_has_suffix(e, ".json") || e[0] == '.';
         }
+        if (empty)
+                (void)index_mark_complete(dir);
 }
 
 /* GROUP's entries, sorted; -errno when the group cannot be listed (a missing one is empty). */
-static int index_names(const char *dir, const char *group, GPtrArray **ret)
+static int index_names(SafeDir *dir, const char *group, GPtrArray **ret)
 {
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-        g_autofree char *gdir = index_group_dir(dir, group);
-        g_autoptr(GError) local = NULL;
-        const char *e;
-        GDir *gd = g_dir_open(gdir, 0, &local);
+        g_autoptr(GPtrArray) entries = NULL;
+        g_autoptr(SafeDir) gdir = NULL;
+        int r = index_group_open(dir, group, false, &gdir, NULL);
 
-        if (!gd && !g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        if (r < 0 && r != -ENOENT)
                 return -EIO;
-        while (gd && (e = g_dir_read_name(gd)))
-                if (check_name(e, NULL) == 0)
-                        g_ptr_array_add(names, g_strdup(e));
-        if (gd)
-                g_dir_close(gd);
+        if (r >= 0 && safe_dir_list(gdir, &entries, NULL) < 0)
+                return -EIO;
+        for (guint i = 0; entries && i < entries->len; i++)
+                if (check_name(entries->pdata[i], NULL) == 0)
+                        g_ptr_array_add(names, g_strdup(entries->pdata[i]));
         g_ptr_array_sort(names, compare_strings);
         *ret = g_steal_pointer(&names);
         return 0;
@@ -760,23 +789,25 @@ static int index_names(const char *dir, const char *group, GPtrArray **ret)
 
 /* Readers take no device lock: writers replace the file atomically and sim_file_read waits
  * out a rewrite of the inode it opened, so a read sees one whole version. */
-static int sim_file_read_text(const char *dir, const char *name, char **ret_text, gsize *ret_len,
+static int sim_file_read_text(SafeDir *dir, const char *name, char **ret_text, gsize *ret_len,
                               GError **error)
 {
-        g_autofree char *path = json_path(dir, name);
-        int r = sim_file_read(path, ret_text, ret_len);
+        g_autofree char *jname = json_name(name);
+        g_autoptr(GError) local = NULL;
+        int r = sim_file_read(dir, jname, ret_text, ret_len, &local);
 
         if (r == -ENOENT)
                 return sim_error(error, -ENOENT,
-                                 "No sim device '%s' in %s (no %s); create it with 'vfio-migsim "
-                                 "create %s' or check --dir",
-                                 name, dir, path, name);
+                                 "No sim device '%s' in %s (no %s/%s); create it with "
+                                 "'vfio-migsim create %s' or check --dir",
+                                 name, safe_dir_path(dir), safe_dir_path(dir), jname, name);
         if (r < 0)
-                return sim_error(error, r, "Cannot read device file %s: %s", path, g_strerror(-r));
+                return sim_error(error, r, "Cannot read the file of sim device '%s': %s", name,
+                                 local->message);
         return 0;
 }
 
-static int sim_text_parse(const char *dir, const char *name, const char *text, gsize len,
+static int sim_text_parse(SafeDir *dir, const char *name, const char *text, gsize len,
                           SimDevice **ret, GError **error)
 {
         g_autofree char *path = json_path(dir, name);
@@ -795,7 +826,7 @@ static int sim_text_parse(const char *dir, const char *name, const char *text, g
         return r;
 }
 
-static int sim_file_load(const char *dir, const char *name, SimDevice **ret, GError **error)
+static int sim_file_load(SafeDir *dir, const char *name, SimDevice **ret, GError **error)
 {
         g_autofree char *text = NULL;
         gsize len = 0;
@@ -825,22 +856,22 @@ static void version_bump(int lock_fd)
 }
 
 /* 0 when the device's lock file holds a version; -errno otherwise (then: no caching). */
-static int version_read(const char *dir, const char *name, uint64_t *ret)
+static int version_read(SafeDir *dir, const char *name, uint64_t *ret)
 {
-        g_autofree char *path = lock_path(dir, name);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        g_autofree char *lname = lock_name(name);
+        _cleanup_close_ int fd = safe_dir_open_file(dir, lname, O_RDONLY, NULL);
 
         if (fd < 0)
-                return -errno;
+                return fd;
         if (pread(fd, ret, sizeof(*ret), 0) != (ssize_t)sizeof(*ret))
                 return -ENODATA;
         return 0;
 }
 
 /* Every writer holds the device's lock (lock_fd), which is what makes the version exact. */
-static int sim_file_store(const char *dir, const SimDevice *d, int lock_fd, GError **error)
+static int sim_file_store(SafeDir *dir, const SimDevice *d, int lock_fd, GError **error)
 {
-        g_autofree char *path = json_path(dir, d->name);
+        g_autofree char *jname = json_name(d->name);
         json_t *o = sim_device_to_json(d);
         char *text = json_dumps(o, JSON_INDENT(2));
         g_autofree char *line = g_strconcat(text, "\n", NULL);
@@ -852,7 +883,7 @@ static int sim_file_store(const char *dir, const SimDevice *d, int lock_fd, GErr
          * its next write; failing that, readers scan the directory again. */
         if (*d->p2p_group && index_add(dir, d->p2p_group, d->name, NULL) < 0)
                 index_invalidate(dir);
-        r = sim_file_replace(path, line, strlen(line), error);
+        r = sim_file_replace(dir, jname, line, strlen(line), error);
         if (r >= 0)
                 version_bump(lock_fd);
         return r;
@@ -862,27 +893,27 @@ static int sim_file_store(const char *dir, const SimDevice *d, int lock_fd, GErr
  * Returns the fd holding the device's lock. remove unlinks the lock file while holding it,
  * so after winning the lock we check it is still the file at the path, and retry if not.
  */
-static int sim_lock(const char *dir, const char *name, GError **error)
+static int sim_lock(SafeDir *dir, const char *name, GError **error)
 {
-        g_autofree char *path = lock_path(dir, name);
+        g_autofree char *lname = lock_name(name);
 
         for (;;) {
+                g_autoptr(GError) local = NULL;
                 struct stat held, named;
-                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+                int fd = safe_dir_open_or_create_file(dir, lname, O_RDWR, SIM_FILE_MODE, &local);
 
                 if (fd < 0)
-                        return sim_error(error, -errno,
-                                         "Cannot create lock file %s: %s; check that the "
-                                         "directory exists and is writable",
-                                         path, g_strerror(errno));
+                        return sim_error(error, fd, "Cannot lock sim device '%s': %s", name,
+                                         local->message);
                 while (flock(fd, LOCK_EX) < 0)
                         if (errno != EINTR) {
                                 int r = -errno;
                                 close(fd);
-                                return sim_error(error, r, "Cannot lock %s: %s", path,
-                                                 g_strerror(-r));
+                                return sim_error(error, r, "Cannot lock %s/%s: %s",
+                                                 safe_dir_path(dir), lname, g_strerror(-r));
                         }
-                if (fstat(fd, &held) == 0 && stat(path, &named) == 0 &&
+                if (fstat(fd, &held) == 0 &&
+                    fstatat(safe_dir_fd(dir), lname, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
                     held.st_ino == named.st_ino && held.st_dev == named.st_dev)
                         return fd;
                 close(fd);
@@ -890,13 +921,13 @@ static int sim_lock(const char *dir, const char *name, GError **error)
 }
 
 /* Unlocks; a lock file created for a device that does not exist is removed again. */
-static void sim_unlock(const char *dir, const char *name, int fd, bool device_exists)
+static void sim_unlock(SafeDir *dir, const char *name, int fd, bool device_exists)
 {
         if (fd < 0)
                 return;
         if (!device_exists) {
-                g_autofree char *path = lock_path(dir, name);
-                unlink(path);
+                g_autofree char *lname = lock_name(name);
+                unlinkat(safe_dir_fd(dir), lname, 0);
         }
         close(fd);
 }
@@ -904,7 +935,7 @@ static void sim_unlock(const char *dir, const char *name, int fd, bool device_ex
 typedef int (*SimUpdateFn)(SimDevice *d, void *userdata, GError **error);
 
 /* One locked read-modify-write; fn returns 0 to store, > 0 to leave the file alone. */
-static int sim_update(const char *dir, const char *name, SimUpdateFn fn, void *userdata,
+static int sim_update(SafeDir *dir, const char *name, SimUpdateFn fn, void *userdata,
                       GError **error)
 {
         g_autoptr(SimDevice) d = NULL;
@@ -927,19 +958,17 @@ static int sim_update(const char *dir, const char *name, SimUpdateFn fn, void *u
         return r < 0 ? r : 0;
 }
 
-/* Device names in dir, sorted; a missing directory holds no devices. */
-static int sim_dir_names(const char *dir, GPtrArray **ret, GError **error)
+/* Device names in dir, sorted. */
+static int sim_dir_names(SafeDir *dir, GPtrArray **ret, GError **error)
 {
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GError) local = NULL;
-        const char *entry;
-        GDir *gd;
+        g_autoptr(GPtrArray) entries = NULL;
+        int r = safe_dir_list(dir, &entries, error);
 
-        gd = g_dir_open(dir, 0, &local);
-        if (!gd && !g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-                return sim_error(error, -EIO, "Cannot list sim directory %s: %s", dir,
-                                 local->message);
-        while (gd && (entry = g_dir_read_name(gd))) {
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < entries->len; i++) {
+                const char *entry = entries->pdata[i];
                 g_autofree char *name = NULL;
 
                 if (!g_str_has_suffix(entry, ".json"))
@@ -948,11 +977,43 @@ static int sim_dir_names(const char *dir, GPtrArray **ret, GError **error)
                 if (check_name(name, NULL) == 0)
                         g_ptr_array_add(names, g_steal_pointer(&name));
         }
-        if (gd)
-                g_dir_close(gd);
         g_ptr_array_sort(names, compare_strings);
         *ret = g_steal_pointer(&names);
         return 0;
+}
+
+/*
+ * The management API's way in: each call opens the directory and checks that no other user
+ * can write to it (safe-dir.h), then reaches files only through that fd. create: a missing
+ * directory is made, mode 0700.
+ */
+static int sim_dir_open(const char *path, bool create, SafeDir **ret, GError **error)
+{
+        g_autoptr(GError) local = NULL;
+        int r = safe_dir_open(path, create ? SAFE_DIR_CREATE : 0, SIM_DIR_MODE, ret, &local);
+
+        if (r == -ENOENT)
+                return sim_error(error, r,
+                                 "No sim directory %s; create a device in it first "
+                                 "('vfio-migsim --dir %s create NAME') or check --dir",
+                                 path, path);
+        if (r < 0)
+                return sim_error(error, r, "Sim directory: %s", local->message);
+        return 0;
+}
+
+/* sim_update for the management API, which names the directory by its path. */
+static int sim_update_path(const char *path, const char *name, SimUpdateFn fn, void *userdata,
+                           GError **error)
+{
+        g_autoptr(SafeDir) dir = NULL;
+        int r = check_name(name, error);
+
+        if (r >= 0)
+                r = sim_dir_open(path, false, &dir, error);
+        if (r < 0)
+                return r;
+        return sim_update(dir, name, fn, userdata, error);
 }
 
 /* ---- management API ---- */
@@ -1021,15 +1082,15 @@ static SimDevice *sim_device_from_spec(const SimSpec *s)
 }
 
 /* A fresh blob from (seed, generation) into the state file; its digest into d. */
-static int sim_blob_regenerate(const char *dir, SimDevice *d, GError **error)
+static int sim_blob_regenerate(SafeDir *dir, SimDevice *d, GError **error)
 {
-        g_autofree char *path = state_path(dir, d->name);
+        g_autofree char *sname = state_name(d->name);
         SimBlob blob = {0};
         char hex[2 * SIM_DIGEST_LEN + 1];
         int r;
 
         sim_blob_generate(&blob, d->blob_size, d->seed, d->generation);
-        r = sim_blob_write_file(path, &blob, error);
+        r = sim_blob_write_file(dir, sname, &blob, error);
         sim_blob_digest_hex(&blob, hex);
         sim_blob_clear(&blob);
         if (r < 0)
@@ -1039,28 +1100,29 @@ static int sim_blob_regenerate(const char *dir, SimDevice *d, GError **error)
         return 0;
 }
 
-int sim_device_create(const char *dir, const SimSpec *spec, GError **error)
+int sim_device_create(const char *path, const SimSpec *spec, GError **error)
 {
         g_autoptr(SimDevice) d = NULL;
-        g_autofree char *path = NULL;
+        g_autoptr(SafeDir) dir = NULL;
+        g_autofree char *jname = NULL;
+        struct stat st;
         int fd, r;
 
         r = check_spec(spec, error);
+        if (r >= 0)
+                r = sim_dir_open(path, true, &dir, error);
         if (r < 0)
                 return r;
-        if (g_mkdir_with_parents(dir, 0755) < 0)
-                return sim_error(error, -errno, "Cannot create sim directory %s: %s", dir,
-                                 g_strerror(errno));
         fd = sim_lock(dir, spec->name, error);
         if (fd < 0)
                 return fd;
         d = sim_device_from_spec(spec);
-        path = json_path(dir, spec->name);
-        if (access(path, F_OK) == 0)
+        jname = json_name(spec->name);
+        if (fstatat(safe_dir_fd(dir), jname, &st, AT_SYMLINK_NOFOLLOW) == 0)
                 r = sim_error(error, -EEXIST,
                               "Sim device '%s' already exists in %s; pick another name or "
                               "remove it first (vfio-migsim remove %s)",
-                              spec->name, dir, spec->name);
+                              spec->name, path, spec->name);
         if (r < 0)
                 goto out;
         index_start(dir);
@@ -1080,33 +1142,39 @@ out:
 }
 
 /* Works on a malformed device file too: removing is how a user gets rid of one. */
-int sim_device_remove(const char *dir, const char *name, GError **error)
+int sim_device_remove(const char *path, const char *name, GError **error)
 {
         g_autoptr(SimDevice) d = NULL;
-        g_autofree char *json = NULL, *state = NULL, *group = NULL;
-        int fd, r = check_name(name, error);
+        g_autoptr(SafeDir) dir = NULL;
+        g_autofree char *jname = NULL, *sname = NULL, *group = NULL;
+        int fd, dfd, r = check_name(name, error);
 
+        if (r >= 0)
+                r = sim_dir_open(path, false, &dir, error);
         if (r < 0)
                 return r;
         fd = sim_lock(dir, name, error);
         if (fd < 0)
                 return fd;
-        json = json_path(dir, name);
-        state = state_path(dir, name);
+        dfd = safe_dir_fd(dir);
+        jname = json_name(name);
+        sname = state_name(name);
         /* The group, to drop the index entry after the file; NULL for a malformed file. */
         if (sim_file_load(dir, name, &d, NULL) >= 0)
                 group = g_strdup(d->p2p_group);
-        if (unlink(json) < 0)
+        /* unlinkat removes a link itself, never what it points to. */
+        if (unlinkat(dfd, jname, 0) < 0)
                 r = errno == ENOENT
-                        ? sim_error(error, -ENOENT, "No sim device '%s' in %s", name, dir)
-                        : sim_error(error, -errno, "Cannot remove %s: %s", json, g_strerror(errno));
+                        ? sim_error(error, -ENOENT, "No sim device '%s' in %s", name, path)
+                        : sim_error(error, -errno, "Cannot remove %s/%s: %s", path, jname,
+                                    g_strerror(errno));
         if (r >= 0) {
-                g_autofree char *spare_json = g_strdup_printf("%s/.%s.json.tmp", dir, name);
-                g_autofree char *spare_state = g_strdup_printf("%s/.%s.state.tmp", dir, name);
+                g_autofree char *spare_json = g_strdup_printf(".%s.json.tmp", name);
+                g_autofree char *spare_state = g_strdup_printf(".%s.state.tmp", name);
 
-                unlink(state);
-                unlink(spare_json);
-                unlink(spare_state);
+                unlinkat(dfd, sname, 0);
+                unlinkat(dfd, spare_json, 0);
+                unlinkat(dfd, spare_state, 0);
                 if (!group)
                         index_del_everywhere(dir, name);
                 else if (*group)
@@ -1116,22 +1184,37 @@ int sim_device_remove(const char *dir, const char *name, GError **error)
         return r;
 }
 
-int sim_device_read(const char *dir, const char *name, SimDevice **ret, GError **error)
+int sim_device_read(const char *path, const char *name, SimDevice **ret, GError **error)
 {
+        g_autoptr(SafeDir) dir = NULL;
         int r = check_name(name, error);
 
+        if (r >= 0)
+                r = sim_dir_open(path, false, &dir, error);
         if (r < 0)
                 return r;
         return sim_file_load(dir, name, ret, error);
 }
 
-int sim_device_list(const char *dir, GPtrArray **ret_devices, GError **error)
+int sim_device_list(const char *path, GPtrArray **ret_devices, GError **error)
 {
         g_autoptr(GPtrArray) names = NULL;
         g_autoptr(GPtrArray) devices =
             g_ptr_array_new_with_free_func((GDestroyNotify)sim_device_free);
+        g_autoptr(SafeDir) dir = NULL;
+        g_autoptr(GError) local = NULL;
         int r;
 
+        /* A missing directory holds no devices. */
+        r = sim_dir_open(path, false, &dir, &local);
+        if (r == -ENOENT) {
+                *ret_devices = g_steal_pointer(&devices);
+                return 0;
+        }
+        if (r < 0) {
+                g_propagate_error(error, g_steal_pointer(&local));
+                return r;
+        }
         r = sim_dir_names(dir, &names, error);
         if (r < 0)
                 return r;
@@ -1155,7 +1238,7 @@ static int fault_append(SimDevice *d, void *userdata, GError **error)
         return 0;
 }
 
-int sim_device_add_fault(const char *dir, const char *name, const SimFault *f, GError **error)
+int sim_device_add_fault(const char *path, const char *name, const SimFault *f, GError **error)
 {
         SimFault copy = *f;
 
@@ -1169,7 +1252,7 @@ int sim_device_add_fault(const char *dir, const char *name, const SimFault *f, G
                                  name);
         if (copy.error == 0)
                 copy.error = EIO;
-        return sim_update(dir, name, fault_append, &copy, error);
+        return sim_update_path(path, name, fault_append, &copy, error);
 }
 
 static int faults_clear(SimDevice *d, void *userdata, GError **error)
@@ -1178,9 +1261,9 @@ static int faults_clear(SimDevice *d, void *userdata, GError **error)
         return 0;
 }
 
-int sim_device_clear_faults(const char *dir, const char *name, GError **error)
+int sim_device_clear_faults(const char *path, const char *name, GError **error)
 {
-        return sim_update(dir, name, faults_clear, NULL, error);
+        return sim_update_path(path, name, faults_clear, NULL, error);
 }
 
 typedef struct LatencyChange {
@@ -1199,7 +1282,7 @@ static int latency_set(SimDevice *d, void *userdata, GError **error)
         return 0;
 }
 
-int sim_device_set_latency(const char *dir, const char *name, const char *arc, uint32_t ms,
+int sim_device_set_latency(const char *path, const char *name, const char *arc, uint32_t ms,
                            GError **error)
 {
         LatencyChange c = {NULL, ms};
@@ -1221,7 +1304,7 @@ int sim_device_set_latency(const char *dir, const char *name, const char *arc, u
                                          arc);
                 c.arc = sim_fault_format_arc(&parsed, canonical, sizeof(canonical));
         }
-        return sim_update(dir, name, latency_set, &c, error);
+        return sim_update_path(path, name, latency_set, &c, error);
 }
 
 static int events_clear(SimDevice *d, void *userdata, GError **error)
@@ -1231,9 +1314,9 @@ static int events_clear(SimDevice *d, void *userdata, GError **error)
         return 0;
 }
 
-int sim_device_clear_events(const char *dir, const char *name, GError **error)
+int sim_device_clear_events(const char *path, const char *name, GError **error)
 {
-        return sim_update(dir, name, events_clear, NULL, error);
+        return sim_update_path(path, name, events_clear, NULL, error);
 }
 
 static int state_force(SimDevice *d, void *userdata, GError **error)
@@ -1249,16 +1332,17 @@ static int state_force(SimDevice *d, void *userdata, GError **error)
         return 0;
 }
 
-int sim_device_force_state(const char *dir, const char *name, enum mig_state s, GError **error)
+int sim_device_force_state(const char *path, const char *name, enum mig_state s, GError **error)
 {
         if ((unsigned)s >= MIG_STATE_COUNT)
                 return sim_error(error, -EINVAL, "Invalid state %d for '%s'", (int)s, name);
-        return sim_update(dir, name, state_force, &s, error);
+        return sim_update_path(path, name, state_force, &s, error);
 }
 
-int sim_device_set_p2p_group(const char *dir, const char *name, const char *group, GError **error)
+int sim_device_set_p2p_group(const char *path, const char *name, const char *group, GError **error)
 {
         g_autoptr(SimDevice) d = NULL;
+        g_autoptr(SafeDir) dir = NULL;
         g_autofree char *old = NULL;
         int fd, r;
 
@@ -1267,6 +1351,8 @@ int sim_device_set_p2p_group(const char *dir, const char *name, const char *grou
         r = check_name(name, error);
         if (r >= 0 && *group)
                 r = check_label("P2P group", group, error);
+        if (r >= 0)
+                r = sim_dir_open(path, false, &dir, error);
         if (r < 0)
                 return r;
         fd = sim_lock(dir, name, error);
@@ -1310,9 +1396,9 @@ static void sim_peer_clear(gpointer p)
  * and then the marker, so the next arc lists its group instead. Returns the names to check
  * for peers: all of them. Without a writable index it stays a scan on every arc.
  */
-static int sim_peers_rebuild(const char *dir, const SimDevice *self, GPtrArray **ret)
+static int sim_peers_rebuild(SafeDir *dir, const SimDevice *self, GPtrArray **ret)
 {
-        g_autofree char *root = index_root(dir);
+        g_autoptr(SafeDir) root = NULL;
         g_autoptr(GError) error = NULL;
         bool complete;
         int r;
@@ -1322,14 +1408,14 @@ static int sim_peers_rebuild(const char *dir, const SimDevice *self, GPtrArray *
                 log_warning("sim device %s: cannot look for peers: %s", self->name, error->message);
                 return r;
         }
-        if (g_mkdir_with_parents(root, 0755) < 0) {
+        if (index_root_open(dir, true, &root, &error) < 0) {
                 static gint warned;
 
                 if (g_atomic_int_compare_and_exchange(&warned, 0, 1))
-                        log_warning("sim device %s: cannot create the P2P peer index %s: %s; "
+                        log_warning("sim device %s: cannot create the P2P peer index: %s; "
                                     "every arc reads every device file until it can (remove "
                                     "what is in the way)",
-                                    self->name, root, g_strerror(errno));
+                                    self->name, error->message);
                 return 0;
         }
         complete = true;
@@ -1346,15 +1432,15 @@ static int sim_peers_rebuild(const char *dir, const SimDevice *self, GPtrArray *
         }
         if (complete && (r = index_mark_complete(dir)) < 0)
                 log_warning("sim device %s: cannot mark the P2P peer index %s complete: %s",
-                            self->name, root, g_strerror(-r));
+                            self->name, safe_dir_path(root), g_strerror(-r));
         else if (complete)
-                log_info("sim directory %s: P2P peer index rebuilt for %u devices", dir,
-                         (*ret)->len);
+                log_info("sim directory %s: P2P peer index rebuilt for %u devices",
+                         safe_dir_path(dir), (*ret)->len);
         return 0;
 }
 
 /* Peers are read without their locks: a peer's state is whatever its last write says. */
-static GArray *sim_peers_read(const char *dir, const SimDevice *self)
+static GArray *sim_peers_read(SafeDir *dir, const SimDevice *self)
 {
         g_autofree char *needle = g_strdup_printf("\"%s\"", self->p2p_group);
         g_autoptr(GPtrArray) names = NULL;
@@ -1393,7 +1479,7 @@ static GArray *sim_peers_read(const char *dir, const SimDevice *self)
  * Under d's lock, after d moved: records events on d for peers that can DMA into it now,
  * and returns the stopped peers d itself can now DMA into (marked by sim_peers_mark).
  */
-static GPtrArray *sim_peers_check(const char *dir, SimDevice *d)
+static GPtrArray *sim_peers_check(SafeDir *dir, SimDevice *d)
 {
         bool stopped = state_is_stopped(d->state), initiates = mig_state_initiates_p2p(d->state);
         GPtrArray *victims;
@@ -1432,7 +1518,7 @@ static int peer_mark_corrupted(SimDevice *victim, void *userdata, GError **error
 
 /* Called without the lock of the device that moved: holding it while taking a peer's lock
  * would deadlock with a peer doing the same towards us. */
-static void sim_peers_mark(const char *dir, const char *peer, enum mig_state peer_state,
+static void sim_peers_mark(SafeDir *dir, const char *peer, enum mig_state peer_state,
                            GPtrArray *victims)
 {
         PeerMark m = {peer, peer_state};
@@ -1451,7 +1537,7 @@ static void sim_peers_mark(const char *dir, const char *peer, enum mig_state pee
 /* ---- the backend: one handle per opened device ---- */
 
 typedef struct SimHandle {
-        char *dir;
+        SafeDir *dir; /* the backend's, referenced */
         char *name;
         int session_fd; /* our dup of the open data session's fd, -1 when none */
         gint cancel;    /* set by cancel; a HANG polls it; cleared when set_state returns */
@@ -1525,12 +1611,12 @@ static void session_end(SimHandle *h)
 static int session_record(SimHandle *h, SimDevice *d, int fd, enum sim_record_kind kind,
                           GError **error)
 {
-        g_autofree char *path = state_path(h->dir, h->name);
+        g_autofree char *sname = state_name(h->name);
         SimIdentity id = {d->driver, d->vendor_id, d->device_id};
         SimBlob blob = {0};
         int r;
 
-        r = sim_blob_read_file(path, d->blob_size, &blob, error);
+        r = sim_blob_read_file(h->dir, sname, d->blob_size, &blob, error);
         if (r >= 0)
                 r = sim_record_append(fd, kind, &id, d->seed, d->generation, &blob, error);
         sim_blob_clear(&blob);
@@ -1594,7 +1680,7 @@ static int session_step(SimHandle *h, SimDevice *d, enum mig_state from, enum mi
 /* RESUMING->STOP: the device takes on what was written, or stays RESUMING as the kernel's do. */
 static int resume_load(SimHandle *h, SimDevice *d, GError **error)
 {
-        g_autofree char *path = state_path(h->dir, h->name);
+        g_autofree char *sname = state_name(h->name);
         g_autofree uint8_t *buf = NULL;
         g_autoptr(GError) defect = NULL;
         SimIdentity id = {d->driver, d->vendor_id, d->device_id};
@@ -1613,7 +1699,7 @@ static int resume_load(SimHandle *h, SimDevice *d, GError **error)
                                  "stays RESUMING until reset",
                                  defect->message);
         sim_blob_adopt(&blob, g_steal_pointer(&fin.blob), fin.blob_size);
-        r = sim_blob_write_file(path, &blob, error);
+        r = sim_blob_write_file(h->dir, sname, &blob, error);
         sim_blob_digest_hex(&blob, hex);
         sim_blob_clear(&blob);
         if (r < 0)
@@ -1638,11 +1724,11 @@ static int arc_apply(SimHandle *h, SimDevice *d, enum mig_state from, enum mig_s
         /* A running device changes its own state; leaving a running state shows that in the
          * generation and the blob, so a stream saved before the device stopped differs. */
         if (mig_state_is_running(from)) {
-                g_autofree char *path = state_path(h->dir, h->name);
+                g_autofree char *sname = state_name(h->name);
                 char hex[2 * SIM_DIGEST_LEN + 1];
 
-                r = sim_blob_mutate_file(path, d->blob_size, d->seed, d->generation + 1, hex,
-                                         error);
+                r = sim_blob_mutate_file(h->dir, sname, d->blob_size, d->seed, d->generation + 1,
+                                         hex, error);
                 if (r < 0)
                         return r;
                 d->generation++;
@@ -1876,7 +1962,7 @@ static int sim_op_set_state(Device *dev, enum mig_state target, int *ret_fd)
 }
 
 typedef struct ResetCtx {
-        const char *dir;
+        SafeDir *dir;
         GPtrArray *victims;
 } ResetCtx;
 
@@ -1927,7 +2013,7 @@ static void sim_op_close(Device *dev)
                 return;
         session_end(h);
         g_mutex_clear(&h->cache_lock);
-        g_free(h->dir);
+        safe_dir_unref(h->dir);
         g_free(h->name);
         g_free(h);
         dev->backend_data = NULL;
@@ -1969,7 +2055,7 @@ static int sim_backend_open(Backend *b, const char *name, Device **ret)
                 return r;
         }
         h = g_new0(SimHandle, 1);
-        h->dir = g_strdup(b->data);
+        h->dir = safe_dir_ref(b->data);
         h->name = g_strdup(name);
         h->session_fd = -1;
         g_mutex_init(&h->cache_lock);
@@ -1991,25 +2077,28 @@ static int sim_backend_open(Backend *b, const char *name, Device **ret)
 
 static void sim_backend_free(Backend *b)
 {
-        g_free(b->data);
+        safe_dir_unref(b->data);
         g_free(b);
 }
 
-int sim_backend_new(const char *dir, Backend **ret, GError **error)
+/* The directory is checked and opened once; every device file is reached through its fd. */
+int sim_backend_new(const char *path, Backend **ret, GError **error)
 {
+        SafeDir *dir = NULL;
         Backend *b;
+        int r;
 
-        if (!dir || !*dir)
+        if (!path || !*path)
                 return sim_error(error, -EINVAL, "No sim directory given");
-        if (g_mkdir_with_parents(dir, 0755) < 0)
-                return sim_error(error, -errno, "Cannot create sim directory %s: %s", dir,
-                                 g_strerror(errno));
+        r = sim_dir_open(path, true, &dir, error);
+        if (r < 0)
+                return r;
         b = g_new0(Backend, 1);
         b->name = "sim";
         b->enumerate = sim_backend_enumerate;
         b->open_device = sim_backend_open;
         b->free = sim_backend_free;
-        b->data = g_strdup(dir);
+        b->data = dir;
         *ret = b;
         return 0;
 }

@@ -26,6 +26,11 @@
  *   index rebuilt. A device file whose p2p_group was edited by hand gets its entry on its
  *   next write; to be sure, remove DIR/.p2p while nothing runs. Directory watchers should
  *   ignore dot files: .p2p, .NAME.lock and the .NAME.json.tmp / .NAME.state.tmp spares.
+ * - The directory is refused unless it is owned by root or the caller and no one else can
+ *   write to it (safe-dir.h), since a user who can plant a link there could make root
+ *   overwrite any file. Files are created 0600 and reached only through the directory's fd,
+ *   never through a link: a link planted at a spare is replaced by a fresh file, one at a
+ *   device file, state file or lock is refused with a message naming it.
  *
  * Errors: 0 or negative errno; functions taking GError** also fill it with a sentence
  * naming the file or input and what would fix it.
@@ -106,7 +111,9 @@ typedef struct SimDevice {
 void sim_device_free(SimDevice *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SimDevice, sim_device_free)
 
-/* Management API (vfio-migsim, tests). dir is created when missing. */
+/* Management API (vfio-migsim, tests). create makes a missing dir (mode 0700, parents too);
+ * list finds no devices in a missing one; the others fail with -ENOENT. A directory another
+ * user could write to fails with -EPERM, a link at a file with -ELOOP (safe-dir.h). */
 int sim_device_create(const char *dir, const SimSpec *spec, GError **error);
 int sim_device_remove(const char *dir, const char *name, GError **error);
 int sim_device_read(const char *dir, const char *name, SimDevice **ret, GError **error);
@@ -139,5 +146,6 @@ int sim_errno_from_string(const char *s, int *ret);
 struct json_t;
 struct json_t *sim_device_to_json(const SimDevice *d);
 
-/* The backend: devices of dir, opened through the ops table. */
+/* The backend: devices of dir (made when missing, checked and opened once), through the ops
+ * table. */
 int sim_backend_new(const char *dir, Backend **ret, GError **error);

@@ -730,7 +730,7 @@ static void test_blob_digest_matches_state_file(Fixture *f, gconstpointer data)
 {
         g_autoptr(Device) dev = NULL;
         g_autoptr(SimDevice) d = NULL;
-        g_autofree char *path = g_build_filename(f->dir, "odd.state", NULL);
+        g_autoptr(SafeDir) dir = NULL;
         SimBlob blob = {0};
         char hex[2 * SIM_DIGEST_LEN + 1];
         SimSpec spec = {.name = "odd", .flags = ALL_FLAGS, .blob_size = 3 * 4096 + 17};
@@ -743,7 +743,8 @@ static void test_blob_digest_matches_state_file(Fixture *f, gconstpointer data)
                 g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, 0);
         }
         d = read_device(f, "odd");
-        g_assert_cmpint(sim_blob_read_file(path, d->blob_size, &blob, NULL), ==, 0);
+        g_assert_cmpint(safe_dir_open(f->dir, 0, 0, &dir, NULL), ==, 0);
+        g_assert_cmpint(sim_blob_read_file(dir, "odd.state", d->blob_size, &blob, NULL), ==, 0);
         sim_blob_adopt(&blob, g_steal_pointer(&blob.data), blob.size); /* rehash from bytes */
         sim_blob_digest_hex(&blob, hex);
         g_assert_cmpstr(hex, ==, d->blob_sha256);
