@@ -5,6 +5,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -15,6 +16,7 @@
 #include "devices/device.h"
 #include "devices/sim-stream.h"
 #include "devices/sim.h"
+#include "safe-dir.h"
 #include "log.h"
 
 #define ALL_FLAGS (MIG_FLAG_STOP_COPY | MIG_FLAG_P2P | MIG_FLAG_PRE_COPY)
@@ -1269,6 +1271,234 @@ static void test_state_reads_see_other_writers(Fixture *f, gconstpointer data)
         g_assert_cmpint(device_get_state(dev, &s), ==, -ENOENT);
 }
 
+/* ---- files in a directory someone else could write to ---- */
+
+/* A file of root's outside the sim directory, mode 0600, that planted links point to; a
+ * dangling link points to 'gone' beside it. */
+typedef struct Victim {
+        char *dir, *file, *gone;
+} Victim;
+
+#define VICTIM_TEXT "root's file, mode 0600, 8+ bytes\n"
+
+static void victim_init(Victim *v)
+{
+        v->dir = g_dir_make_tmp("test-sim-victim-XXXXXX", NULL);
+        g_assert_nonnull(v->dir);
+        v->file = g_build_filename(v->dir, "victim", NULL);
+        v->gone = g_build_filename(v->dir, "gone", NULL);
+        g_assert_true(g_file_set_contents(v->file, VICTIM_TEXT, -1, NULL));
+        g_assert_cmpint(chmod(v->file, 0600), ==, 0);
+}
+
+/* Byte for byte as it was, and nothing created where a dangling link pointed. */
+static void victim_check_and_clear(Victim *v)
+{
+        g_autofree char *text = NULL;
+        struct stat st;
+
+        g_assert_true(g_file_get_contents(v->file, &text, NULL, NULL));
+        g_assert_cmpstr(text, ==, VICTIM_TEXT);
+        g_assert_cmpint(stat(v->file, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_false(g_file_test(v->gone, G_FILE_TEST_EXISTS));
+        rm_rf(v->dir);
+        g_free(v->dir);
+        g_free(v->file);
+        g_free(v->gone);
+}
+
+/* Replaces DIR/name (if any) by a link to target. */
+static void plant(Fixture *f, const char *name, const char *target)
+{
+        g_autofree char *path = g_build_filename(f->dir, name, NULL);
+
+        (void)unlink(path);
+        g_assert_cmpint(symlink(target, path), ==, 0);
+}
+
+static bool planted(Fixture *f, const char *name)
+{
+        g_autofree char *path = g_build_filename(f->dir, name, NULL);
+
+        return g_file_test(path, G_FILE_TEST_IS_SYMLINK);
+}
+
+static bool exists(Fixture *f, const char *name)
+{
+        g_autofree char *path = g_build_filename(f->dir, name, NULL);
+
+        return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+static void assert_says(const GError *error, const char *const *words)
+{
+        g_assert_nonnull(error);
+        for (; *words; words++)
+                if (!strstr(error->message, *words))
+                        g_error("'%s' not in: %s", *words, error->message);
+}
+
+static void test_files_world_writable_dir_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) devices = NULL;
+        Backend *b = NULL;
+        Victim v;
+        SimSpec spec = {.name = "nic9", .flags = ALL_FLAGS};
+
+        /* The reproduction: a sim directory everyone may write to, links already planted. */
+        victim_init(&v);
+        create_device(f, "nic8", ALL_FLAGS, NULL);
+        g_assert_cmpint(chmod(f->dir, 01777), ==, 0);
+        plant(f, ".nic9.json.tmp", v.file);
+        plant(f, ".nic9.lock", v.file);
+        plant(f, ".nic9.state.tmp", v.gone);
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EPERM);
+        assert_says(error, (const char *const[]){f->dir, "1777", "chmod o-w", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(sim_backend_new(f->dir, &b, &error), ==, -EPERM);
+        g_assert_null(b);
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_list(f->dir, &devices, &error), ==, -EPERM);
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic8", MIG_STATE_STOP, &error), ==, -EPERM);
+        g_assert_false(exists(f, "nic9.json"));
+        victim_check_and_clear(&v);
+        /* Once fixed, the directory is used again. */
+        g_assert_cmpint(chmod(f->dir, 0700), ==, 0);
+        g_assert_cmpint(state_of(f, "nic8"), ==, MIG_STATE_RUNNING);
+}
+
+static void test_files_dir_owned_by_nobody_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        struct passwd *nobody = getpwnam("nobody");
+        Backend *b = NULL;
+        SimSpec spec = {.name = "nic0", .flags = ALL_FLAGS};
+
+        if (geteuid() != 0) {
+                g_test_skip("needs root to chown the directory to nobody");
+                return;
+        }
+        g_assert_nonnull(nobody);
+        g_assert_cmpint(chmod(f->dir, 0755), ==, 0);
+        g_assert_cmpint(chown(f->dir, nobody->pw_uid, nobody->pw_gid), ==, 0);
+        g_assert_cmpint(sim_backend_new(f->dir, &b, &error), ==, -EPERM);
+        assert_says(error, (const char *const[]){f->dir, "owned by nobody", "chown", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EPERM);
+        g_assert_cmpint(chown(f->dir, 0, 0), ==, 0);
+}
+
+static void test_files_planted_spare_is_replaced(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(GError) error = NULL;
+        Victim v;
+
+        victim_init(&v);
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        dev = open_device(f, "nic9");
+        /* Each spare at once a link to root's file and a dangling link: never followed. */
+        plant(f, ".nic9.json.tmp", v.file);
+        plant(f, ".nic9.state.tmp", v.gone);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic9", NULL, 0, &error), ==, 0);
+        g_assert_no_error(error);
+        g_assert_cmpint(device_reset(dev), ==, 0); /* rewrites the state file */
+        g_assert_false(planted(f, ".nic9.json.tmp"));
+        g_assert_false(planted(f, ".nic9.state.tmp"));
+        plant(f, ".nic9.json.tmp", v.gone);
+        plant(f, ".nic9.state.tmp", v.file);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        g_assert_cmpint(device_reset(dev), ==, 0);
+        g_assert_cmpint(state_of(f, "nic9"), ==, MIG_STATE_RUNNING);
+        victim_check_and_clear(&v);
+}
+
+static void test_files_planted_lock_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        g_autoptr(GError) error = NULL;
+        SimSpec spec = {.name = "nic8", .flags = ALL_FLAGS};
+        Victim v;
+
+        victim_init(&v);
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        dev = open_device(f, "nic9");
+        /* The version counter would have changed 8 bytes of the link's target. */
+        plant(f, ".nic9.lock", v.file);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
+        assert_says(error, (const char *const[]){".nic9.lock", "symbolic link", "rm ", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, -ELOOP);
+        g_assert_cmpint(state_of(f, "nic9"), ==, MIG_STATE_RUNNING);
+        /* A dangling lock link creates nothing, and no device. */
+        plant(f, ".nic8.lock", v.gone);
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -ELOOP);
+        g_assert_false(exists(f, "nic8.json"));
+        victim_check_and_clear(&v);
+}
+
+static void test_files_planted_device_file_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        Victim v;
+
+        victim_init(&v);
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        plant(f, "nic9.json", v.file);
+        g_assert_cmpint(sim_device_read(f->dir, "nic9", &d, &error), ==, -ELOOP);
+        assert_says(error, (const char *const[]){"nic9.json", "symbolic link", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_clear_events(f->dir, "nic9", &error), ==, -ELOOP);
+        g_clear_error(&error);
+        /* remove takes the link away, not its target */
+        g_assert_cmpint(sim_device_remove(f->dir, "nic9", &error), ==, 0);
+        g_assert_false(planted(f, "nic9.json"));
+        victim_check_and_clear(&v);
+}
+
+static void test_files_planted_index_is_not_followed(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *p2p = g_build_filename(f->dir, ".p2p", NULL);
+        g_autofree char *elsewhere = g_dir_make_tmp("test-sim-elsewhere-XXXXXX", NULL);
+        g_autoptr(GDir) gd = NULL;
+        SimSpec spec = {.name = "nic9", .flags = ALL_FLAGS, .p2p_group = "web"};
+
+        create_device(f, "nic0", ALL_FLAGS, "web");
+        rm_rf(p2p);
+        g_assert_cmpint(symlink(elsewhere, p2p), ==, 0);
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -ELOOP);
+        assert_says(error, (const char *const[]){".p2p", "symbolic link", NULL});
+        gd = g_dir_open(elsewhere, 0, NULL);
+        g_assert_null(g_dir_read_name(gd));
+        rm_rf(elsewhere);
+}
+
+static void test_files_are_private(Fixture *f, gconstpointer data)
+{
+        g_autofree char *sub = g_build_filename(f->dir, "new", "sim", NULL);
+        const char *names[] = {"nic0.json", "nic0.state", ".nic0.lock", ".nic0.json.tmp",
+                               ".p2p/@web/nic0"};
+        SimSpec spec = {.name = "nic0", .flags = ALL_FLAGS, .p2p_group = "web"};
+        struct stat st;
+
+        g_assert_cmpint(sim_device_create(sub, &spec, NULL), ==, 0);
+        g_assert_cmpint(sim_device_set_latency(sub, "nic0", NULL, 1, NULL), ==, 0);
+        g_assert_cmpint(stat(sub, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0700);
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                g_autofree char *path = g_build_filename(sub, names[i], NULL);
+
+                g_assert_cmpint(stat(path, &st), ==, 0);
+                if ((st.st_mode & 07777) != 0600)
+                        g_error("%s has mode %04o, not 0600", names[i], st.st_mode & 07777);
+        }
+}
+
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
 int main(int argc, char **argv)
@@ -1312,6 +1542,18 @@ int main(int argc, char **argv)
         ADD("/sim/peer-index/unwritable", test_peer_index_unwritable);
         ADD("/sim/peer-index/set-p2p-group-bad-input", test_set_p2p_group_bad_input);
         ADD("/sim/peer-index/concurrent-regroup", test_peer_index_concurrent_regroup);
+        ADD("/sim/files/world-writable-directory-is-refused",
+            test_files_world_writable_dir_is_refused);
+        ADD("/sim/files/directory-owned-by-nobody-is-refused",
+            test_files_dir_owned_by_nobody_is_refused);
+        ADD("/sim/files/planted-spare-links-are-replaced-not-followed",
+            test_files_planted_spare_is_replaced);
+        ADD("/sim/files/planted-lock-links-are-refused", test_files_planted_lock_is_refused);
+        ADD("/sim/files/planted-device-file-link-is-refused",
+            test_files_planted_device_file_is_refused);
+        ADD("/sim/files/planted-index-link-is-not-followed",
+            test_files_planted_index_is_not_followed);
+        ADD("/sim/files/are-private", test_files_are_private);
         ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
