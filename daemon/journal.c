@@ -8,13 +8,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "safe-dir.h"
 #include "util.h"
 
 #define JOURNAL_TMP JOURNAL_FILE ".tmp"
+/* Far above the 256 VMs' records a journal holds; a bigger file is not read. */
+#define JOURNAL_MAX (64u << 20)
 
 struct Journal {
         char *dir, *path;
-        int dir_fd;
+        SafeDir *safe_dir; /* checked: no other user can plant links in it (safe-dir.h) */
+        int dir_fd;        /* safe_dir's */
         GHashTable *vms; /* name -> JournalVm* */
         json_t *payload; /* {"vms": {name: record}}: one record rebuilt per change */
         bool dirty;      /* a phase is recorded in memory only (journal_phase()) */
@@ -84,6 +88,8 @@ static int journal_error(GError **error, int err, const char *fmt, ...)
 int journal_open(const char *dir, Journal **ret, GError **error)
 {
         g_autoptr(Journal) j = g_new0(Journal, 1);
+        g_autoptr(GError) local = NULL;
+        int r;
 
         j->dir_fd = -1;
         j->dir = g_strdup(dir);
@@ -91,17 +97,13 @@ int journal_open(const char *dir, Journal **ret, GError **error)
         j->vms =
             g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)journal_vm_free);
         j->payload = json_pack("{s:{}}", "vms");
-        if (g_mkdir_with_parents(dir, 0700) < 0)
-                return journal_error(error, -errno,
-                                     "Cannot create the state directory %s: %s; create it "
-                                     "(mode 0700) or give another one with --state-dir.",
-                                     dir, g_strerror(errno));
-        j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (j->dir_fd < 0)
-                return journal_error(error, -errno,
-                                     "Cannot open the state directory %s: %s; give another one "
-                                     "with --state-dir.",
-                                     dir, g_strerror(errno));
+        r = safe_dir_open(dir, SAFE_DIR_CREATE, 0700, &j->safe_dir, &local);
+        if (r < 0)
+                return journal_error(error, r,
+                                     "Cannot use the state directory: %s (or give another one "
+                                     "with --state-dir).",
+                                     local->message);
+        j->dir_fd = safe_dir_fd(j->safe_dir);
         *ret = g_steal_pointer(&j);
         return 0;
 }
@@ -110,7 +112,7 @@ void journal_free(Journal *j)
 {
         if (!j)
                 return;
-        closep(&j->dir_fd);
+        safe_dir_unref(j->safe_dir);
         g_hash_table_destroy(j->vms);
         json_decref(j->payload);
         g_free(j->dir);
@@ -246,9 +248,10 @@ static int journal_write(Journal *j, bool sync, GError **error)
                                "\"payload\":%s}\n",
                                JOURNAL_FORMAT, JOURNAL_VERSION, sum, payload);
 
+        /* A fresh file: whatever was at the temporary name is removed, never followed. */
         step = "create";
-        fd = openat(j->dir_fd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        r = fd < 0 ? -errno : 0;
+        fd = safe_dir_create_temp(j->safe_dir, JOURNAL_TMP, O_WRONLY, 0600, NULL);
+        r = fd < 0 ? fd : 0;
         if (r >= 0) {
                 step = "write";
                 r = write_all(fd, text, strlen(text));
@@ -472,12 +475,13 @@ int journal_load(Journal *j, GPtrArray **ret_vms, GError **error)
         gsize len;
         int r;
 
-        if (!g_file_get_contents(j->path, &text, &len, &read_error)) {
-                if (g_error_matches(read_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-                        return journal_error(error, -ENOENT, "No journal at %s.", j->path);
-                return journal_error(error, -EIO, "Cannot read the journal: %s.",
-                                     read_error->message);
-        }
+        /* Through the directory's fd and never through a link: one planted at journal.json
+         * fails here (and is moved aside by the caller), its target unread. */
+        r = safe_dir_read_file(j->safe_dir, JOURNAL_FILE, JOURNAL_MAX, &text, &len, &read_error);
+        if (r == -ENOENT)
+                return journal_error(error, -ENOENT, "No journal at %s.", j->path);
+        if (r < 0)
+                return journal_error(error, r, "Cannot read the journal: %s.", read_error->message);
         root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
                 return journal_error(error, -EBADMSG,

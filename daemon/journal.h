@@ -70,7 +70,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(JournalVm, journal_vm_free)
 
 typedef struct Journal Journal;
 
-/* Opens dir, creating it (mode 0700, parents too) when missing. Reads nothing yet. */
+/* Opens dir, creating it (mode 0700, parents too) when missing. Reads nothing yet. A dir
+ * that another user owns or may write to is refused (-EPERM, safe-dir.h): the journal's
+ * files are reached through dir's fd only, never through a link. */
 int journal_open(const char *dir, Journal **ret, GError **error);
 void journal_free(Journal *j);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Journal, journal_free)

@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -453,6 +454,111 @@ static void test_choose(gconstpointer data)
                 g_assert_cmpint(op, ==, c->run);
 }
 
+/* ---- a state directory another user could write to ---- */
+
+#define VICTIM_TEXT "root's file, mode 0600\n"
+
+/* A root 0600 file outside the state directory, for planted links to point at. */
+static char *victim_new(const Fixture *f)
+{
+        char *path = g_build_filename(f->dir, "victim", NULL);
+
+        g_assert_true(g_file_set_contents(path, VICTIM_TEXT, -1, NULL));
+        g_assert_cmpint(chmod(path, 0600), ==, 0);
+        return path;
+}
+
+static void assert_victim_untouched(const char *path)
+{
+        g_autofree char *text = NULL;
+        struct stat st;
+
+        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+        g_assert_cmpstr(text, ==, VICTIM_TEXT);
+        g_assert_cmpint(stat(path, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+}
+
+static void plant_in_state(const Fixture *f, const char *name, const char *target)
+{
+        g_autofree char *path = g_build_filename(f->state, name, NULL);
+
+        (void)unlink(path);
+        g_assert_cmpint(symlink(target, path), ==, 0);
+}
+
+static void test_dir_owned_by_nobody_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        struct passwd *nobody = getpwnam("nobody");
+        Journal *j = NULL;
+
+        if (geteuid() != 0) {
+                g_test_skip("needs root to chown the state directory to nobody");
+                return;
+        }
+        /* The reproduction: a state directory pre-created by nobody, mode 0755. */
+        g_assert_nonnull(nobody);
+        g_assert_cmpint(chmod(f->state, 0755), ==, 0);
+        g_assert_cmpint(chown(f->state, nobody->pw_uid, nobody->pw_gid), ==, 0);
+        g_assert_cmpint(journal_open(f->state, &j, &error), ==, -EPERM);
+        g_assert_null(j);
+        g_assert_nonnull(strstr(error->message, f->state));
+        g_assert_nonnull(strstr(error->message, "owned by nobody"));
+        g_assert_nonnull(strstr(error->message, "chown"));
+        g_assert_nonnull(strstr(error->message, "--state-dir"));
+        g_assert_cmpint(chown(f->state, 0, 0), ==, 0);
+}
+
+static void test_world_writable_dir_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        Journal *j = NULL;
+
+        g_assert_cmpint(chmod(f->state, 0777), ==, 0);
+        g_assert_cmpint(journal_open(f->state, &j, &error), ==, -EPERM);
+        g_assert_nonnull(strstr(error->message, "chmod o-w"));
+}
+
+static void test_planted_temporary_is_not_followed(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autofree char *gone = g_build_filename(f->dir, "gone", NULL);
+        g_autofree char *text = NULL;
+        struct stat st;
+
+        /* The reproduction's journal.json.tmp, and a dangling one. */
+        plant_in_state(f, JOURNAL_FILE ".tmp", victim);
+        put_vm1(f);
+        plant_in_state(f, JOURNAL_FILE ".tmp", gone);
+        put_vm1(f);
+        assert_victim_untouched(victim);
+        g_assert_false(g_file_test(gone, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(lstat(journal_path(f->j), &st), ==, 0);
+        g_assert_true(S_ISREG(st.st_mode));
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(reload(f, NULL, NULL), ==, 0);
+}
+
+static void test_planted_journal_is_refused_and_moved_aside(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *moved = NULL;
+
+        plant_in_state(f, JOURNAL_FILE, victim);
+        g_assert_cmpint(journal_load(f->j, NULL, &error), ==, -ELOOP);
+        g_assert_nonnull(strstr(error->message, JOURNAL_FILE));
+        g_assert_nonnull(strstr(error->message, "symbolic link"));
+        /* what recovery does with a journal it cannot read: the link goes, its target stays */
+        g_assert_cmpint(journal_quarantine(f->j, &moved, NULL), ==, 0);
+        g_assert_true(g_file_test(moved, G_FILE_TEST_IS_SYMLINK));
+        assert_victim_untouched(victim);
+        put_vm1(f);
+        assert_victim_untouched(victim);
+        g_assert_cmpint(reload(f, NULL, NULL), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
@@ -474,6 +580,12 @@ int main(int argc, char **argv)
         ADD("/journal/load/other-format-is-refused", test_other_format_is_refused);
         ADD("/journal/load/malformed-record-is-refused", test_malformed_record_is_refused);
         ADD("/journal/quarantine/moves-the-file-aside", test_quarantine_moves_the_file_aside);
+        ADD("/journal/dir/owned-by-nobody-is-refused", test_dir_owned_by_nobody_is_refused);
+        ADD("/journal/dir/world-writable-is-refused", test_world_writable_dir_is_refused);
+        ADD("/journal/write/planted-temporary-is-not-followed",
+            test_planted_temporary_is_not_followed);
+        ADD("/journal/load/planted-journal-is-refused-and-moved-aside",
+            test_planted_journal_is_refused_and_moved_aside);
         for (size_t i = 0; i < G_N_ELEMENTS(choose_cases); i++) {
                 g_autofree char *path =
                     g_strdup_printf("/recovery/choose/%s", choose_cases[i].name);
