@@ -247,7 +247,7 @@ static const char *file_kind(mode_t mode)
 static int planted_error(SafeDir *d, const char *name, int r, const char *what, GError **error)
 {
         return safe_error(error, r,
-                          "Refusing %s/%s: it is %s, which vfio-migd never creates; someone "
+                          "Refusing %s/%s: it is %s, which vfio-migd never makes; someone "
                           "put it there. Fix: remove it (rm %s/%s) and check who can write to %s",
                           d->path, name, what, d->path, name, d->path);
 }

@@ -998,7 +998,7 @@ static int sim_dir_open(const char *path, bool create, SafeDir **ret, GError **e
                                  "('vfio-migsim --dir %s create NAME') or check --dir",
                                  path, path);
         if (r < 0)
-                return sim_error(error, r, "Sim directory: %s", local->message);
+                return sim_error(error, r, "%s", local->message);
         return 0;
 }
 
