@@ -524,7 +524,6 @@ static void test_planted_temporary_is_not_followed(Fixture *f, gconstpointer dat
 {
         g_autofree char *victim = victim_new(f);
         g_autofree char *gone = g_build_filename(f->dir, "gone", NULL);
-        g_autofree char *text = NULL;
         struct stat st;
 
         /* The reproduction's journal.json.tmp, and a dangling one. */
