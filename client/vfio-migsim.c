@@ -508,7 +508,10 @@ static char *commands_help(void)
         for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
                 g_string_append_printf(s, "  %-14s %-11s %s\n", commands[i].name,
                                        commands[i].params, commands[i].summary);
-        g_string_append(s, "\nRun 'vfio-migsim COMMAND --help' for a command's options.\n"
+        g_string_append(s, "\nThe directory must be owned by you or root and writable by no one "
+                           "else, and\nnot a symbolic link (create makes a missing one, mode "
+                           "0700); files are 0600.\n"
+                           "\nRun 'vfio-migsim COMMAND --help' for a command's options.\n"
                            "Exit status: 0 ok, 1 failure, 2 usage error.");
         return g_string_free(s, FALSE);
 }

@@ -115,6 +115,12 @@ class HostileDirectoryTest(MigdTestCase):
             mode = stat.S_IMODE(os.lstat(os.path.join(d, name)).st_mode)
             self.assertEqual(mode, 0o600, f"{name} has mode {mode:o}")
 
+    def test_migsim_help_states_the_rule(self):
+        h = self.new_host(start=False)
+        r = run([h.sim.tool, "--help"])
+        self.assertEqual(r.returncode, 0, f"{r}")
+        self.assertIn("writable by no one else", r.stdout)
+
     # --- the daemon ---
 
     def test_daemon_refuses_a_world_writable_sim_dir(self):
