@@ -171,6 +171,10 @@ static int state_file_open(SafeDir *dir, const char *name, int flags, uint32_t s
                                  " bytes); reset or recreate the device",
                                  safe_dir_path(dir), name, size, want);
         }
+        /* A state file from a version that wrote 0644 files becomes private: it is mutated in
+         * place, so no rewrite would ever change its mode. */
+        if ((st.st_mode & 07777) != SIM_FILE_MODE)
+                (void)fchmod(fd, SIM_FILE_MODE);
         return fd;
 }
 

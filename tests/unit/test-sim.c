@@ -1499,6 +1499,31 @@ static void test_files_are_private(Fixture *f, gconstpointer data)
         }
 }
 
+static void test_files_old_modes_become_private(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        const char *names[] = {"nic0.json", "nic0.state"};
+
+        /* An older version wrote 0644: the device's state was readable by every user. */
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                g_autofree char *path = g_build_filename(f->dir, names[i], NULL);
+
+                g_assert_cmpint(chmod(path, 0644), ==, 0);
+        }
+        dev = open_device(f, "nic0");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP, NULL), ==, 0);
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_RUNNING, NULL), ==, 0);
+        for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+                g_autofree char *path = g_build_filename(f->dir, names[i], NULL);
+                struct stat st;
+
+                g_assert_cmpint(stat(path, &st), ==, 0);
+                if ((st.st_mode & 07777) != 0600)
+                        g_error("%s has mode %04o, not 0600", names[i], st.st_mode & 07777);
+        }
+}
+
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
 int main(int argc, char **argv)
@@ -1554,6 +1579,7 @@ int main(int argc, char **argv)
         ADD("/sim/files/planted-index-link-is-not-followed",
             test_files_planted_index_is_not_followed);
         ADD("/sim/files/are-private", test_files_are_private);
+        ADD("/sim/files/old-0644-files-become-private", test_files_old_modes_become_private);
         ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
