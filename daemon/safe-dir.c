@@ -147,12 +147,18 @@ static SafeDir *safe_dir_new(int fd, const char *path)
         return d;
 }
 
-int safe_dir_open(const char *path, unsigned flags, mode_t mode, SafeDir **ret, GError **error)
+int safe_dir_open(const char *given, unsigned flags, mode_t mode, SafeDir **ret, GError **error)
 {
+        g_autofree char *path = NULL;
+        size_t n;
         int fd, r;
 
-        if (!path || !*path)
+        if (!given || !*given)
                 return safe_error(error, -EINVAL, "No directory given");
+        /* "DIR/" would follow a link at DIR in spite of O_NOFOLLOW: the slashes go. */
+        path = g_strdup(given);
+        for (n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
+                path[n - 1] = '\0';
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && (flags & SAFE_DIR_CREATE)) {
                 if (g_mkdir_with_parents(path, (int)mode) < 0)

@@ -42,7 +42,8 @@ enum {
         SAFE_DIR_CREATE = 1 << 0, /* create the directory (parents too) with mode when missing */
 };
 
-/* Opens and checks path; with SAFE_DIR_CREATE a missing directory is made with mode. */
+/* Opens and checks path (trailing slashes dropped); with SAFE_DIR_CREATE a missing directory
+ * is made with mode. */
 int safe_dir_open(const char *path, unsigned flags, mode_t mode, SafeDir **ret, GError **error);
 /* The subdirectory name of d, held to the same rules (SAFE_DIR_CREATE: mkdirat with mode). */
 int safe_dir_open_sub(SafeDir *d, const char *name, unsigned flags, mode_t mode, SafeDir **ret,

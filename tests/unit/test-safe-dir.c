@@ -199,12 +199,17 @@ static void test_open_accepts_own_group_writable(Fixture *f, gconstpointer data)
 static void test_open_refuses_symlink(Fixture *f, gconstpointer data)
 {
         g_autofree char *link = g_build_filename(f->top, "link", NULL);
+        g_autofree char *slashed = g_strconcat(link, "//", NULL);
         g_autoptr(GError) error = NULL;
         SafeDir *d = NULL;
 
         g_assert_cmpint(symlink(f->dir, link), ==, 0);
         g_assert_cmpint(safe_dir_open(link, SAFE_DIR_CREATE, 0700, &d, &error), ==, -ELOOP);
         assert_message(error, (const char *const[]){link, "symbolic link", "realpath", NULL});
+        g_clear_error(&error);
+        /* A trailing slash makes the kernel follow the link whatever O_NOFOLLOW says. */
+        g_assert_cmpint(safe_dir_open(slashed, 0, 0, &d, &error), ==, -ELOOP);
+        g_assert_null(d);
 }
 
 static void test_open_refuses_a_file(Fixture *f, gconstpointer data)
