@@ -384,61 +384,6 @@ int safe_dir_read_file(SafeDir *d, const char *name, size_t max, char **ret_text
         return 0;
 }
 
-static int write_all_fd(int fd, const void *data, size_t len)
-{
-        const char *p = data;
-
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
-int safe_dir_replace_file(SafeDir *d, const char *name, const char *tmp_name, const void *data,
-                          size_t len, mode_t mode, bool sync, GError **error)
-{
-        _cleanup_close_ int fd = -1;
-        const char *step = "write";
-        int r = check_name(d, name, error);
-
-        if (r < 0)
-                return r;
-        fd = safe_dir_create_temp(d, tmp_name, O_WRONLY, mode, error);
-        if (fd < 0)
-                return fd;
-        r = write_all_fd(fd, data, len);
-        if (r >= 0 && sync) {
-                step = "fsync";
-                r = fsync(fd) < 0 ? -errno : 0;
-        }
-        if (r >= 0) {
-                step = "close";
-                r = close(steal_fd(&fd)) < 0 ? -errno : 0;
-        }
-        if (r >= 0) {
-                step = "rename";
-                r = renameat(d->fd, tmp_name, d->fd, name) < 0 ? -errno : 0;
-        }
-        if (r < 0) {
-                (void)unlinkat(d->fd, tmp_name, 0);
-                return safe_error(error, r,
-                                  "Cannot write %s/%s (%s of %s failed: %s); the previous "
-                                  "version stays. Free space or fix the directory's permissions",
-                                  d->path, name, step, tmp_name, g_strerror(-r));
-        }
-        if (sync && fsync(d->fd) < 0)
-                return safe_error(error, -errno, "Cannot sync the directory %s: %s", d->path,
-                                  g_strerror(errno));
-        return 0;
-}
-
 int safe_dir_list(SafeDir *d, GPtrArray **ret_names, GError **error)
 {
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);

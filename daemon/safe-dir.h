@@ -15,7 +15,8 @@
  *   link, FIFO or device node is refused, never followed, and its target left alone.
  * - New files are created with O_CREAT|O_EXCL|O_NOFOLLOW (mode 0600 unless a caller needs
  *   otherwise); temporaries are created fresh, whatever was at their name removed first
- *   (unlinking a link does not touch its target), then renameat() over the real name.
+ *   (unlinking a link does not touch its target), and the caller renameat()s them over the
+ *   real name through safe_dir_fd(), which replaces a link there instead of following it.
  *
  * Names given to the file functions are single components: no '/', not "." or "..".
  * Opens add O_NONBLOCK, so a planted FIFO cannot block the caller; on a regular file it does
@@ -72,10 +73,5 @@ int safe_dir_create_temp(SafeDir *d, const char *name, int flags, mode_t mode, G
 /* The whole file, NUL-terminated; at most max bytes (-EFBIG beyond). */
 int safe_dir_read_file(SafeDir *d, const char *name, size_t max, char **ret_text, size_t *ret_len,
                        GError **error);
-/* Writes name atomically through the temporary tmp_name (safe_dir_create_temp, renameat);
- * sync adds fsync of the file before and of the directory after the rename. */
-int safe_dir_replace_file(SafeDir *d, const char *name, const char *tmp_name, const void *data,
-                          size_t len, mode_t mode, bool sync, GError **error);
-
 /* Every entry's name but "." and "..", unsorted. */
 int safe_dir_list(SafeDir *d, GPtrArray **ret_names /* char* */, GError **error);

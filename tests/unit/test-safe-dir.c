@@ -331,42 +331,16 @@ static void test_temp_replaces_planted_link(Fixture *f, gconstpointer data)
         assert_victim_untouched(f);
 }
 
-static void test_replace_writes_0600_over_a_link(Fixture *f, gconstpointer data)
-{
-        g_autoptr(SafeDir) d = open_dir(f);
-        g_autoptr(GError) error = NULL;
-        g_autofree char *path = in_dir(f, "journal.json");
-        g_autofree char *tmp = in_dir(f, "journal.json.tmp");
-        g_autofree char *text = NULL;
-        struct stat st;
-
-        /* Both names planted, as in the reproduction's state directory. */
-        plant_link(f, "journal.json.tmp", f->victim);
-        plant_link(f, "journal.json", f->victim);
-        g_assert_cmpint(safe_dir_replace_file(d, "journal.json", "journal.json.tmp", "new\n", 4,
-                                              0600, true, &error),
-                        ==, 0);
-        g_assert_no_error(error);
-        assert_victim_untouched(f);
-        g_assert_false(is_link(f, "journal.json"));
-        g_assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
-        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-        g_assert_cmpstr(text, ==, "new\n");
-        g_assert_cmpint(stat(path, &st), ==, 0);
-        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
-}
-
-static void test_replace_fails_on_a_directory_at_temp(Fixture *f, gconstpointer data)
+static void test_temp_fails_on_a_directory(Fixture *f, gconstpointer data)
 {
         g_autoptr(SafeDir) d = open_dir(f);
         g_autoptr(GError) error = NULL;
         g_autofree char *tmp = in_dir(f, "j.tmp");
-        g_autofree char *target = in_dir(f, "j");
 
         g_assert_cmpint(mkdir(tmp, 0700), ==, 0);
-        g_assert_cmpint(safe_dir_replace_file(d, "j", "j.tmp", "x", 1, 0600, false, &error), <, 0);
+        g_assert_cmpint(safe_dir_create_temp(d, "j.tmp", O_WRONLY, 0600, &error), ==, -EISDIR);
         assert_message(error, (const char *const[]){"j.tmp", "remove it", NULL});
-        g_assert_false(g_file_test(target, G_FILE_TEST_EXISTS));
+        g_assert_true(g_file_test(tmp, G_FILE_TEST_IS_DIR));
 }
 
 static void test_read_refuses_symlink(Fixture *f, gconstpointer data)
@@ -437,9 +411,7 @@ int main(int argc, char **argv)
         T("file/create-refuses-a-dangling-link", test_create_refuses_dangling_link);
         T("file/open-or-create-refuses-planted-lock-links", test_open_or_create_refuses_links);
         T("file/temp-replaces-a-planted-link", test_temp_replaces_planted_link);
-        T("replace/writes-0600-over-planted-links", test_replace_writes_0600_over_a_link);
-        T("replace/fails-on-a-directory-at-the-temporary-name",
-          test_replace_fails_on_a_directory_at_temp);
+        T("file/temp-fails-on-a-directory", test_temp_fails_on_a_directory);
         T("read/refuses-a-symbolic-link", test_read_refuses_symlink);
         T("read/bounds-the-size", test_read_bounds_the_size);
         T("list/names-every-entry", test_list_names_every_entry);
