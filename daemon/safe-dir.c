@@ -283,6 +283,8 @@ static int file_open_error(SafeDir *d, const char *name, int r, GError **error)
 {
         if (r == -ELOOP)
                 return planted_error(d, name, r, "a symbolic link", error);
+        if (r == -EISDIR) /* a directory opened for writing: refused before check_file */
+                return planted_error(d, name, r, "a directory", error);
         if (r == -ENOENT)
                 return safe_error(error, r, "No file %s/%s", d->path, name);
         return safe_error(error, r, "Cannot open %s/%s: %s", d->path, name, g_strerror(-r));

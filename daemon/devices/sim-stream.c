@@ -481,7 +481,7 @@ static int spare_open(SafeDir *dir, const char *tmp, GError **error)
         struct stat st;
         int fd = safe_dir_open_file(dir, tmp, O_WRONLY, NULL);
 
-        if (fd == -ENOENT || fd == -ELOOP || fd == -EUCLEAN)
+        if (fd == -ENOENT || fd == -ELOOP || fd == -EUCLEAN || fd == -EISDIR)
                 return safe_dir_create_temp(dir, tmp, O_WRONLY, SIM_FILE_MODE, error);
         if (fd < 0)
                 return safe_dir_open_file(dir, tmp, O_WRONLY, error);

@@ -274,6 +274,20 @@ static void test_open_file_refuses_fifo_without_blocking(Fixture *f, gconstpoint
         assert_message(error, (const char *const[]){"FIFO", NULL});
 }
 
+static void test_open_file_refuses_a_directory(Fixture *f, gconstpointer data)
+{
+        g_autoptr(SafeDir) d = open_dir(f);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *path = in_dir(f, "dev.json");
+
+        g_assert_cmpint(mkdir(path, 0700), ==, 0);
+        g_assert_cmpint(safe_dir_open_file(d, "dev.json", O_WRONLY, &error), ==, -EISDIR);
+        assert_message(error, (const char *const[]){"dev.json", "a directory", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(safe_dir_open_file(d, "dev.json", O_RDONLY, &error), ==, -EUCLEAN);
+        assert_message(error, (const char *const[]){"dev.json", "a directory", NULL});
+}
+
 static void test_open_file_refuses_a_path(Fixture *f, gconstpointer data)
 {
         g_autoptr(SafeDir) d = open_dir(f);
@@ -408,6 +422,7 @@ int main(int argc, char **argv)
         T("file/open-refuses-a-fifo-without-blocking",
           test_open_file_refuses_fifo_without_blocking);
         T("file/open-refuses-a-path", test_open_file_refuses_a_path);
+        T("file/open-refuses-a-directory", test_open_file_refuses_a_directory);
         T("file/create-refuses-a-dangling-link", test_create_refuses_dangling_link);
         T("file/open-or-create-refuses-planted-lock-links", test_open_or_create_refuses_links);
         T("file/temp-replaces-a-planted-link", test_temp_replaces_planted_link);

@@ -1524,6 +1524,33 @@ static void test_files_old_modes_become_private(Fixture *f, gconstpointer data)
         }
 }
 
+static void test_files_unusable_spare_or_huge_file_is_named(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        g_autofree char *spare = g_build_filename(f->dir, ".nic0.json.tmp", NULL);
+        g_autofree char *json = g_build_filename(f->dir, "nic1.json", NULL);
+        FILE *fp;
+
+        /* A directory where the spare goes cannot be removed without deciding for the user. */
+        create_device(f, "nic0", ALL_FLAGS, NULL);
+        g_assert_cmpint(mkdir(spare, 0700), ==, 0);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", NULL, 5, &error), ==, -EISDIR);
+        assert_says(error, (const char *const[]){".nic0.json.tmp", "remove it", NULL});
+        g_clear_error(&error);
+        g_assert_cmpint(rmdir(spare), ==, 0);
+        g_assert_cmpint(sim_device_set_latency(f->dir, "nic0", NULL, 5, &error), ==, 0);
+        /* A device file far bigger than any device's is not read into memory. */
+        create_device(f, "nic1", ALL_FLAGS, NULL);
+        fp = fopen(json, "w");
+        g_assert_nonnull(fp);
+        g_assert_cmpint(fseek(fp, SIM_FILE_MAX, SEEK_SET), ==, 0);
+        g_assert_cmpint(fputc('}', fp), !=, EOF);
+        g_assert_cmpint(fclose(fp), ==, 0);
+        g_assert_cmpint(sim_device_read(f->dir, "nic1", &d, &error), ==, -EFBIG);
+        assert_says(error, (const char *const[]){"nic1.json", "recreate", NULL});
+}
+
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
 int main(int argc, char **argv)
@@ -1580,6 +1607,8 @@ int main(int argc, char **argv)
             test_files_planted_index_is_not_followed);
         ADD("/sim/files/are-private", test_files_are_private);
         ADD("/sim/files/old-0644-files-become-private", test_files_old_modes_become_private);
+        ADD("/sim/files/unusable-spare-or-huge-file-is-named",
+            test_files_unusable_spare_or_huge_file_is_named);
         ADD("/sim/transition-cost", test_transition_cost);
         return g_test_run();
 }
