@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -122,6 +124,63 @@ static int open_errno(int dir_fd, const char *name)
         return r;
 }
 
+/*
+ * The directories above fd, up to '/', found through ".." so that they are the real ones
+ * whatever links the path went through: each could otherwise let its owner or writers move
+ * the directory away and put another in its place. An ancestor must be owned by root or the
+ * effective user; one that others may write to must be sticky (as /tmp is), since then only
+ * the owner of its entry, already checked, can rename that entry.
+ */
+static int check_ancestors(int fd, const char *path, GError **error)
+{
+        g_autofree char *real = realpath(path, NULL);
+        g_autofree char *below = g_strdup(real ? real : path);
+        _cleanup_close_ int cur = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        struct stat st, parent;
+
+        if (cur < 0 || fstat(cur, &st) < 0)
+                return safe_error(error, -errno, "Cannot inspect the directory %s: %s", path,
+                                  g_strerror(errno));
+        /* PATH_MAX bounds the depth of any directory a path can name. */
+        for (unsigned depth = 0; depth < PATH_MAX / 2; depth++) {
+                g_autofree char *above = g_path_get_dirname(below);
+                int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                enum intruder who;
+
+                if (up < 0 || fstat(up, &parent) < 0) {
+                        int r = -errno;
+                        if (up >= 0)
+                                close(up);
+                        return safe_error(error, r, "Cannot inspect the directory above %s: %s",
+                                          below, g_strerror(-r));
+                }
+                close(cur);
+                cur = up;
+                if (parent.st_dev == st.st_dev && parent.st_ino == st.st_ino)
+                        return 0; /* '/' is its own parent */
+                who = directory_intruder(&parent);
+                if (who == INTRUDER_OWNER ||
+                    (who != INTRUDER_NONE && !(parent.st_mode & S_ISVTX))) {
+                        g_autofree char *owner = user_name(parent.st_uid);
+                        g_autofree char *me = user_name(geteuid());
+
+                        return safe_error(error, -EPERM,
+                                          "Refusing the directory %s: the directory above it, "
+                                          "%s (owner %s, mode %04o), lets a user other than %s "
+                                          "move it away and put another in its place. Fix: "
+                                          "'chown %s: %s && chmod go-w %s', or use a directory "
+                                          "below directories only %s can write to, such as "
+                                          "/var/lib",
+                                          path, above, owner, (unsigned)(parent.st_mode & 07777),
+                                          me, me, above, above, me);
+                }
+                st = parent;
+                g_free(below);
+                below = g_steal_pointer(&above);
+        }
+        return safe_error(error, -ELOOP, "The directory %s is nested too deep", path);
+}
+
 static int open_error(GError **error, int r, const char *path)
 {
         if (r == -ELOOP)
@@ -169,6 +228,8 @@ int safe_dir_open(const char *given, unsigned flags, mode_t mode, SafeDir **ret,
         if (fd < 0)
                 return open_error(error, open_errno(AT_FDCWD, path), path);
         r = safe_dir_check_fd(fd, path, error);
+        if (r >= 0)
+                r = check_ancestors(fd, path, error);
         if (r < 0) {
                 close(fd);
                 return r;

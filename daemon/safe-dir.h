@@ -10,6 +10,9 @@
  *   keeps, that it is owned by root or the effective user and writable by no one else: not
  *   by others, and by its group only when that is root's group or the effective group. A
  *   refusal says which directory, its owner and mode, and the chown/chmod that fixes it.
+ *   The directories above it (the real ones, found through "..") must be owned by root or
+ *   the effective user and, where others may write to them, sticky (as /tmp is): otherwise
+ *   someone could move the directory away and put another in its place.
  * - Files are then reached only relative to that fd, one path component at a time, with
  *   O_NOFOLLOW, and must be regular files with a single link: a planted symbolic link, hard
  *   link, FIFO or device node is refused, never followed, and its target left alone.
@@ -24,7 +27,7 @@
  * the fd, which no call changes).
  *
  * Errors: negative errno, with a GError sentence naming the directory or file and the fix:
- *   -EPERM    the directory's owner or mode lets another user in
+ *   -EPERM    the directory's owner or mode, or a parent's, lets another user in
  *   -ENOENT   no such directory (without SAFE_DIR_CREATE) or file
  *   -ENOTDIR  the directory's path names something else
  *   -ELOOP    the directory or file is a symbolic link

@@ -196,6 +196,62 @@ static void test_open_accepts_own_group_writable(Fixture *f, gconstpointer data)
         d = open_dir(f);
 }
 
+/* nested below top/mid, whose owner and mode the test sets */
+static char *nested_dir(Fixture *f, mode_t mid_mode)
+{
+        g_autofree char *mid = g_build_filename(f->top, "mid", NULL);
+        char *dir = g_build_filename(mid, "dir", NULL);
+
+        g_assert_cmpint(mkdir(mid, 0755), ==, 0);
+        g_assert_cmpint(chmod(mid, mid_mode), ==, 0);
+        g_assert_cmpint(mkdir(dir, 0700), ==, 0);
+        return dir;
+}
+
+static void test_open_refuses_a_parent_owned_by_nobody(Fixture *f, gconstpointer data)
+{
+        g_autofree char *dir = nested_dir(f, 0755);
+        g_autofree char *mid = g_path_get_dirname(dir);
+        g_autofree char *link = g_build_filename(f->top, "link", NULL);
+        g_autofree char *via = g_build_filename(link, "dir", NULL);
+        g_autoptr(GError) error = NULL;
+        struct passwd *nobody = getpwnam("nobody");
+        SafeDir *d = NULL;
+
+        if (!need_root())
+                return;
+        /* nobody could rename dir away and put a directory of root's, or a link, there */
+        g_assert_cmpint(chown(mid, nobody->pw_uid, nobody->pw_gid), ==, 0);
+        g_assert_cmpint(safe_dir_open(dir, 0, 0, &d, &error), ==, -EPERM);
+        assert_message(error, (const char *const[]){dir, mid, "owner nobody", "chown", NULL});
+        g_clear_error(&error);
+        /* reached through a link elsewhere, the real parent is what counts */
+        g_assert_cmpint(symlink(mid, link), ==, 0);
+        g_assert_cmpint(safe_dir_open(via, 0, 0, &d, &error), ==, -EPERM);
+        assert_message(error, (const char *const[]){mid, NULL});
+}
+
+static void test_open_refuses_a_world_writable_parent(Fixture *f, gconstpointer data)
+{
+        g_autofree char *dir = nested_dir(f, 0777);
+        g_autoptr(GError) error = NULL;
+        SafeDir *d = NULL;
+
+        g_assert_cmpint(safe_dir_open(dir, 0, 0, &d, &error), ==, -EPERM);
+        assert_message(error, (const char *const[]){dir, "0777", "chmod go-w", NULL});
+}
+
+static void test_open_accepts_a_sticky_parent(Fixture *f, gconstpointer data)
+{
+        g_autofree char *dir = nested_dir(f, 01777);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SafeDir) d = NULL;
+
+        /* as /tmp/XXXXXX is: only root, who owns dir, can rename it */
+        g_assert_cmpint(safe_dir_open(dir, 0, 0, &d, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
 static void test_open_refuses_symlink(Fixture *f, gconstpointer data)
 {
         g_autofree char *link = g_build_filename(f->top, "link", NULL);
@@ -415,6 +471,9 @@ int main(int argc, char **argv)
           test_open_refuses_foreign_group_writable);
         T("open/accepts-a-directory-its-own-group-can-write", test_open_accepts_own_group_writable);
         T("open/refuses-a-symbolic-link", test_open_refuses_symlink);
+        T("open/refuses-a-parent-owned-by-nobody", test_open_refuses_a_parent_owned_by_nobody);
+        T("open/refuses-a-world-writable-parent", test_open_refuses_a_world_writable_parent);
+        T("open/accepts-a-sticky-world-writable-parent", test_open_accepts_a_sticky_parent);
         T("open/refuses-a-file", test_open_refuses_a_file);
         T("sub/refuses-a-symbolic-link", test_sub_refuses_symlink);
         T("file/open-refuses-a-symbolic-link", test_open_file_refuses_symlink);
