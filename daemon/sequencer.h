@@ -24,7 +24,6 @@
 
 #include "core/plan.h"
 #include "devices/device.h"
-#include "seq-abort.h"
 
 typedef enum SeqEventKind {
         SEQ_EVENT_PHASE_START,
@@ -54,7 +53,6 @@ typedef struct SeqOptions {
         bool rollback_reset;       /* policy on-failure "reset": roll back by resetting all */
         int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
         int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
-        SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
         SeqEventFunc on_event;
         void *userdata;
 } SeqOptions;
