@@ -68,6 +68,22 @@ int ctl_exit_code(const sd_bus_error *e, int r)
         return MIGCTL_EXIT_FAILURE;
 }
 
+/* Whether vfio-migd owns its name now: a NoReply from a daemon that died is not a timeout. */
+static bool daemon_on_bus(const Ctl *c)
+{
+        sd_bus_message *reply = NULL;
+        int has = 1;
+
+        if (!c->bus ||
+            sd_bus_call_method(c->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "NameHasOwner", NULL, &reply, "s",
+                               MIGD_BUS_NAME) < 0 ||
+            sd_bus_message_read(reply, "b", &has) < 0)
+                has = 1; /* unknown: keep the timeout's hint */
+        sd_bus_message_unref(reply);
+        return has;
+}
+
 static const char *error_hint(const Ctl *c, const sd_bus_error *e)
 {
         if (ctl_error_is(e, "NoSuchVM"))
@@ -101,6 +117,10 @@ static const char *error_hint(const Ctl *c, const sd_bus_error *e)
                        "group (vfio-migd --operator-group); reading needs nothing";
         if (sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
                 return "vfio-migd is not running on this bus: 'systemctl start vfio-migd'";
+        if (sd_bus_error_has_names(e, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT) &&
+            !daemon_on_bus(c))
+                return "vfio-migd left the bus without replying (it stopped or crashed): "
+                       "'journalctl -u vfio-migd' says why; 'systemctl status vfio-migd'";
         if (sd_bus_error_has_names(e, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT))
                 return c->timeout_given ? "no reply within --timeout; the sequence may still be "
                                           "running: see 'vfio-migctl show VM'"

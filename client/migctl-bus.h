@@ -40,7 +40,8 @@ typedef struct Ctl {
         bool json;
         uint64_t timeout_usec;
         bool timeout_given;
-        FILE *out; /* stdout, or stderr while stdout carries a migration stream */
+        FILE *out;                /* stdout, or stderr while stdout carries a migration stream */
+        const char *renamed_from; /* resume --renamed-from: the VM that saved the stream */
 } Ctl;
 
 /* Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS when set); returns a MIGCTL_EXIT_*. */

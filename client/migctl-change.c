@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <limits.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "migctl-json.h"
 #include "migctl-print.h"
 #include "util.h"
+#include "vm.h"
 
 int append_options(sd_bus_message *m, const RegisterOptions *reg)
 {
@@ -39,7 +41,8 @@ int verb_register(Ctl *c, int argc, char **argv, const RegisterOptions *reg)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *m = NULL, *reply = NULL;
-        g_autofree char *what = g_strdup_printf("register VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("register VM '%s'", shown);
         const char *path = NULL;
         int r;
 
@@ -78,7 +81,8 @@ out:
 int verb_unregister(Ctl *c, int argc, char **argv)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        g_autofree char *what = g_strdup_printf("unregister VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("unregister VM '%s'", shown);
         int r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
                                    "UnregisterVM", &error, NULL, "s", argv[0]);
         if (r < 0) {
@@ -144,7 +148,8 @@ static int attach_fd_open(const char *arg, int *ret)
 int verb_attach_fd(Ctl *c, int argc, char **argv)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        g_autofree char *what = g_strdup_printf("hand over the device fd of '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("hand over the device fd of '%s'", shown);
         _cleanup_close_ int fd = -1;
         int r;
 
@@ -186,12 +191,17 @@ static int run_sequence(Ctl *c, const char *vm, const char *method, int fd)
         json_auto_t *report = NULL;
         g_autofree char *path = NULL;
         g_autofree char *lower = g_ascii_strdown(method, -1);
-        g_autofree char *what = g_strdup_printf("%s VM '%s'", lower, vm);
+        g_autofree char *shown = vm_name_shown(vm);
+        g_autofree char *what = g_strdup_printf("%s VM '%s'", lower, shown);
         int r;
 
         r = ctl_vm_path(c, vm, &path, &error);
         if (r >= 0) {
-                if (fd >= 0)
+                if (fd >= 0 && c->renamed_from)
+                        r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, path, MIGD_VM_IFACE,
+                                               "ResumeWithOptions", &error, &reply, "ha{sv}", fd, 1,
+                                               "renamed-from", "s", c->renamed_from);
+                else if (fd >= 0)
                         r = sd_bus_call_method(c->bus, MIGD_BUS_NAME, path, MIGD_VM_IFACE, method,
                                                &error, &reply, "h", fd);
                 else
@@ -270,15 +280,41 @@ static int check_fd_passing(Ctl *c)
                               "need a unix socket)");
 }
 
+/* The VM must exist before any file is touched: a typo must not cost the operator a file. */
+static int check_vm_exists(Ctl *c, const char *vm, const char *what)
+{
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_autofree char *path = NULL;
+        int r = ctl_vm_path(c, vm, &path, &error);
+
+        if (r >= 0)
+                return MIGCTL_EXIT_OK;
+        r = ctl_fail(c, what, &error, r);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+/*
+ * save writes into a temporary file beside FILE (O_EXCL, 0600) and renames it over FILE only
+ * when the Save succeeded, so FILE is either the new complete stream or what it was before.
+ * A FILE that is not a regular file (a FIFO, a device) is written directly: there is nothing
+ * to keep, and a pipe to a destination is the point.
+ */
 int verb_save(Ctl *c, int argc, char **argv)
 {
         const char *file = argv[1];
+        g_autofree char *what = g_strdup_printf("save VM '%s'", argv[0]);
+        g_autofree char *tmp = NULL;
         _cleanup_close_ int fd = -1;
-        bool created = false;
         struct stat st;
         int r;
 
+        /* The daemon writes the stream; this process only holds fds, but it must not die
+         * if the reader of its stdout goes away. */
+        signal(SIGPIPE, SIG_IGN);
         if ((r = check_fd_passing(c)) != MIGCTL_EXIT_OK)
+                return r;
+        if ((r = check_vm_exists(c, argv[0], what)) != MIGCTL_EXIT_OK)
                 return r;
         if (strcmp(file, "-") == 0) {
                 if (isatty(STDOUT_FILENO)) {
@@ -288,17 +324,33 @@ int verb_save(Ctl *c, int argc, char **argv)
                 }
                 fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
                 c->out = stderr; /* stdout carries the stream */
+        } else if (stat(file, &st) == 0 && !S_ISREG(st.st_mode)) {
+                fd = open(file, O_WRONLY | O_CLOEXEC);
         } else {
-                fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-                created = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+                g_autofree char *dir = g_path_get_dirname(file);
+                g_autofree char *base = g_path_get_basename(file);
+
+                tmp = g_strdup_printf("%s/.%s.XXXXXX", dir, base);
+                fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0600);
         }
         if (fd < 0)
                 return ctl_fail_errno(c, MIGCTL_EXIT_FAILURE, -errno,
-                                      "cannot open '%s' for the migration stream", file);
+                                      "cannot %s '%s' for the migration stream",
+                                      tmp ? "create a temporary file beside" : "open", file);
         r = run_sequence(c, argv[0], "Save", fd);
-        /* A partial stream is of no use and a later resume would only reject it. */
-        if (r != MIGCTL_EXIT_OK && created && r != MIGCTL_EXIT_UNREACHABLE && unlink(file) == 0)
-                fprintf(stderr, "vfio-migctl: removed the incomplete stream '%s'\n", file);
+        if (!tmp)
+                return r;
+        if (r == MIGCTL_EXIT_OK && (fsync(fd) < 0 || rename(tmp, file) < 0)) {
+                r = ctl_fail_errno(c, MIGCTL_EXIT_FAILURE, -errno,
+                                   "the stream is complete in '%s' but cannot replace '%s'", tmp,
+                                   file);
+                unlink(tmp);
+                return r;
+        }
+        if (r != MIGCTL_EXIT_OK) {
+                unlink(tmp);
+                fprintf(stderr, "vfio-migctl: '%s' was left as it was\n", file);
+        }
         return r;
 }
 
@@ -308,6 +360,7 @@ int verb_resume(Ctl *c, int argc, char **argv)
         _cleanup_close_ int fd = -1;
         int r;
 
+        signal(SIGPIPE, SIG_IGN);
         if ((r = check_fd_passing(c)) != MIGCTL_EXIT_OK)
                 return r;
         if (strcmp(file, "-") == 0) {

@@ -21,6 +21,7 @@
 
 #include "libvirt/lv-domain.h"
 #include "policy-files.h"
+#include "vm.h"
 
 #define HOOK_TIMEOUT_DEFAULT_SEC 10
 #define HOOK_IDENTIFIER          "vfio-migd-hook"
@@ -35,6 +36,7 @@ typedef enum HookAction {
 typedef struct Hook {
         Ctl *c;
         const char *domain, *op, *subop;
+        char *shown; /* the domain's name as messages show it: whole or vm_name_shown() */
         HookAction action;
         bool at_start; /* start begin, where NoSuchDevice vetoes (prepare: not yet) */
         char *xml;
@@ -83,12 +85,12 @@ static void hook_log(const Hook *h, int priority, const char *fmt, ...)
         va_start(ap, fmt);
         msg = g_strdup_vprintf(fmt, ap);
         va_end(ap);
-        fprintf(stderr, "vfio-migd hook: domain '%s' (%s %s): %s\n", h->domain, h->op, h->subop,
+        fprintf(stderr, "vfio-migd hook: domain '%s' (%s %s): %s\n", h->shown, h->op, h->subop,
                 msg);
         fflush(stderr);
-        sd_journal_send("MESSAGE=domain '%s' (%s %s): %s", h->domain, h->op, h->subop, msg,
+        sd_journal_send("MESSAGE=domain '%s' (%s %s): %s", h->shown, h->op, h->subop, msg,
                         "PRIORITY=%i", priority, "SYSLOG_IDENTIFIER=" HOOK_IDENTIFIER,
-                        "VFIO_MIGD_DOMAIN=%s", h->domain, "VFIO_MIGD_HOOK_OPERATION=%s %s", h->op,
+                        "VFIO_MIGD_DOMAIN=%s", h->shown, "VFIO_MIGD_HOOK_OPERATION=%s %s", h->op,
                         h->subop, NULL);
 }
 
@@ -219,9 +221,11 @@ static int apply_unavailable(const Hook *h, const char *reason)
 
         if (h->action == HOOK_RELEASE) {
                 hook_log(h, LOG_WARNING,
-                         "cannot unregister the VM: vfio-migd cannot be asked "
-                         "(%s); it forgets the VM when it restarts",
-                         reason);
+                         "cannot unregister the VM: vfio-migd cannot be asked (%s). The VM "
+                         "stays registered: vfio-migd's journal restores it when vfio-migd "
+                         "starts again, holding its devices, until 'vfio-migctl unregister "
+                         "%s' (the same domain starting again takes it over)",
+                         reason, h->shown);
                 return 0;
         }
         if (!hook_fails_open(h)) {
@@ -244,7 +248,7 @@ static void arm_alarm(const Hook *h, uint64_t timeout_usec)
         alarm_verdict.code = hook_fails_open(h) || h->action == HOOK_RELEASE ? 0 : 1;
         g_free(alarm_verdict.message);
         alarm_verdict.message = g_strdup_printf("vfio-migd hook: domain '%s' (%s %s): %s\n",
-                                                h->domain, h->op, h->subop, sentence);
+                                                h->shown, h->op, h->subop, sentence);
         if (h->action == HOOK_MIGRATE && alarm_verdict.code == 0) {
                 alarm_verdict.xml = h->xml;
                 alarm_verdict.xml_len = h->xml_len;
@@ -291,30 +295,33 @@ static int hook_connect(Hook *h, uint64_t timeout_usec, char **ret_reason)
 }
 
 /* A registered VM's name, as the daemon reads it from the XML. */
-static const char *vm_name(const Hook *h)
+static const char *registered_name(const Hook *h)
 {
         return h->d ? h->d->name : h->domain;
 }
 
-static const char *hostdev_label(const LvHostdev *x)
-{
-        return x->name ? x->name : x->alias ? x->alias : "(unnamed)";
-}
-
-/* A hostdev whose address cannot be used vetoes before the daemon is asked. */
+/* A hostdev whose address cannot be used vetoes before the daemon is asked; every broken one
+ * is named, so that one edit fixes them all. */
 static int check_hostdevs(const Hook *h)
 {
+        g_autoptr(GString) problems = g_string_new(NULL);
+
         for (size_t i = 0; i < h->d->n_hostdevs; i++) {
                 const LvHostdev *x = &h->d->hostdevs[i];
+                g_autofree char *label = NULL;
+
                 if (!x->problem)
                         continue;
-                hook_log(h, LOG_ERR,
-                         "refusing %s: hostdev %s %s; fix the <hostdev> in the domain XML "
-                         "('virsh edit %s')",
-                         action_words(h), hostdev_label(x), x->problem, h->domain);
-                return 1;
+                label = lv_hostdev_label(h->d, i);
+                g_string_append_printf(problems, "%shostdev %s %s", problems->len ? "; " : "",
+                                       label, x->problem);
         }
-        return 0;
+        if (problems->len == 0)
+                return 0;
+        hook_log(h, LOG_ERR,
+                 "refusing %s: %s; fix the <hostdev> in the domain XML ('virsh edit %s')",
+                 action_words(h), problems->str, h->shown);
+        return 1;
 }
 
 static const char *register_fix(const sd_bus_error *e)
@@ -398,7 +405,7 @@ static void unregister_quietly(Hook *h)
 {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_call_method(h->c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
-                                   "UnregisterVM", &error, NULL, "s", vm_name(h));
+                                   "UnregisterVM", &error, NULL, "s", registered_name(h));
         if (r < 0 && !ctl_error_is(&error, "NoSuchVM"))
                 hook_log(h, LOG_WARNING, "could not unregister the refused VM: %s",
                          error.message ? error.message : strerror(-r));
@@ -417,7 +424,7 @@ static int hook_check_start(Hook *h)
         int allowed = 0, r;
 
         r = sd_bus_call_method(h->c->bus, MIGD_BUS_NAME, MIGD_ROOT_PATH, MIGD_MANAGER_IFACE,
-                               "CheckMigration", &error, &reply, "s", vm_name(h));
+                               "CheckMigration", &error, &reply, "s", registered_name(h));
         if (r < 0) {
                 g_autofree char *reason = call_reason("CheckMigration", &error, r);
                 if (call_unavailable(&error, r)) {
@@ -589,9 +596,32 @@ static int hook_release(Hook *h)
         return 0; /* libvirt cannot undo a release */
 }
 
+/* libvirt took a name vfio-migd cannot take (longer than VM_NAME_MAX): the VM cannot be
+ * coordinated, which on-start-unmigratable weighs like any other reason it cannot migrate. */
+static int hook_unnamable(Hook *h)
+{
+        g_autoptr(GError) error = NULL;
+
+        vm_name_check(h->d->name, "domain name", LV_DOMAIN_RENAME_FIX, &error);
+        if (h->policy_error || h->settings.on_start_unmigratable == POLICY_START_REFUSE) {
+                hook_log(h, LOG_ERR, "refusing %s: %s The policy's on-start-unmigratable is %s.",
+                         action_words(h), error->message,
+                         h->policy_error ? "unknown (the policy is invalid)" : "refuse");
+                return 1;
+        }
+        hook_log(h, LOG_WARNING,
+                 "libvirt goes on but vfio-migd does not coordinate this VM "
+                 "(on-start-unmigratable is allow): %s",
+                 error->message);
+        if (h->action == HOOK_MIGRATE)
+                write_all(STDOUT_FILENO, h->xml, h->xml_len);
+        return 0;
+}
+
 static void hook_clear(Hook *h)
 {
         lv_domain_free(h->d);
+        g_free(h->shown);
         g_free(h->xml);
         g_free(h->policy_error);
 }
@@ -604,6 +634,8 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv)
         uint64_t timeout_usec;
         int r;
 
+        /* A name vfio-migd could take is shown whole; any other is input, echoed bounded. */
+        h.shown = vm_name_is_valid(h.domain) ? g_strdup(h.domain) : vm_name_shown(h.domain);
         h.action = hook_action(h.op, h.subop);
         h.at_start = strcmp(h.op, "start") == 0;
         if (h.action == HOOK_IGNORE)
@@ -619,9 +651,10 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv)
                         r = 1;
                         goto out;
                 }
-                if (strcmp(h.d->name, h.domain) != 0)
-                        hook_log(&h, LOG_WARNING, "the domain XML names the domain '%s'",
-                                 h.d->name);
+                if (strcmp(h.d->name, h.domain) != 0) {
+                        g_autofree char *shown = vm_name_shown(h.d->name);
+                        hook_log(&h, LOG_WARNING, "the domain XML names the domain '%s'", shown);
+                }
                 if (h.d->n_hostdevs == 0) {
                         /* not a VFIO VM: nothing to say, and the XML goes on unchanged */
                         if (h.action == HOOK_MIGRATE)
@@ -631,6 +664,10 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv)
                 }
                 load_policy(&h, h.d->name);
                 arm_alarm(&h, timeout_usec); /* the verdict now carries the XML */
+                if (!vm_name_is_valid(h.d->name)) {
+                        r = hook_unnamable(&h);
+                        goto out;
+                }
         }
         if (hook_connect(&h, timeout_usec, &reason) < 0) {
                 r = apply_unavailable(&h, reason);

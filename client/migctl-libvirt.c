@@ -80,6 +80,14 @@ out:
         return r;
 }
 
+/* A range end: an integer, or above 2^63-1 the decimal string the JSON conversion makes. */
+static uint64_t range_value(const json_t *v)
+{
+        if (json_is_string(v))
+                return g_ascii_strtoull(json_string_value(v), NULL, 10);
+        return (uint64_t)json_integer_value(v);
+}
+
 /* [[start, end]...] as "0x0-0x7fffffff, ..." */
 static char *format_ranges(const json_t *ranges)
 {
@@ -89,8 +97,8 @@ static char *format_ranges(const json_t *ranges)
 
         json_array_foreach(ranges, i, e)
             g_string_append_printf(s, "%s0x%" PRIx64 "-0x%" PRIx64, i ? ", " : "",
-                                   (uint64_t)json_integer_value(json_array_get(e, 0)),
-                                   (uint64_t)json_integer_value(json_array_get(e, 1)));
+                                   range_value(json_array_get(e, 0)),
+                                   range_value(json_array_get(e, 1)));
         if (s->len == 0)
                 g_string_append(s, "-");
         return g_string_free(s, false);
@@ -171,6 +179,11 @@ static void print_domains(FILE *f, const json_t *j)
                 json_bool(j, "connected") ? "connected"
                                           : "not connected, "
                                             "retrying");
+        if (!json_bool(j, "connected")) {
+                fprintf(f, "Not connected to libvirt, so the running domains are unknown; "
+                           "'journalctl -u vfio-migd' says why (is libvirtd running?).\n");
+                return;
+        }
         if (json_array_size(json_arr(j, "domains")) == 0) {
                 fprintf(f, "No running domain.\n");
                 return;

@@ -31,6 +31,30 @@ static json_t *decision_to_json(const char *vm, json_t *reply)
                          "settings", json_array_get(reply, 4));
 }
 
+/* The VM's effective settings, one a line with where each came from. */
+static void print_settings(FILE *f, const json_t *s)
+{
+        static const char *const keys[] = {
+            "mode",       "strategy",    "phase-deadline-ms",       "parallelism",
+            "on-failure", "after-crash", "hook-daemon-unavailable", "on-start-unmigratable"};
+        static const char *const headers[] = {"SETTING", "VALUE", "FROM"};
+        const json_t *sources = json_object_get(s, "sources");
+        Table *t = table_new(G_N_ELEMENTS(headers), headers);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+                const json_t *v = json_object_get(s, keys[i]);
+                g_autofree char *value = NULL;
+                if (!v)
+                        continue;
+                value = fmt_value(v);
+                const char *row[] = {keys[i], value, json_str(sources, keys[i], "?")};
+                table_add(t, row);
+        }
+        fprintf(f, "  Settings in effect for this VM:\n");
+        table_print(t, f, "    ");
+        table_free(t);
+}
+
 static void print_decision(FILE *f, const json_t *d)
 {
         const json_t *s = json_object_get(d, "settings");
@@ -41,12 +65,7 @@ static void print_decision(FILE *f, const json_t *d)
 
         fprintf(f, "VM %s: migration %s\n", json_str(d, "vm", "?"),
                 json_bool(d, "allowed") ? "allowed" : "refused");
-        fprintf(f,
-                "  %-16s mode %s, strategy %s, phase deadline %" JSON_INTEGER_FORMAT
-                " ms, parallelism %" JSON_INTEGER_FORMAT ", on failure %s\n",
-                "Settings:", json_str(s, "mode", "?"), json_str(s, "strategy", "?"),
-                (json_int_t)json_u64(s, "phase-deadline-ms"),
-                (json_int_t)json_u64(s, "parallelism"), json_str(s, "on-failure", "?"));
+        print_settings(f, s);
         fprintf(f, "  %-16s %s\n", "Policy entries:", matched);
         if (json_array_size(blockers) > 0) {
                 static const char *const headers[] = {"BLOCKER", "DEVICE", "WHY"};
@@ -197,23 +216,70 @@ int verb_policy_reload(Ctl *c, int argc, char **argv)
         return MIGCTL_EXIT_OK;
 }
 
-/* No daemon needed: the files are parsed by the daemon's own policy code. */
+/* The JSON schema shipped beside the policies (policy/schema.json) is not a policy. */
+static bool is_json_schema(const char *path)
+{
+        json_auto_t *j = json_load_file(path, 0, NULL);
+        return json_is_object(j) && json_object_get(j, "$schema");
+}
+
+/* No daemon needed: the files are parsed by the daemon's own policy code, each on its own,
+ * so that every invalid file is reported, then together as the daemon reads them. */
 int verb_policy_validate(Ctl *c, int argc, char **argv)
 {
-        g_autoptr(Policy) policy = NULL;
-        g_autofree char *problem = NULL;
-        int r = policy_files_load_list((const char *const *)argv, (size_t)argc, &policy, &problem);
+        json_t *files = json_array();
+        g_autoptr(GPtrArray) policies = g_ptr_array_new();
+        g_autofree char *first_error = NULL;
+        int n_invalid = 0;
 
+        for (int i = 0; i < argc; i++) {
+                g_autoptr(Policy) policy = NULL;
+                g_autofree char *problem = NULL;
+                const char *one[] = {argv[i]};
+
+                if (is_json_schema(argv[i])) {
+                        json_array_append_new(files, json_pack("{s:s,s:s}", "file", argv[i],
+                                                               "skipped", "a JSON schema"));
+                        if (!c->json)
+                                fprintf(c->out, "%s: skipped: a JSON schema, not a policy\n",
+                                        argv[i]);
+                        continue;
+                }
+                if (policy_files_load_list(one, 1, &policy, &problem) < 0) {
+                        n_invalid++;
+                        json_array_append_new(files, json_pack("{s:s,s:b,s:s?}", "file", argv[i],
+                                                               "valid", 0, "error", problem));
+                        fprintf(stderr, "%s\n", problem ? problem : argv[i]);
+                        if (!first_error)
+                                first_error = g_strdup(problem);
+                        continue;
+                }
+                g_ptr_array_add(policies, argv[i]);
+                json_array_append_new(files, json_pack("{s:s,s:b}", "file", argv[i], "valid", 1));
+        }
+        if (n_invalid == 0 && policies->len > 0) {
+                g_autoptr(Policy) policy = NULL;
+                if (policy_files_load_list((const char *const *)policies->pdata, policies->len,
+                                           &policy, &first_error) < 0) {
+                        n_invalid++;
+                        fprintf(stderr, "%s\n", first_error ? first_error : "invalid");
+                }
+        }
         if (c->json) {
-                json_t *j = json_pack("{s:b,s:s?}", "valid", r >= 0, "error", problem);
+                json_t *j = json_pack("{s:b,s:s?,s:o}", "valid", n_invalid == 0, "error",
+                                      first_error, "files", files);
                 json_print(c->out, j);
                 json_decref(j);
+        } else {
+                json_decref(files);
         }
-        if (r < 0) {
-                fprintf(stderr, "%s\n", problem ? problem : strerror(-r));
+        if (n_invalid > 0) {
+                fprintf(stderr, "%d of %d policy file%s invalid\n", n_invalid, argc,
+                        argc == 1 ? "" : "s");
                 return MIGCTL_EXIT_FAILURE;
         }
         if (!c->json)
-                fprintf(c->out, "%d policy file%s valid\n", argc, argc == 1 ? "" : "s");
+                fprintf(c->out, "%u policy file%s valid\n", policies->len,
+                        policies->len == 1 ? "" : "s");
         return MIGCTL_EXIT_OK;
 }

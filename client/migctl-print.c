@@ -261,6 +261,10 @@ void print_report(FILE *f, const char *vm, const json_t *report)
         print_names(f, "lost state (fell into ERROR, reset)",
                     json_object_get(report, "lost-state"));
         print_names(f, "hung (never returned, even after cancel)", json_object_get(report, "hung"));
+        if (json_str(report, "migration-id", "")[0])
+                fprintf(f, "migration id: %s%s%s\n", json_str(report, "migration-id", ""),
+                        json_str(report, "stream-vm", "")[0] ? ", saved by VM " : "",
+                        json_str(report, "stream-vm", ""));
 }
 
 struct Table {

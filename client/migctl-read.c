@@ -14,6 +14,7 @@
 #include "migctl-json.h"
 #include "migctl-monitor.h"
 #include "migctl-print.h"
+#include "vm.h"
 
 int verb_status(Ctl *c, int argc, char **argv)
 {
@@ -243,7 +244,8 @@ int verb_show(Ctl *c, int argc, char **argv)
         sd_bus_error error = SD_BUS_ERROR_NULL;
         json_auto_t *props = NULL, *devices = json_array();
         g_autofree char *path = NULL;
-        g_autofree char *what = g_strdup_printf("show VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("show VM '%s'", shown);
         size_t i;
         json_t *dp;
         int r;
@@ -324,7 +326,8 @@ int verb_show_device(Ctl *c, int argc, char **argv)
         sd_bus_error error = SD_BUS_ERROR_NULL;
         json_auto_t *props = NULL;
         g_autofree char *path = NULL;
-        g_autofree char *what = g_strdup_printf("show device '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("show device '%s'", shown);
         int r;
 
         r = ctl_device_path(c, argv[0], &path, &error);
@@ -373,7 +376,8 @@ int verb_last(Ctl *c, int argc, char **argv)
         sd_bus_error error = SD_BUS_ERROR_NULL;
         json_auto_t *report = NULL;
         g_autofree char *path = NULL;
-        g_autofree char *what = g_strdup_printf("last sequence of VM '%s'", argv[0]);
+        g_autofree char *shown = vm_name_shown(argv[0]);
+        g_autofree char *what = g_strdup_printf("last sequence of VM '%s'", shown);
         int r;
 
         r = ctl_vm_path(c, argv[0], &path, &error);

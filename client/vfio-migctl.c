@@ -91,7 +91,7 @@ static void help(FILE *f)
                 "                         (or for --timeout SEC when given)\n"
                 "Changing (root or vfio-migd's operator group):\n"
                 "  register VM DEVICE...  register a VM made of these devices\n"
-                "      --strategy parallel|serial        how its sequences run\n"
+                "      --strategy parallel|qemu|naive    how its sequences run\n"
                 "      --p2p-mode require-p2p|p2p-blocked\n"
                 "      --phase-deadline-ms N             a slower phase is rolled back\n"
                 "      --parallelism N                   workers per phase; 0: one per device\n"
@@ -103,8 +103,12 @@ static void help(FILE *f)
                 "                         from the caller, such as the fd the VMM passed on\n"
                 "  precopy VM             RUNNING -> PRE_COPY on devices that support it\n"
                 "  quiesce VM             P2P quiesce on every device, then stop every device\n"
-                "  save VM FILE|-         stream every device's state into FILE (or stdout)\n"
-                "  resume VM FILE|-       load a stream from FILE (or stdin) and run the VM\n"
+                "  save VM FILE|-         stream every device's state into FILE (or stdout);\n"
+                "                         written beside FILE, renamed over it on success\n"
+                "  resume VM FILE|-       load a stream from FILE (or stdin) and run the VM;\n"
+                "                         a stream saved by another VM is refused\n"
+                "      --renamed-from NAME               accept a stream VM NAME saved (the\n"
+                "                                        VM was renamed since)\n"
                 "  start VM               back to RUNNING from stopped\n"
                 "  abort VM               back to RUNNING from anywhere\n"
                 "  policy reload          re-read the daemon's policy files\n"
@@ -202,7 +206,8 @@ int main(int argc, char **argv)
                 ARG_STRATEGY,
                 ARG_P2P_MODE,
                 ARG_DEADLINE,
-                ARG_PARALLELISM
+                ARG_PARALLELISM,
+                ARG_RENAMED_FROM
         };
         static const struct option options[] = {
             {"json", no_argument, NULL, ARG_JSON},
@@ -213,6 +218,7 @@ int main(int argc, char **argv)
             {"p2p-mode", required_argument, NULL, ARG_P2P_MODE},
             {"phase-deadline-ms", required_argument, NULL, ARG_DEADLINE},
             {"parallelism", required_argument, NULL, ARG_PARALLELISM},
+            {"renamed-from", required_argument, NULL, ARG_RENAMED_FROM},
             {},
         };
         Ctl c = {.timeout_usec = DEFAULT_TIMEOUT_SEC * UINT64_C(1000000), .out = stdout};
@@ -268,6 +274,9 @@ int main(int argc, char **argv)
                         reg.has_parallelism = true;
                         register_option = "--parallelism";
                         break;
+                case ARG_RENAMED_FROM:
+                        c.renamed_from = optarg;
+                        break;
                 default:
                         fprintf(stderr, "(see 'vfio-migctl --help')\n");
                         return MIGCTL_EXIT_USAGE;
@@ -285,6 +294,8 @@ int main(int argc, char **argv)
                 return usage_error("unknown command '%s'", argv[optind]);
         if (register_option && !(verb->flags & VERB_REGISTER_OPTIONS))
                 return usage_error("%s only applies to 'register'", register_option);
+        if (c.renamed_from && verb->run != verb_resume)
+                return usage_error("--renamed-from only applies to 'resume'");
         n_args = argc - optind - words;
         if (n_args < verb->min_args || (verb->max_args >= 0 && n_args > verb->max_args)) {
                 fprintf(stderr, "vfio-migctl: usage: vfio-migctl %s%s%s %s\n", verb->name,

@@ -20,11 +20,13 @@
 
 static char *arg_dir;
 static gboolean arg_json;
+static gboolean arg_version;
 
 static const GOptionEntry global_entries[] = {
     {"dir", 'd', 0, G_OPTION_ARG_FILENAME, &arg_dir,
      "State directory (default $VFIO_MIGSIM_DIR, else " DEFAULT_DIR ")", "DIR"},
     {"json", 'j', 0, G_OPTION_ARG_NONE, &arg_json, "Print JSON instead of text", NULL},
+    {"version", 0, 0, G_OPTION_ARG_NONE, &arg_version, "Print the version and exit", NULL},
     G_OPTION_ENTRY_NULL,
 };
 
@@ -226,6 +228,14 @@ static int cmd_list(char **args)
         GError *error = NULL;
         json_t *a;
 
+        /* An empty list from a directory that is not there would hide a typo. */
+        if (!g_file_test(sim_dir(), G_FILE_TEST_IS_DIR)) {
+                g_printerr("vfio-migsim: %s: no such directory; give the directory vfio-migd's "
+                           "--sim-dir names (--dir or $VFIO_MIGSIM_DIR), or create a device "
+                           "there first ('vfio-migsim --dir %s create NAME')\n",
+                           sim_dir(), sim_dir());
+                return EXIT_FAILURE;
+        }
         if (sim_device_list(sim_dir(), &devices, &error) < 0)
                 return fail(error);
         if (arg_json) {
@@ -550,6 +560,10 @@ int main(int argc, char **argv)
         g_option_context_set_strict_posix(ctx, TRUE);
         if (!g_option_context_parse(ctx, &argc, &argv, &error))
                 return usage(NULL, "%s", error->message);
+        if (arg_version) {
+                printf("vfio-migsim %s\n", VFIO_MIGD_VERSION);
+                return EXIT_SUCCESS;
+        }
         if (argc < 2)
                 return usage(NULL, "No command given");
         for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)

@@ -7,6 +7,7 @@
 #include "bus/bus-util.h"
 #include "host/hotplug.h"
 #include "log.h"
+#include "recovery.h"
 
 static char *join(const GPtrArray *strings)
 {
@@ -75,6 +76,8 @@ int daemon_reevaluate(Daemon *d, const char *why, GError **error)
         }
         if (registry_n_devices(d->registry) != before)
                 bus_manager_emit_counts(d, false, true);
+        /* A device a journal VM was waiting for may be back (recovery.h). */
+        recovery_retry(d, why);
         return (int)registry_n_devices(d->registry);
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
@@ -17,6 +18,7 @@
 #include "devices/sim.h"
 #include "devices/vfio-kernel.h"
 #include "log.h"
+#include "offload.h"
 #include "policy-files.h"
 #include "recovery.h"
 
@@ -32,23 +34,66 @@ static int daemon_open_backend(const DaemonOptions *o, Backend **ret, GError **e
         return -EOPNOTSUPP;
 }
 
+/*
+ * The aborted sequences did not end in time (a stream nobody reads, a step that ignores
+ * cancel and abort alike): exit anyway. Their journal records stay in flight, so the next
+ * start recovers those VMs from records that explain their devices.
+ */
+static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Daemon *d = userdata;
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        for (guint i = 0; i < vms->len; i++) {
+                enum plan_op op;
+
+                if (vm_is_busy(vms->pdata[i], &op))
+                        log_error("VM %s: its %s did not end within %" PRIu32 " ms of the stop; "
+                                  "exiting without it. Its crash journal record stays, and the "
+                                  "next start recovers the VM.",
+                                  vm_name(vms->pdata[i]), plan_op_to_string(op),
+                                  d->stop_timeout_ms);
+        }
+        d->abandon_sequences = true;
+        (void)sd_event_exit(d->event, 0);
+        return 0;
+}
+
+/* Every running sequence is aborted (it rolls back), none starts on its own any more. */
+static void daemon_abort_sequences(Daemon *d)
+{
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        for (guint i = 0; i < vms->len; i++)
+                vm_abort_for_shutdown(vms->pdata[i]);
+}
+
 static void daemon_begin_stop(Daemon *d, const char *why)
 {
+        int r;
+
         if (d->stopping) {
-                log_notice("%s again: still waiting for running sequences to finish.", why);
+                log_notice("%s again: still waiting for the aborted sequences to roll back.", why);
                 return;
         }
         d->stopping = true;
         /* The name stays until exit: whoever watches a running sequence by the bus name
          * keeps receiving its signals; new changes are refused with Busy meanwhile. */
         (void)sd_notify(0, "STOPPING=1");
+        daemon_abort_sequences(d);
         if (!registry_busy(d->registry)) {
                 log_info("%s: stopping.", why);
                 (void)sd_event_exit(d->event, 0);
                 return;
         }
-        log_info("%s: stopping once the running sequences finish.", why);
-        (void)sd_notify(0, "STATUS=Stopping: waiting for running sequences.");
+        log_info("%s: aborting the running sequences; stopping once they rolled back (at most "
+                 "%" PRIu32 " ms).",
+                 why, d->stop_timeout_ms);
+        (void)sd_notify(0, "STATUS=Stopping: rolling back the running sequences.");
+        r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC,
+                                       (uint64_t)d->stop_timeout_ms * 1000u, 0, on_stop_timeout, d);
+        if (r < 0)
+                log_warning("Cannot bound the wait for the running sequences: %s", strerror(-r));
 }
 
 int daemon_reload_policy(Daemon *d, GError **error)
@@ -59,6 +104,15 @@ int daemon_reload_policy(Daemon *d, GError **error)
         int r;
 
         r = policy_files_load(d->policy_file, d->policy_dir, &policy, &files, &why);
+        if (r < 0 && !d->policy_files) {
+                /* At start-up there is no policy in force to keep. */
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "The policy is invalid: %s; vfio-migd does not start with it. Fix "
+                            "the file (vfio-migctl policy validate FILE), or start with "
+                            "--allow-default-policy to run with the built-in defaults.",
+                            why);
+                return r == -ENOENT ? -EIO : -EINVAL;
+        }
         if (r < 0) {
                 log_error("Policy not changed: %s", why);
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
@@ -75,6 +129,12 @@ int daemon_reload_policy(Daemon *d, GError **error)
                          d->policy_file, d->policy_dir);
         for (char **f = d->policy_files; *f; f++)
                 log_info("Policy: %s in force.", *f);
+        /* ReloadPolicy and SIGHUP alike: every VM's settings and verdict may have changed. */
+        if (d->bus) {
+                (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
+                                                     "PolicyFiles", NULL);
+                bus_vm_emit_policy_changed(d);
+        }
         return 0;
 }
 
@@ -137,6 +197,16 @@ fail:
         return r;
 }
 
+/* sd-bus's own message when the connection is gone: leave the loop with a failure. */
+static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+
+        d->bus_lost = true;
+        (void)sd_event_exit(d->event, EXIT_FAILURE);
+        return 0;
+}
+
 static int daemon_setup_bus(Daemon *d, GError **error)
 {
         int r;
@@ -157,6 +227,11 @@ static int daemon_setup_bus(Daemon *d, GError **error)
                 goto fail;
         /* Without the bus there is nobody to serve: leave the loop (systemd restarts us). */
         r = sd_bus_set_exit_on_disconnect(d->bus, true);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_match_signal(d->bus, NULL, "org.freedesktop.DBus.Local",
+                                "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, d);
         if (r < 0)
                 goto fail;
 
@@ -230,6 +305,13 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
         r = daemon_setup_event(d, error);
         if (r < 0)
                 return r;
+        /* Two threads: the machine's cores, and a flood of 16 MiB XMLs queues behind them. */
+        r = offload_new(d->event, 2, &d->offload);
+        if (r < 0) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot start the worker threads: %s.", g_strerror(-r));
+                return r;
+        }
 
         r = daemon_open_backend(options, &backend, error);
         if (r < 0)
@@ -259,6 +341,8 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
 
         d->libvirt_uri = g_strdup(options->libvirt_uri);
         d->state_dir = g_strdup(options->state_dir);
+        d->stop_timeout_ms = options->stop_timeout_ms ? options->stop_timeout_ms
+                                                      : DAEMON_STOP_TIMEOUT_DEFAULT_MS;
         r = daemon_setup_bus(d, error);
         if (r < 0)
                 return r;
@@ -283,6 +367,15 @@ int daemon_run(Daemon *d)
                 log_error("The event loop failed: %s", strerror(-r));
                 return r;
         }
+        /* Nobody can reach us or get a reply any more. */
+        if (d->bus_lost) {
+                log_error("Lost the system bus: exiting with failure now, without waiting for "
+                          "running sequences (%s); the crash journal in %s leaves their VMs to "
+                          "the recovery of the next start.",
+                          registry_busy(d->registry) ? "some run" : "none runs",
+                          d->state_dir ? d->state_dir : "the state directory");
+                return -ENOTCONN;
+        }
         return 0;
 }
 
@@ -290,11 +383,16 @@ void daemon_free(Daemon *d)
 {
         if (!d)
                 return;
+        /* Calls whose parsing is still off the loop get their answers while all is there. */
+        offload_free(d->offload);
         /* libvirt first: no event may register a VM while the registry goes away. */
         bus_libvirt_stop(d);
         hotplug_watch_free(d->hotplug);
-        /* The registry first: a sequence still running finishes and replies on the bus. */
-        registry_free(d->registry);
+        sd_event_source_disable_unref(d->stop_timer);
+        /* The registry first: a sequence still running finishes and replies on the bus.
+         * Past the stop timeout a sequence may never end: the process exits without it. */
+        if (!d->abandon_sequences)
+                registry_free(d->registry);
         /* After the registry: its last sequences still write the journal. */
         recovery_free(d->recovery);
         g_free(d->state_dir);

@@ -12,7 +12,10 @@
  * on), then the daemon waits for running sequences, whose callers still get their replies
  * and whose signals still go out under the bus name; the loop exits once none runs.
  * Sequences are bounded by their phase deadlines, so this ends; a device that hangs past
- * cancel is left to its worker and does not hold the exit up.
+ * cancel is left to its worker and does not hold the exit up. Losing the bus connection is
+ * different: nobody can call or hear the daemon, so it exits at once with a failure
+ * (daemon_run() returns -ENOTCONN), whatever runs; the crash journal leaves the VMs to the
+ * recovery of the next start.
  *
  * Errors: negative errno, with a GError sentence from daemon_new().
  */
@@ -38,7 +41,12 @@ typedef struct DaemonOptions {
         bool allow_default_policy;  /* run with built-in defaults when the policy is invalid */
         const char *state_dir;      /* the crash journal's directory; default /var/lib/vfio-migd */
         const char *libvirt_uri;    /* NULL: no libvirt connection (--libvirt-uri=none) */
+        uint32_t stop_timeout_ms;   /* SIGTERM: how long aborted sequences may take; 0: default */
 } DaemonOptions;
+
+/* Below the unit's TimeoutStopSec=90s, so the daemon exits before systemd kills it. */
+#define DAEMON_STOP_TIMEOUT_DEFAULT_MS UINT32_C(60000)
+#define DAEMON_STOP_TIMEOUT_MAX_MS     UINT32_C(3600000)
 
 typedef struct Daemon {
         sd_event *event;
@@ -46,6 +54,10 @@ typedef struct Daemon {
         Registry *registry;
         BusAuth auth;
         bool stopping;
+        uint32_t stop_timeout_ms;
+        sd_event_source *stop_timer; /* SIGTERM: the bound on waiting for aborted sequences */
+        bool abandon_sequences;      /* that bound passed: exit without joining them */
+        bool bus_lost;    /* the bus connection is gone: daemon_run() returns -ENOTCONN */
         GPtrArray *slots; /* sd_bus_slot*: every vtable, enumerator and match */
         char *policy_file, *policy_dir;
         char **policy_files; /* the files of the policy in force, in order */
@@ -54,6 +66,7 @@ typedef struct Daemon {
         struct HotplugWatch *hotplug; /* devices that come and go (daemon-hotplug.h), or NULL */
         char *libvirt_uri;   /* NULL: libvirt is off */
         struct LvTracker *libvirt; /* libvirt domains as VMs (bus/bus-libvirt.h), or NULL */
+        struct Offload *offload;   /* long pure work off the loop (offload.h): XML parsing */
 } Daemon;
 
 int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);
@@ -63,7 +76,11 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error);
  */
 int daemon_reload_policy(Daemon *d, GError **error);
 
-/* Returns 0 after a clean stop, else the loop's negative errno. */
+/*
+ * Returns 0 after a clean stop, else the loop's negative errno; -ENOTCONN when the bus
+ * connection was lost: then the caller exits at once with a failure (no daemon_free(), which
+ * would wait for running sequences), so systemd restarts the daemon and recovery takes over.
+ */
 int daemon_run(Daemon *d);
 void daemon_free(Daemon *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Daemon, daemon_free)

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,7 +65,29 @@ static JournalVm *journal_vm_copy(const JournalVm *v)
         c->n_devices = v->n_devices;
         c->options = v->options;
         c->seq = v->seq ? journal_sequence_copy(v->seq, v->n_devices) : NULL;
+        c->handoff = v->handoff;
         return c;
+}
+
+static const char *const handoff_names[] = {
+    [JOURNAL_HANDOFF_NONE] = "none",
+    [JOURNAL_HANDOFF_COMMITTING] = "committing",
+    [JOURNAL_HANDOFF_HANDED_OFF] = "handed-off",
+};
+
+const char *journal_handoff_to_string(JournalHandoff h)
+{
+        return (size_t)h < G_N_ELEMENTS(handoff_names) ? handoff_names[h] : "none";
+}
+
+static int handoff_from_string(const char *s, JournalHandoff *ret)
+{
+        for (size_t i = 0; i < G_N_ELEMENTS(handoff_names); i++)
+                if (strcmp(s, handoff_names[i]) == 0) {
+                        *ret = (JournalHandoff)i;
+                        return 0;
+                }
+        return -EINVAL;
 }
 
 static int journal_error(GError **error, int err, const char *fmt, ...)
@@ -79,6 +103,57 @@ static int journal_error(GError **error, int err, const char *fmt, ...)
                 g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(-err), msg);
         }
         return err;
+}
+
+/* The pid a lock file names, or 0. */
+static long lock_holder(int fd)
+{
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+        return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+int journal_lock_dir(const char *dir, int *ret_fd, GError **error)
+{
+        g_autofree char *path = g_build_filename(dir, JOURNAL_LOCK_FILE, NULL);
+        g_autofree char *pid = g_strdup_printf("%ld\n", (long)getpid());
+        _cleanup_close_ int fd = -1;
+        long holder;
+        int r;
+
+        if (g_mkdir_with_parents(dir, 0700) < 0)
+                return journal_error(error, -errno,
+                                     "Cannot create the state directory %s: %s; create it "
+                                     "(mode 0700) or give another one with --state-dir.",
+                                     dir, g_strerror(errno));
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return journal_error(error, -errno,
+                                     "Cannot open the state directory's lock %s: %s. The state "
+                                     "directory must be writable (the crash journal lives "
+                                     "there): fix it, or give another one with --state-dir.",
+                                     path, g_strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (r != -EWOULDBLOCK)
+                        return journal_error(error, r, "Cannot lock %s: %s.", path, g_strerror(-r));
+                holder = lock_holder(fd);
+                return journal_error(error, -EWOULDBLOCK,
+                                     "The state directory %s is in use by another vfio-migd "
+                                     "(pid %ld holds %s). Two daemons must not share a crash "
+                                     "journal: give this one its own --state-dir.",
+                                     dir, holder, path);
+        }
+        errno = 0;
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+                return journal_error(error, -errno ? -errno : -EIO,
+                                     "Cannot write to the state directory's lock %s: %s. The "
+                                     "state directory must be writable: fix it, or give another "
+                                     "one with --state-dir.",
+                                     path, g_strerror(errno ? errno : EIO));
+        *ret_fd = steal_fd(&fd);
+        return 0;
 }
 
 int journal_open(const char *dir, Journal **ret, GError **error)
@@ -202,6 +277,10 @@ static json_t *vm_to_json(const JournalVm *v)
 
         if (v->seq)
                 json_object_set_new(o, "sequence", sequence_to_json(v->seq, v->n_devices));
+        /* Absent when none, so a journal without hand-offs reads as before. */
+        if (v->handoff != JOURNAL_HANDOFF_NONE)
+                json_object_set_new(o, "handoff",
+                                    json_string(journal_handoff_to_string(v->handoff)));
         return o;
 }
 
@@ -288,6 +367,16 @@ static int journal_write(Journal *j, bool sync, GError **error)
 static void payload_update(Journal *j, const JournalVm *v)
 {
         json_object_set_new(json_object_get(j->payload, "vms"), v->name, vm_to_json(v));
+}
+
+/*
+ * Writes the records as they are in memory. They stay dirty until a write succeeds, so a
+ * change whose write failed is carried by the next write (or journal_flush()), never lost.
+ */
+static int journal_store(Journal *j, bool sync, GError **error)
+{
+        j->dirty = true;
+        return journal_write(j, sync, error);
 }
 
 /* ---- reading ---- */
@@ -405,14 +494,16 @@ static int vm_from_json(const Journal *j, const char *name, const json_t *o, Jou
 {
         g_autoptr(JournalVm) v = g_new0(JournalVm, 1);
         json_t *devices, *options, *seq = NULL;
-        const char *origin;
+        const char *origin, *handoff = NULL;
 
         v->name = g_strdup(name);
         if (!vm_name_is_valid(name))
                 return bad(error, j, name, "has a name that is not a valid VM name");
-        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?o}", "origin", &origin, "devices", &devices,
-                        "options", &options, "sequence", &seq) < 0)
+        if (json_unpack((json_t *)o, "{s:s,s:o,s:o,s?o,s?s}", "origin", &origin, "devices",
+                        &devices, "options", &options, "sequence", &seq, "handoff", &handoff) < 0)
                 return bad(error, j, name, "lacks origin, devices or options");
+        if (handoff && handoff_from_string(handoff, &v->handoff) < 0)
+                return bad(error, j, name, "has an unknown hand-off state");
         v->origin = g_strdup(origin);
         if (strv_from_json(devices, &v->devices, &v->n_devices) < 0 || v->n_devices < 1 ||
             v->n_devices > VM_DEVICES_MAX)
@@ -546,17 +637,34 @@ int journal_put_vm(Journal *j, const char *name, const char *origin, const char 
         v->options = *options;
         if (old && old->seq && old->n_devices == n_devices)
                 v->seq = g_steal_pointer(&old->seq);
+        /* Registered again (libvirt, a restart): the stream may still be out there. */
+        if (old)
+                v->handoff = old->handoff;
         g_hash_table_replace(j->vms, v->name, v);
         payload_update(j, v);
-        return journal_write(j, true, error);
+        return journal_store(j, true, error);
 }
 
 int journal_remove_vm(Journal *j, const char *name, GError **error)
 {
-        if (!g_hash_table_remove(j->vms, name))
+        gpointer key, value;
+        JournalVm *v;
+        int r;
+
+        if (!g_hash_table_steal_extended(j->vms, name, &key, &value))
                 return journal_error(error, -ENOENT, "Journal %s records no VM %s.", j->path, name);
-        json_object_del(json_object_get(j->payload, "vms"), name);
-        return journal_write(j, true, error);
+        v = value;
+        json_object_del(json_object_get(j->payload, "vms"), v->name);
+        r = journal_store(j, true, error);
+        if (r < 0) {
+                /* Not forgotten unless it is forgotten on disk too. */
+                g_hash_table_insert(j->vms, v->name, v);
+                payload_update(j, v);
+                j->dirty = true; /* the rename may have happened before the failure */
+                return r;
+        }
+        journal_vm_free(v);
+        return 0;
 }
 
 static JournalVm *lookup(Journal *j, const char *name, GError **error)
@@ -579,11 +687,12 @@ int journal_begin(Journal *j, const char *name, const JournalSequence *seq, GErr
         old = g_steal_pointer(&v->seq);
         v->seq = journal_sequence_copy(seq, v->n_devices);
         payload_update(j, v);
-        r = journal_write(j, true, error);
+        r = journal_store(j, true, error);
         if (r < 0) {
                 journal_sequence_free(v->seq);
                 v->seq = old;
                 payload_update(j, v);
+                j->dirty = true; /* the rename may have happened before the failure */
                 return r;
         }
         journal_sequence_free(old);
@@ -618,5 +727,39 @@ int journal_end(Journal *j, const char *name, GError **error)
                 return 0;
         g_clear_pointer(&v->seq, journal_sequence_free);
         payload_update(j, v);
-        return journal_write(j, false, error);
+        return journal_store(j, false, error);
+}
+
+int journal_commit(Journal *j, const char *name, GError **error)
+{
+        JournalVm *v = lookup(j, name, error);
+        JournalHandoff old;
+        int r;
+
+        if (!v)
+                return -ENOENT;
+        old = v->handoff;
+        v->handoff = JOURNAL_HANDOFF_COMMITTING;
+        payload_update(j, v);
+        r = journal_store(j, true, error);
+        if (r < 0) {
+                v->handoff = old;
+                payload_update(j, v);
+                j->dirty = true; /* the rename may have happened before the failure */
+        }
+        return r;
+}
+
+int journal_set_handoff(Journal *j, const char *name, JournalHandoff h, GError **error)
+{
+        JournalVm *v = lookup(j, name, error);
+
+        if (!v)
+                return -ENOENT;
+        if (v->handoff == h)
+                return 0;
+        v->handoff = h;
+        payload_update(j, v);
+        j->dirty = true;
+        return 0;
 }

@@ -16,14 +16,25 @@
  * the devices' states when it began, the plan's phase names, the last phase begun and the
  * start time.
  *
- * The in-memory records are the Journal's. Registrations and a sequence's begin are written
- * through at once and made durable (fsync of the file and the directory): the record is on
- * disk before any device moves. A phase reached is noted in memory and written by
- * journal_flush() (the caller coalesces: several phases, one write), and a sequence's end
- * is written without the fsyncs: both are atomic against a crash of the daemon, which is
- * what recovery is for, and losing them to a crash of the host costs nothing (recovery
- * reads the devices' real states; a host crash resets real devices anyway). Loop thread
- * only.
+ * The in-memory records are the Journal's. Registrations, a sequence's begin, a removal and
+ * a Save's commit are written through at once and made durable (fsync of the file and the
+ * directory): the record is on disk before any device moves, and before a Save's stream is
+ * complete. A phase reached is noted in memory and written by journal_flush() (the caller
+ * coalesces: several phases, one write), and a sequence's end is written without the
+ * fsyncs: both are atomic against a crash of the daemon, which is what recovery is for,
+ * and losing them to a crash of the host costs nothing (recovery reads the devices' real
+ * states; a host crash resets real devices anyway). Loop thread only.
+ *
+ * A write that fails never drops a record: the in-memory records stay what the caller made
+ * them (except for journal_begin(), journal_commit() and journal_remove_vm(), which refuse
+ * the change and keep the old record), the Journal is dirty, and the next write or
+ * journal_flush() writes them all. The caller retries journal_flush() on a timer.
+ *
+ * The hand-off (JournalHandoff) belongs to the VM, not to a sequence: it outlives the Save
+ * that set it until the caller decides (Start clears it at its begin; UnregisterVM removes
+ * the VM). COMMITTING is written durably before a Save's stream trailer; HANDED_OFF once the
+ * trailer is out. Both mean the stream may have reached a destination, and recovery never
+ * returns such a VM to RUNNING.
  *
  * Errors: negative errno with a GError sentence naming the file:
  *   -ENOENT   no journal file (journal_load(): nothing was recorded)
@@ -54,6 +65,14 @@ typedef struct JournalSequence {
         uint64_t started_us;          /* CLOCK_REALTIME */
 } JournalSequence;
 
+typedef enum JournalHandoff {
+        JOURNAL_HANDOFF_NONE,
+        JOURNAL_HANDOFF_COMMITTING, /* "committing": the trailer is about to be written */
+        JOURNAL_HANDOFF_HANDED_OFF, /* "handed-off": the trailer was written */
+} JournalHandoff;
+
+const char *journal_handoff_to_string(JournalHandoff h);
+
 typedef struct JournalVm {
         char *name;
         char *origin;
@@ -61,6 +80,7 @@ typedef struct JournalVm {
         size_t n_devices;
         VmOptions options;    /* the explicit ones (options.explicit_mask) are what counts */
         JournalSequence *seq; /* NULL: no sequence in flight */
+        JournalHandoff handoff;
 } JournalVm;
 
 void journal_sequence_free(JournalSequence *s);
@@ -69,6 +89,18 @@ void journal_vm_free(JournalVm *v);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(JournalVm, journal_vm_free)
 
 typedef struct Journal Journal;
+
+#define JOURNAL_LOCK_FILE "lock"
+
+/*
+ * The state directory is one daemon's: DIR/lock (created 0600, opened O_NOFOLLOW|O_CLOEXEC)
+ * locked with flock(LOCK_EX|LOCK_NB) and the holder's pid written in it. *ret_fd holds the
+ * lock until it is closed (the daemon keeps it for its life). Creates DIR (0700) first.
+ *   -EWOULDBLOCK  another process holds it; the GError names its pid
+ *   -EROFS, -EACCES, ...  the directory cannot be written (a read-only state directory
+ *                 would lose every record): the GError says so
+ */
+int journal_lock_dir(const char *dir, int *ret_fd, GError **error);
 
 /* Opens dir, creating it (mode 0700, parents too) when missing. Reads nothing yet. */
 int journal_open(const char *dir, Journal **ret, GError **error);
@@ -92,15 +124,25 @@ size_t journal_n_vms(const Journal *j);
 /* Records the VM's registration (copied), keeping a sequence already recorded for it. */
 int journal_put_vm(Journal *j, const char *name, const char *origin, const char *const *devices,
                    size_t n_devices, const VmOptions *options, GError **error);
-/* Forgets the VM (-ENOENT when not recorded; nothing written then). */
+/* Forgets the VM, durably (-ENOENT when not recorded; nothing written then). On a failed
+ * write the VM stays recorded, in memory and on disk: the caller refuses the removal. */
 int journal_remove_vm(Journal *j, const char *name, GError **error);
 /* A sequence begins (seq copied). On error the record is as before. -ENOENT: no such VM. */
 int journal_begin(Journal *j, const char *name, const JournalSequence *seq, GError **error);
 /* The sequence reached a phase (rollback: the sequencer is rolling back); in memory only. */
 int journal_phase(Journal *j, const char *name, const char *phase, int64_t index, bool rollback,
                   GError **error);
-/* The sequence is over. -ENOENT: no such VM; 0 without a write when none was recorded. */
+/* The sequence is over. -ENOENT: no such VM; 0 without a write when none was recorded and
+ * nothing is dirty. A failed write keeps the end in memory (dirty) for the next write. */
 int journal_end(Journal *j, const char *name, GError **error);
+
+/*
+ * A Save is about to write its stream's trailer: the VM becomes COMMITTING, durably. On
+ * error the record is as before and the trailer must not be written. -ENOENT: no such VM.
+ */
+int journal_commit(Journal *j, const char *name, GError **error);
+/* The VM's hand-off becomes h, in memory (dirty: the next write carries it). -ENOENT. */
+int journal_set_handoff(Journal *j, const char *name, JournalHandoff h, GError **error);
 
 /* Writes what journal_phase() noted, if anything (0 without a write). */
 int journal_flush(Journal *j, GError **error);

@@ -2,16 +2,24 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
+#include "journal.h"
 #include "log.h"
+#include "recovery.h"
+#include "util.h"
 #include "policy-files.h"
 
 #define EXIT_USAGE 2
+/* sysexits.h: the state directory is another daemon's (try later), or cannot be written */
+#define EXIT_CANTCREAT 73
+#define EXIT_TEMPFAIL  75
 #define EXIT_CONFIG 78
 /* parse_args(): go on and run the daemon (any other value is the exit status). */
 #define ARGS_RUN (-1)
@@ -33,21 +41,30 @@ static void print_help(void)
                "                               (default: /dev)\n"
                "  --operator-group=GROUP       members may change things as root can\n"
                "                               (default: none, root only)\n"
-               "  --strategy=parallel|serial   default strategy of new VMs (default: parallel)\n"
+               "  --strategy=NAME              default strategy of new VMs: parallel (vfio-migd's\n"
+               "                               phases), qemu (QEMU 8.1's order) or naive (each\n"
+               "                               device alone; serial is its old name)\n"
+               "                               (default: parallel)\n"
                "  --phase-deadline-ms=N        default phase deadline of new VMs, 1..%" PRIu32
                " (default: 10000)\n"
                "  --parallelism=N              default worker threads per phase, 0..%" PRIu32
                ", 0: one per device\n"
                "                               (default: 0)\n"
-               "  --policy=FILE                the main policy file (default: %s)\n"
+               "  --policy=FILE                the main policy file, which must exist when given\n"
+               "                               (default: %s)\n"
                "  --policy-dir=DIR             policy drop-ins, *.json in name order (default:\n"
                "                               %s)\n"
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
                "                               (default: refuse to start, exit status 78)\n"
-               "  --state-dir=DIR              the crash journal's directory, created 0700\n"
+               "  --state-dir=DIR              the crash journal's directory, created 0700, one\n"
+               "                               daemon's only (locked: a second daemon exits 75)\n"
                "                               (default: /var/lib/vfio-migd)\n"
                "  --libvirt-uri=URI            track the running domains of this libvirt; none:\n"
                "                               no libvirt (default: qemu:///system)\n"
+               "  --stop-timeout-ms=N          on SIGTERM, running sequences are aborted and\n"
+               "                               rolled back; exit after at most N ms even if\n"
+               "                               one has not ended (default: 60000, below the\n"
+               "                               unit's TimeoutStopSec=90s)\n"
                "  --log-level=LEVEL            err, warning, notice, info or debug (default: "
                "info)\n"
                "  --version                    print the version and exit\n"
@@ -99,6 +116,7 @@ enum {
         ARG_ALLOW_DEFAULT_POLICY,
         ARG_STATE_DIR,
         ARG_LIBVIRT_URI,
+        ARG_STOP_TIMEOUT,
         ARG_VERSION,
         ARG_HELP,
 };
@@ -121,11 +139,12 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
             {"allow-default-policy", no_argument, NULL, ARG_ALLOW_DEFAULT_POLICY},
             {"state-dir", required_argument, NULL, ARG_STATE_DIR},
             {"libvirt-uri", required_argument, NULL, ARG_LIBVIRT_URI},
+            {"stop-timeout-ms", required_argument, NULL, ARG_STOP_TIMEOUT},
             {"version", no_argument, NULL, ARG_VERSION},
             {"help", no_argument, NULL, ARG_HELP},
             {},
         };
-        int c, level;
+        int c, level, r;
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":", longopts, NULL)) >= 0) {
@@ -158,10 +177,14 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                         o->operator_group = optarg;
                         break;
                 case ARG_STRATEGY:
-                        if (plan_strategy_from_string(optarg, &o->vm_defaults.strategy) < 0)
-                                return usage_error("--strategy: '%s' is neither parallel nor "
-                                                   "serial.",
+                        r = plan_strategy_from_string(optarg, &o->vm_defaults.strategy);
+                        if (r < 0)
+                                return usage_error("--strategy: '%s' is not parallel, qemu or "
+                                                   "naive.",
                                                    optarg);
+                        if (r == PLAN_STRATEGY_DEPRECATED_NAME)
+                                log_warning("--strategy: %s; taken as 'naive'",
+                                            PLAN_STRATEGY_SERIAL_DEPRECATION);
                         break;
                 case ARG_PHASE_DEADLINE:
                         if (!parse_u32(optarg, 1, VM_PHASE_DEADLINE_MAX,
@@ -207,6 +230,13 @@ static int parse_args(int argc, char **argv, DaemonOptions *o)
                                                    "for no libvirt.");
                         o->libvirt_uri = strcmp(optarg, "none") == 0 ? NULL : optarg;
                         break;
+                case ARG_STOP_TIMEOUT:
+                        if (!parse_u32(optarg, 1, DAEMON_STOP_TIMEOUT_MAX_MS,
+                                       &o->stop_timeout_ms))
+                                return usage_error("--stop-timeout-ms: '%s' is not a number "
+                                                   "from 1 to %" PRIu32 ".",
+                                                   optarg, DAEMON_STOP_TIMEOUT_MAX_MS);
+                        break;
                 case ARG_VERSION:
                         printf("vfio-migd %s\n", VFIO_MIGD_VERSION);
                         return EXIT_SUCCESS;
@@ -236,12 +266,35 @@ int main(int argc, char **argv)
         };
         g_autoptr(Daemon) d = NULL;
         g_autoptr(GError) error = NULL;
+        _cleanup_close_ int lock_fd = -1;
         int r;
 
         vm_options_init(&options.vm_defaults);
         r = parse_args(argc, argv, &options);
         if (r != ARGS_RUN)
                 return r;
+        /* A path given explicitly must exist: silently running on the defaults instead would
+         * hide a typo in the unit file. */
+        if (options.policy_file && !g_file_test(options.policy_file, G_FILE_TEST_IS_REGULAR)) {
+                log_error("--policy=%s: no such file; give the path of an existing policy file "
+                          "(vfio-migctl policy validate FILE checks it), or leave --policy out "
+                          "to use %s.",
+                          options.policy_file, POLICY_MAIN_DEFAULT);
+                return EXIT_CONFIG;
+        }
+
+        /* A Save's reader that goes away is EPIPE for that Save, not the end of the daemon
+         * (outside systemd, which sets this itself, SIGPIPE would kill it with 141). */
+        signal(SIGPIPE, SIG_IGN);
+        /* First: a second daemon on this state directory would rewrite the first one's
+         * journal and act on its VMs. Held until exit. */
+        r = journal_lock_dir(options.state_dir ? options.state_dir : RECOVERY_STATE_DIR_DEFAULT,
+                             &lock_fd, &error);
+        if (r < 0) {
+                log_error("%s", error->message);
+                return r == -EWOULDBLOCK ? EXIT_TEMPFAIL : EXIT_CANTCREAT;
+        }
+        g_clear_error(&error);
 
         /* Workers stay around between sequences: creating 64 threads for every phase of
          * every sequence is a visible part of a VM's downtime. They are stopped at exit. */
@@ -254,6 +307,12 @@ int main(int argc, char **argv)
                 return r == -EINVAL ? EXIT_CONFIG : EXIT_FAILURE;
         }
         r = daemon_run(d);
+        if (r == -ENOTCONN) {
+                /* A sequence with a hung stream would hold daemon_free() up, and a daemon
+                 * without its name serves nobody: the journal has what recovery needs. */
+                fflush(NULL);
+                _exit(EXIT_FAILURE);
+        }
         g_clear_pointer(&d, daemon_free);
         /* Idle workers would otherwise still be running when the process exits. */
         g_thread_pool_set_max_unused_threads(0);

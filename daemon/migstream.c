@@ -2,6 +2,7 @@
 #include "migstream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,10 +18,12 @@
 
 struct MigStreamWriter {
         int fd;
+        int fd_flags; /* the fd's flags before O_NONBLOCK, restored by _free; -1: none */
+        MigStreamIo io;
+        char *what;      /* "the migration stream of VM 'NAME'", for messages */
         GMutex lock;     /* one frame at a time: frames of several devices interleave */
         uint64_t offset; /* bytes written, for messages */
         int broken;      /* first write error; a stream cut mid-frame cannot continue */
-        uint64_t stall_us;
         size_t n;
         char **names;
         bool *claimed; /* a pump started for the device */
@@ -29,11 +32,63 @@ struct MigStreamWriter {
 
 struct MigStreamReader {
         int fd;
+        int fd_flags;
+        MigStreamIo io;
+        char *what;
         uint64_t offset; /* bytes consumed, for messages */
-        uint64_t stall_us;
+        char *vm_name;
+        uint8_t id[MIGSTREAM_ID_SIZE];
         size_t n;
         MigStreamDevice *devices; /* names owned */
 };
+
+static const MigStreamIo io_default = {.abort_fd = -1};
+
+static char *stream_what(const char *vm_name)
+{
+        return vm_name && *vm_name ? g_strdup_printf("the migration stream of VM '%s'", vm_name)
+                                   : g_strdup("the migration stream");
+}
+
+/* The stream fd waits in poll(), never in read or write: a blocking fd would hold a worker
+ * in a 1 MiB write after POLLOUT. */
+static int fd_set_nonblocking(int fd, int *ret_flags)
+{
+        int flags = fcntl(fd, F_GETFL);
+
+        *ret_flags = -1;
+        if (flags < 0)
+                return -errno;
+        if (flags & O_NONBLOCK)
+                return 0;
+        if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        *ret_flags = flags;
+        return 0;
+}
+
+static void fd_restore_flags(int fd, int flags)
+{
+        if (flags >= 0)
+                (void)fcntl(fd, F_SETFL, flags);
+}
+
+void migstream_id_generate(uint8_t id[MIGSTREAM_ID_SIZE])
+{
+        for (size_t i = 0; i < MIGSTREAM_ID_SIZE; i += 4) {
+                uint32_t v = g_random_int();
+                memcpy(id + i, &v, sizeof(v));
+        }
+}
+
+char *migstream_id_to_string(const uint8_t id[MIGSTREAM_ID_SIZE])
+{
+        char *s = g_malloc(2 * MIGSTREAM_ID_SIZE + 1);
+
+        for (size_t i = 0; i < MIGSTREAM_ID_SIZE; i++)
+                g_snprintf(s + 2 * i, 3, "%02x", id[i]);
+        return s;
+}
 
 static void put_u16(uint8_t *p, uint16_t v)
 {
@@ -69,40 +124,52 @@ static int G_GNUC_PRINTF(3, 4) fail(GError **error, int r, const char *fmt, ...)
         return r;
 }
 
-/* Waits until fd is ready; with no stall bound only a non-blocking fd's EAGAIN waits. */
-static int wait_fd(int fd, short events, uint64_t stall_us, bool again)
+/*
+ * Waits until fd is ready for events, the abort fd is readable (-ECANCELED) or stall_us pass
+ * without either (-ETIMEDOUT). Every read and write polls first, so an abort is seen between
+ * any two chunks even on fds that are always ready.
+ */
+static int wait_fd(int fd, short events, const MigStreamIo *io)
 {
-        struct pollfd p = {.fd = fd, .events = events};
-        int timeout_ms = -1;
-        int r;
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = io->abort_fd, .events = POLLIN}};
+        int64_t deadline = io->stall_us ? g_get_monotonic_time() + (int64_t)io->stall_us : 0;
 
-        if (stall_us == 0 && !again)
+        for (;;) {
+                int timeout_ms = -1, r;
+
+                if (deadline) {
+                        int64_t left = deadline - g_get_monotonic_time();
+                        timeout_ms = left > 0 ? (int)MIN((left + 999) / 1000, G_MAXINT) : 0;
+                }
+                r = poll(p, 2, timeout_ms);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (p[1].revents & POLLIN)
+                        return -ECANCELED;
+                if (r == 0)
+                        return -ETIMEDOUT;
+                if (p[0].revents & POLLNVAL)
+                        return -EBADF;
+                /* Ready, or an error or hang-up the read or write itself will report. */
                 return 0;
-        if (stall_us > 0)
-                timeout_ms = (int)MIN((stall_us + 999) / 1000, (uint64_t)G_MAXINT);
-        do
-                r = poll(&p, 1, timeout_ms);
-        while (r < 0 && errno == EINTR);
-        if (r < 0)
-                return -errno;
-        return r == 0 ? -ETIMEDOUT : 0;
+        }
 }
 
 /* Reads until len bytes or end of file; returns the count (short only at EOF) or -errno. */
-static ssize_t read_full(int fd, void *buf, size_t len, uint64_t stall_us)
+static ssize_t read_full(int fd, void *buf, size_t len, const MigStreamIo *io)
 {
         size_t done = 0;
-        bool again = false;
 
         while (done < len) {
                 ssize_t n;
-                int r = wait_fd(fd, POLLIN, stall_us, again);
+                int r = wait_fd(fd, POLLIN, io);
 
                 if (r < 0)
                         return r;
                 n = read(fd, (uint8_t *)buf + done, len - done);
-                again = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-                if (n < 0 && (errno == EINTR || again))
+                if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
                         continue;
                 if (n < 0)
                         return -errno;
@@ -114,8 +181,9 @@ static ssize_t read_full(int fd, void *buf, size_t len, uint64_t stall_us)
 }
 
 /*
- * A reader that goes away must give this thread EPIPE, not kill the daemon with SIGPIPE:
- * the signal is blocked around the write and a SIGPIPE it raised is consumed.
+ * A reader that goes away must give this thread EPIPE, not kill the process with SIGPIPE
+ * (the daemon also ignores it process-wide): the signal is blocked around the write and one
+ * the write raised is consumed, whether the write failed or was cut short by it.
  */
 static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt)
 {
@@ -131,7 +199,7 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt)
         was_pending = sigismember(&pending, SIGPIPE);
         n = writev(fd, iov, iovcnt);
         saved = errno;
-        if (n < 0 && saved == EPIPE && !was_pending) {
+        if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
                 const struct timespec zero = {0};
                 while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
                         ;
@@ -142,22 +210,22 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt)
 }
 
 /* Writes every byte of iov (modified), across short writes, EINTR and EAGAIN. */
-static int writev_full(int fd, struct iovec *iov, int iovcnt, uint64_t stall_us)
+static int writev_full(int fd, struct iovec *iov, int iovcnt, const MigStreamIo *io,
+                       uint64_t *ret_done)
 {
-        bool again = false;
-
         while (iovcnt > 0) {
                 ssize_t n;
-                int r = wait_fd(fd, POLLOUT, stall_us, again);
+                int r = wait_fd(fd, POLLOUT, io);
 
                 if (r < 0)
                         return r;
                 n = writev_nosigpipe(fd, iov, iovcnt);
-                again = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-                if (n < 0 && (errno == EINTR || again))
+                if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
                         continue;
                 if (n < 0)
                         return -errno;
+                if (ret_done)
+                        *ret_done += (uint64_t)n;
                 while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
                         n -= (ssize_t)iov->iov_len;
                         iov++;
@@ -171,37 +239,43 @@ static int writev_full(int fd, struct iovec *iov, int iovcnt, uint64_t stall_us)
         return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len, uint64_t stall_us)
+static int write_full(int fd, const void *buf, size_t len, const MigStreamIo *io,
+                      uint64_t *ret_done)
 {
         struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
-        return writev_full(fd, &iov, len ? 1 : 0, stall_us);
+        return writev_full(fd, &iov, len ? 1 : 0, io, ret_done);
+}
+
+static uint64_t stall_ms(const MigStreamIo *io)
+{
+        return (io->stall_us + 999) / 1000;
 }
 
 /* The writer's errors say what happened to the stream, in the operator's words. */
-static int writer_error(int r, const char *device, uint64_t offset, GError **error)
+static int writer_error(MigStreamWriter *w, int r, const char *device, GError **error)
 {
         g_autofree char *what =
             device ? g_strdup_printf(" while writing device '%s'", device) : g_strdup("");
 
         if (r == -EPIPE)
                 return fail(error, r,
-                            "the reader of the migration stream went away (broken pipe) at "
-                            "byte %" G_GUINT64_FORMAT "%s",
-                            offset, what);
+                            "the reader of %s went away (broken pipe) after %" G_GUINT64_FORMAT
+                            " bytes%s",
+                            w->what, w->offset, what);
         if (r == -ENOSPC)
-                return fail(error, r,
-                            "no space left for the migration stream at byte %" G_GUINT64_FORMAT
-                            "%s",
-                            offset, what);
+                return fail(error, r, "no space left for %s after %" G_GUINT64_FORMAT " bytes%s",
+                            w->what, w->offset, what);
         if (r == -ETIMEDOUT)
                 return fail(error, r,
-                            "the migration stream accepted no data for too long at byte "
-                            "%" G_GUINT64_FORMAT "%s",
-                            offset, what);
-        return fail(error, r,
-                    "writing the migration stream failed at byte %" G_GUINT64_FORMAT "%s: %s",
-                    offset, what, g_strerror(-r));
+                            "%s accepted no data for %" G_GUINT64_FORMAT
+                            " ms after %" G_GUINT64_FORMAT " bytes%s; is its reader still reading?",
+                            w->what, stall_ms(&w->io), w->offset, what);
+        if (r == -ECANCELED)
+                return fail(error, r, "%s was aborted after %" G_GUINT64_FORMAT " bytes%s", w->what,
+                            w->offset, what);
+        return fail(error, r, "writing %s failed after %" G_GUINT64_FORMAT " bytes%s: %s", w->what,
+                    w->offset, what, g_strerror(-r));
 }
 
 static void append_u16(GByteArray *b, uint16_t v)
@@ -220,15 +294,23 @@ static void append_u32(GByteArray *b, uint32_t v)
         g_byte_array_append(b, p, sizeof(p));
 }
 
-static int header_build(const MigStreamDevice *devices, size_t n, GByteArray **ret, GError **error)
+static int header_build(const char *vm_name, const uint8_t id[MIGSTREAM_ID_SIZE],
+                        const MigStreamDevice *devices, size_t n, GByteArray **ret, GError **error)
 {
         g_autoptr(GByteArray) b = g_byte_array_new();
+        size_t vm_len = vm_name ? strlen(vm_name) : 0;
 
+        if (vm_len == 0 || vm_len > G_MAXUINT16)
+                return fail(error, -EINVAL, "the stream needs a VM name of 1 to %u bytes",
+                            G_MAXUINT16);
         if (n > DEVICES_MAX)
                 return fail(error, -EINVAL, "%zu devices cannot share one stream (at most %d)", n,
                             DEVICES_MAX);
         g_byte_array_append(b, (const uint8_t *)MIGSTREAM_MAGIC, 8);
         append_u32(b, MIGSTREAM_VERSION);
+        append_u16(b, (uint16_t)vm_len);
+        g_byte_array_append(b, (const uint8_t *)vm_name, (guint)vm_len);
+        g_byte_array_append(b, id, MIGSTREAM_ID_SIZE);
         append_u32(b, (uint32_t)n);
         for (size_t i = 0; i < n; i++) {
                 size_t len = devices[i].name ? strlen(devices[i].name) : 0;
@@ -246,36 +328,47 @@ static int header_build(const MigStreamDevice *devices, size_t n, GByteArray **r
         return 0;
 }
 
-int migstream_writer_new(int out_fd, const MigStreamDevice *devices, size_t n,
+int migstream_writer_new(int out_fd, const char *vm_name, const uint8_t id[MIGSTREAM_ID_SIZE],
+                         const MigStreamDevice *devices, size_t n, const MigStreamIo *io,
                          MigStreamWriter **ret, GError **error)
 {
         g_autoptr(GByteArray) header = NULL;
         g_autoptr(MigStreamWriter) w = NULL;
         int r;
 
-        r = header_build(devices, n, &header, error);
+        r = header_build(vm_name, id, devices, n, &header, error);
         if (r < 0)
                 return r;
         w = g_new0(MigStreamWriter, 1);
         g_mutex_init(&w->lock);
         w->fd = out_fd;
+        w->io = io ? *io : io_default;
+        w->what = stream_what(vm_name);
         w->n = n;
         w->names = g_new0(char *, n + 1);
         for (size_t i = 0; i < n; i++)
                 w->names[i] = g_strdup(devices[i].name);
         w->claimed = g_new0(bool, n ? n : 1);
         w->ended = g_new0(bool, n ? n : 1);
-        r = write_full(out_fd, header->data, header->len, w->stall_us);
+        r = fd_set_nonblocking(out_fd, &w->fd_flags);
         if (r < 0)
-                return writer_error(r, NULL, 0, error);
-        w->offset = header->len;
+                return fail(error, r, "%s cannot be made non-blocking: %s", w->what,
+                            g_strerror(-r));
+        r = write_full(out_fd, header->data, header->len, &w->io, &w->offset);
+        if (r < 0)
+                return writer_error(w, r, NULL, error);
         *ret = g_steal_pointer(&w);
         return 0;
 }
 
-void migstream_writer_set_stall_timeout(MigStreamWriter *w, uint64_t usec)
+uint64_t migstream_writer_offset(MigStreamWriter *w)
 {
-        w->stall_us = usec;
+        uint64_t off;
+
+        g_mutex_lock(&w->lock);
+        off = w->offset;
+        g_mutex_unlock(&w->lock);
+        return off;
 }
 
 /* One frame, whole, under the lock; after a failure every later frame fails the same way. */
@@ -294,14 +387,25 @@ static int write_frame(MigStreamWriter *w, uint32_t index, uint32_t kind, const 
         g_mutex_lock(&w->lock);
         r = w->broken;
         if (r == 0)
-                r = writev_full(w->fd, iov, len ? 2 : 1, w->stall_us);
+                r = writev_full(w->fd, iov, len ? 2 : 1, &w->io, &w->offset);
         if (r < 0) {
                 w->broken = r;
-                writer_error(r, device, w->offset, error);
-        } else
-                w->offset += sizeof(head) + len;
+                writer_error(w, r, device, error);
+        }
         g_mutex_unlock(&w->lock);
         return r;
+}
+
+/* The policy's per-device bound: a stream cannot make the daemon or a device take more. */
+static int device_too_big(GError **error, const char *device, uint64_t at_least,
+                          const MigStreamIo *io)
+{
+        return fail(error, -EFBIG,
+                    "device '%s' carries at least %" G_GUINT64_FORMAT
+                    " bytes of migration data, more than %s (%" G_GUINT64_FORMAT
+                    " bytes); raise %s in the policy if the device really holds that much",
+                    device, at_least, io->setting ? io->setting : "the limit", io->max_device_bytes,
+                    io->setting ? io->setting : "the limit");
 }
 
 static int writer_claim(MigStreamWriter *w, size_t index, GError **error)
@@ -338,7 +442,17 @@ int migstream_writer_pump(MigStreamWriter *w, size_t index, int data_fd, uint64_
                 return r;
         buf = g_malloc(MIGSTREAM_CHUNK_MAX);
         do {
-                got = read_full(data_fd, buf, MIGSTREAM_CHUNK_MAX, w->stall_us);
+                got = read_full(data_fd, buf, MIGSTREAM_CHUNK_MAX, &w->io);
+                if (got == -ETIMEDOUT)
+                        return fail(error, (int)got,
+                                    "device '%s' gave no data for %" G_GUINT64_FORMAT
+                                    " ms after %" G_GUINT64_FORMAT " bytes",
+                                    w->names[index], stall_ms(&w->io), total);
+                if (got == -ECANCELED)
+                        return fail(error, (int)got,
+                                    "%s was aborted after %" G_GUINT64_FORMAT
+                                    " bytes of device '%s'",
+                                    w->what, total, w->names[index]);
                 if (got < 0)
                         return fail(error, (int)got,
                                     "reading device '%s' data after %" G_GUINT64_FORMAT
@@ -346,6 +460,9 @@ int migstream_writer_pump(MigStreamWriter *w, size_t index, int data_fd, uint64_
                                     w->names[index], total, g_strerror((int)-got));
                 if (got == 0)
                         break;
+                if (w->io.max_device_bytes && total + (uint64_t)got > w->io.max_device_bytes)
+                        return device_too_big(error, w->names[index], total + (uint64_t)got,
+                                              &w->io);
                 g_checksum_update(sha, buf, got);
                 r = write_frame(w, (uint32_t)index, MIGSTREAM_FRAME_DATA, buf, (uint32_t)got,
                                 error);
@@ -389,6 +506,8 @@ void migstream_writer_free(MigStreamWriter *w)
 {
         if (!w)
                 return;
+        fd_restore_flags(w->fd, w->fd_flags);
+        g_free(w->what);
         g_mutex_clear(&w->lock);
         g_strfreev(w->names);
         g_free(w->claimed);
@@ -404,18 +523,20 @@ static int stream_read_error(MigStreamReader *r, int k, GError **error)
 {
         if (k == -ETIMEDOUT)
                 return fail(error, k,
-                            "the migration stream sent nothing for too long at byte "
-                            "%" G_GUINT64_FORMAT,
+                            "%s sent nothing for %" G_GUINT64_FORMAT " ms after %" G_GUINT64_FORMAT
+                            " bytes; is its writer still sending?",
+                            r->what, stall_ms(&r->io), r->offset);
+        if (k == -ECANCELED)
+                return fail(error, k, "%s was aborted after %" G_GUINT64_FORMAT " bytes", r->what,
                             r->offset);
-        return fail(error, k,
-                    "reading the migration stream at byte %" G_GUINT64_FORMAT " failed: %s",
+        return fail(error, k, "reading %s at byte %" G_GUINT64_FORMAT " failed: %s", r->what,
                     r->offset, g_strerror(-k));
 }
 
 /* Reads exactly len bytes: 1 when they came, 0 at end of stream (short), or -errno. */
 static int reader_take(MigStreamReader *r, void *buf, size_t len, GError **error)
 {
-        ssize_t got = read_full(r->fd, buf, len, r->stall_us);
+        ssize_t got = read_full(r->fd, buf, len, &r->io);
 
         if (got < 0)
                 return stream_read_error(r, (int)got, error);
@@ -426,7 +547,7 @@ static int reader_take(MigStreamReader *r, void *buf, size_t len, GError **error
 static int read_magic(MigStreamReader *r, GError **error)
 {
         uint8_t magic[8];
-        ssize_t got = read_full(r->fd, magic, sizeof(magic), r->stall_us);
+        ssize_t got = read_full(r->fd, magic, sizeof(magic), &r->io);
 
         if (got < 0)
                 return stream_read_error(r, (int)got, error);
@@ -482,9 +603,41 @@ short_read:
                           r->offset, i + 1, count);
 }
 
+/* Version 2's binding: the VM that saved the stream and the migration's id. */
+static int read_binding(MigStreamReader *r, GError **error)
+{
+        uint8_t len_buf[2];
+        uint16_t len;
+        int k;
+
+        k = reader_take(r, len_buf, sizeof(len_buf), error);
+        if (k <= 0)
+                goto short_read;
+        len = get_u16(len_buf);
+        if (len == 0)
+                return bad_stream(
+                    error, "the header names no VM (empty VM name at byte %" G_GUINT64_FORMAT ")",
+                    r->offset - 2);
+        r->vm_name = g_malloc0((size_t)len + 1);
+        k = reader_take(r, r->vm_name, len, error);
+        if (k <= 0)
+                goto short_read;
+        if (strlen(r->vm_name) != len)
+                return bad_stream(error, "the header's VM name has a NUL byte");
+        k = reader_take(r, r->id, sizeof(r->id), error);
+        if (k <= 0)
+                goto short_read;
+        return 0;
+short_read:
+        if (k < 0)
+                return k;
+        return bad_stream(error, "stream truncated at byte %" G_GUINT64_FORMAT " inside the header",
+                          r->offset);
+}
+
 static int read_header(MigStreamReader *r, GError **error)
 {
-        uint8_t buf[8];
+        uint8_t buf[4];
         uint32_t version, count;
         int k;
 
@@ -499,11 +652,27 @@ static int read_header(MigStreamReader *r, GError **error)
                     error, "stream truncated at byte %" G_GUINT64_FORMAT " inside the header",
                     r->offset);
         version = get_u32(buf);
-        count = get_u32(buf + 4);
+        if (version == 1)
+                return bad_stream(error,
+                                  "the stream has format version 1, written by a vfio-migd from "
+                                  "before streams named their VM and migration; this daemon "
+                                  "reads version %u only: save the VM again with this vfio-migd",
+                                  MIGSTREAM_VERSION);
         if (version != MIGSTREAM_VERSION)
                 return bad_stream(error,
                                   "unsupported stream version %u (this daemon reads version %u)",
                                   version, MIGSTREAM_VERSION);
+        k = read_binding(r, error);
+        if (k < 0)
+                return k;
+        k = reader_take(r, buf, sizeof(buf), error);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return bad_stream(
+                    error, "stream truncated at byte %" G_GUINT64_FORMAT " inside the header",
+                    r->offset);
+        count = get_u32(buf);
         if (count > DEVICES_MAX)
                 return bad_stream(error, "implausible device count %u in the header", count);
         r->n = count;
@@ -516,12 +685,19 @@ static int read_header(MigStreamReader *r, GError **error)
         return 0;
 }
 
-int migstream_reader_new(int in_fd, MigStreamReader **ret, GError **error)
+int migstream_reader_new(int in_fd, const MigStreamIo *io, MigStreamReader **ret, GError **error)
 {
         g_autoptr(MigStreamReader) r = g_new0(MigStreamReader, 1);
         int k;
 
         r->fd = in_fd;
+        r->io = io ? *io : io_default;
+        r->what = stream_what(r->io.vm_name);
+        r->io.vm_name = NULL; /* borrowed: not kept past this call */
+        k = fd_set_nonblocking(in_fd, &r->fd_flags);
+        if (k < 0)
+                return fail(error, k, "%s cannot be made non-blocking: %s", r->what,
+                            g_strerror(-k));
         k = read_header(r, error);
         if (k < 0)
                 return k;
@@ -529,9 +705,19 @@ int migstream_reader_new(int in_fd, MigStreamReader **ret, GError **error)
         return 0;
 }
 
-void migstream_reader_set_stall_timeout(MigStreamReader *r, uint64_t usec)
+const char *migstream_reader_vm_name(const MigStreamReader *r)
 {
-        r->stall_us = usec;
+        return r->vm_name;
+}
+
+const uint8_t *migstream_reader_migration_id(const MigStreamReader *r)
+{
+        return r->id;
+}
+
+uint64_t migstream_reader_offset(const MigStreamReader *r)
+{
+        return r->offset;
 }
 
 size_t migstream_reader_n_devices(const MigStreamReader *r)
@@ -548,6 +734,9 @@ void migstream_reader_free(MigStreamReader *r)
 {
         if (!r)
                 return;
+        fd_restore_flags(r->fd, r->fd_flags);
+        g_free(r->what);
+        g_free(r->vm_name);
         for (size_t i = 0; r->devices && i < r->n; i++)
                 g_free((char *)r->devices[i].name);
         g_free(r->devices);
@@ -588,7 +777,16 @@ static int load_data(MigStreamReader *r, LoadState *ls, uint32_t index, uint32_t
                     r->offset, name);
         if (ls->data_fds[index] < 0)
                 return fail(error, -EBADF, "device '%s' has no open data fd to load into", name);
-        k = write_full(ls->data_fds[index], ls->buf, len, r->stall_us);
+        if (r->io.max_device_bytes && ls->bytes[index] + len > r->io.max_device_bytes)
+                return device_too_big(error, name, ls->bytes[index] + len, &r->io);
+        k = write_full(ls->data_fds[index], ls->buf, len, &r->io, NULL);
+        if (k == -ECANCELED)
+                return stream_read_error(r, k, error);
+        if (k == -ETIMEDOUT)
+                return fail(error, k,
+                            "device '%s' took no data for %" G_GUINT64_FORMAT
+                            " ms after %" G_GUINT64_FORMAT " bytes",
+                            name, stall_ms(&r->io), ls->bytes[index]);
         if (k < 0)
                 return fail(error, k, "writing %u bytes of stream data to device '%s' failed: %s",
                             len, name, g_strerror(-k));

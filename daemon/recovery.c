@@ -2,11 +2,13 @@
 #include "recovery.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "bus/bus-device.h"
 #include "bus/bus-manager.h"
 #include "bus/bus-util.h"
+#include "crash-point.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -25,6 +27,8 @@ typedef struct RecoveredVm {
         enum plan_op run_op;
         JournalSequence *seq; /* the interrupted sequence (owned), NULL when none */
         size_t n_devices;
+        JournalHandoff handoff; /* the journal's: a Save may have reached a destination */
+        bool retry;             /* not restored: tried again on Rescan, hotplug */
 } RecoveredVm;
 
 struct Recovery {
@@ -34,7 +38,10 @@ struct Recovery {
         uint64_t when_us;
         GPtrArray *vms; /* RecoveredVm* */
         unsigned pending;
+        bool started;                  /* recovery_start() ran: the name is owned */
         sd_event_source *flush_source; /* writes the phases reached, once the loop is idle */
+        sd_event_source *retry_source; /* writes again what a failed write left dirty */
+        uint64_t retry_us;             /* its next delay: 1 s doubling to 30 s */
 };
 
 typedef struct RecoveryRun {
@@ -73,6 +80,7 @@ static RecoveredVm *recovered_vm_new(Recovery *rec, const JournalVm *v)
         e->lost = g_ptr_array_new_with_free_func(g_free);
         e->seq = v->seq ? journal_sequence_copy(v->seq, v->n_devices) : NULL;
         e->n_devices = v->n_devices;
+        e->handoff = v->handoff;
         g_ptr_array_add(rec->vms, e);
         return e;
 }
@@ -92,8 +100,11 @@ void recovery_free(Recovery *rec)
         if (!rec)
                 return;
         sd_event_source_disable_unref(rec->flush_source);
-        if (rec->journal)
-                (void)journal_flush(rec->journal, NULL);
+        sd_event_source_disable_unref(rec->retry_source);
+        if (rec->journal && journal_flush(rec->journal, NULL) < 0)
+                log_error("Journal %s: the last changes could not be written at exit; the next "
+                          "start reads the journal as it was.",
+                          journal_path(rec->journal));
         journal_free(rec->journal);
         g_ptr_array_unref(rec->vms);
         g_free(rec->message);
@@ -103,13 +114,69 @@ void recovery_free(Recovery *rec)
 
 /* ---- while running: the journal follows registrations and sequences ---- */
 
+#define RETRY_FIRST_US (1000 * 1000)
+#define RETRY_MAX_US   (30 * 1000 * 1000)
+
+static void schedule_retry(Daemon *d);
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Daemon *d = userdata;
+        Recovery *rec = d->recovery;
+        g_autoptr(GError) e = NULL;
+
+        if (journal_flush(rec->journal, &e) < 0) {
+                rec->retry_us = MIN(rec->retry_us * 2, (uint64_t)RETRY_MAX_US);
+                log_warning("%s Trying again in %" PRIu64 " s.", e->message,
+                            rec->retry_us / 1000000);
+                schedule_retry(d);
+                return 0;
+        }
+        log_notice("Journal %s: written again after a failed write; nothing was lost.",
+                   journal_path(rec->journal));
+        rec->retry_us = 0;
+        return 0;
+}
+
+/* A write failed: the records stay dirty in memory (journal.h) until one succeeds. */
+static void schedule_retry(Daemon *d)
+{
+        Recovery *rec = d->recovery;
+        uint64_t now;
+        int r;
+
+        if (!journal_dirty(rec->journal))
+                return;
+        if (rec->retry_us == 0)
+                rec->retry_us = RETRY_FIRST_US;
+        if (rec->retry_source && sd_event_source_get_enabled(rec->retry_source, NULL) > 0)
+                return;
+        (void)sd_event_now(d->event, CLOCK_MONOTONIC, &now);
+        if (!rec->retry_source) {
+                r = sd_event_add_time(d->event, &rec->retry_source, CLOCK_MONOTONIC,
+                                      now + rec->retry_us, 0, on_retry, d);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(rec->retry_source, "journal-retry");
+        } else {
+                r = sd_event_source_set_time(rec->retry_source, now + rec->retry_us);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(rec->retry_source, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_error("Journal %s: cannot schedule another write: %s",
+                          journal_path(rec->journal), strerror(-r));
+}
+
 static int on_flush(sd_event_source *s, void *userdata)
 {
         Daemon *d = userdata;
         g_autoptr(GError) e = NULL;
 
-        if (journal_flush(d->recovery->journal, &e) < 0)
+        crash_point("journal-flush");
+        if (journal_flush(d->recovery->journal, &e) < 0) {
                 log_warning("%s", e->message);
+                schedule_retry(d);
+        }
         return 0;
 }
 
@@ -136,8 +203,21 @@ static int on_vm_journal(Vm *vm, VmJournalPoint point, const VmJournalInfo *info
         Daemon *d = userdata;
         Journal *j = d->recovery->journal;
         g_autoptr(GError) e = NULL;
+        const JournalVm *old;
+        JournalHandoff handoff;
         int r = 0;
 
+        if (point == VM_JOURNAL_COMMIT) {
+                r = journal_commit(j, vm_name(vm), &e);
+                if (r < 0) {
+                        schedule_retry(d);
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                                    "VM %s: the Save's commit could not be recorded in the crash "
+                                    "journal, so its stream was not completed: %s",
+                                    vm_name(vm), e->message);
+                }
+                return r;
+        }
         if (point == VM_JOURNAL_BEGIN) {
                 g_autoptr(GPtrArray) phases = g_ptr_array_new();
                 JournalSequence seq = {
@@ -151,8 +231,17 @@ static int on_vm_journal(Vm *vm, VmJournalPoint point, const VmJournalInfo *info
                         g_ptr_array_add(phases, info->plan->phases[i].name);
                 g_ptr_array_add(phases, NULL);
                 seq.phases = (char **)phases->pdata;
+                /* Start on a handed-off VM is the caller's decision, recorded with the begin:
+                 * from here a crash finishes or rolls back an ordinary Start. */
+                old = journal_get_vm(j, vm_name(vm));
+                handoff = old ? old->handoff : JOURNAL_HANDOFF_NONE;
+                if (info->op == PLAN_OP_START)
+                        (void)journal_set_handoff(j, vm_name(vm), JOURNAL_HANDOFF_NONE, NULL);
                 r = journal_begin(j, vm_name(vm), &seq, &e);
+                if (r < 0 && old)
+                        (void)journal_set_handoff(j, vm_name(vm), handoff, NULL);
                 if (r < 0) {
+                        schedule_retry(d);
                         log_error("VM %s: %s refused before any device moved: %s", vm_name(vm),
                                   plan_op_to_string(info->op), e->message);
                         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EIO),
@@ -169,10 +258,21 @@ static int on_vm_journal(Vm *vm, VmJournalPoint point, const VmJournalInfo *info
                 if (r >= 0 && journal_dirty(j))
                         schedule_flush(d);
         } else {
+                /* A Save whose trailer failed after its commit did not hand off. */
+                if (info->handed_off)
+                        (void)journal_set_handoff(j, vm_name(vm), JOURNAL_HANDOFF_HANDED_OFF, NULL);
+                else if (info->op == PLAN_OP_SAVE)
+                        (void)journal_set_handoff(j, vm_name(vm), JOURNAL_HANDOFF_NONE, NULL);
+                crash_point("journal-end");
                 r = journal_end(j, vm_name(vm), &e);
+                if (r >= 0 && journal_dirty(j))
+                        r = journal_flush(j, &e);
         }
-        if (r < 0)
-                log_warning("VM %s: %s", vm_name(vm), e->message);
+        if (r < 0) {
+                log_warning("VM %s: %s The record stays in memory and is written again.",
+                            vm_name(vm), e->message);
+                schedule_retry(d);
+        }
         return 0;
 }
 
@@ -193,20 +293,62 @@ void recovery_track_vm(Daemon *d, Vm *vm)
                 origin = old->origin;
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 names[i] = vm_device(vm, i)->info.name;
-        if (journal_put_vm(j, vm_name(vm), origin, names, vm_n_devices(vm), vm_options(vm), &e) < 0)
-                log_warning("VM %s: %s", vm_name(vm), e->message);
+        /* Registered again after a hand-off (a restart, libvirt): it stays handed off. */
+        if (old && old->handoff != JOURNAL_HANDOFF_NONE)
+                vm_set_handed_off(vm, true);
+        crash_point("journal-register");
+        if (journal_put_vm(j, vm_name(vm), origin, names, vm_n_devices(vm), vm_options(vm), &e) <
+            0) {
+                log_warning("VM %s: %s The registration is written again later.", vm_name(vm),
+                            e->message);
+                schedule_retry(d);
+        }
         vm_set_journal_func(vm, on_vm_journal, d);
 }
 
-void recovery_untrack_vm(Daemon *d, const char *name)
+static RecoveredVm *find_entry(Recovery *rec, const char *name)
+{
+        for (guint i = 0; i < rec->vms->len; i++)
+                if (strcmp(((RecoveredVm *)rec->vms->pdata[i])->vm, name) == 0)
+                        return rec->vms->pdata[i];
+        return NULL;
+}
+
+bool recovery_has_unrestored(const Daemon *d, const char *name)
+{
+        RecoveredVm *e;
+
+        if (!d->recovery || !d->recovery->journal || !journal_get_vm(d->recovery->journal, name))
+                return false;
+        e = find_entry(d->recovery, name);
+        return e && e->retry;
+}
+
+int recovery_untrack_vm(Daemon *d, const char *name, GError **error)
 {
         g_autoptr(GError) e = NULL;
+        RecoveredVm *entry;
+        int r;
 
         if (!d->recovery || !d->recovery->journal)
-                return;
-        if (journal_remove_vm(d->recovery->journal, name, &e) < 0 &&
-            !g_error_matches(e, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-                log_warning("VM %s: %s", name, e->message);
+                return 0;
+        crash_point("journal-unregister");
+        r = journal_remove_vm(d->recovery->journal, name, &e);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                schedule_retry(d);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EIO),
+                            "VM %s is not unregistered: its removal could not be written to the "
+                            "crash journal, so it would come back after a restart. %s Free space "
+                            "in the state directory and unregister it again.",
+                            name, e->message);
+                return -EIO;
+        }
+        entry = find_entry(d->recovery, name);
+        if (entry)
+                entry->retry = false;
+        return 0;
 }
 
 /* ---- the decision ---- */
@@ -347,9 +489,13 @@ static void restore_vm(Daemon *d, Recovery *rec, const JournalVm *v)
                           v->seq ? ", interrupted during " : "",
                           v->seq ? plan_op_to_string(v->seq->op) : "", err->message);
                 set_result(e, "not-restored", r == -ENODEV ? "device-missing" : "failed",
-                           g_strdup(err->message));
+                           g_strdup_printf("%s It stays in the journal and is tried again on "
+                                           "Rescan, when a device is hotplugged and at the next "
+                                           "start; UnregisterVM forgets it.",
+                                           err->message));
                 e->signal = true;
-                (void)journal_remove_vm(rec->journal, v->name, NULL);
+                /* Never forgotten: its devices may be stopped, and only the record says so. */
+                e->retry = true;
                 return;
         }
         log_info("VM %s restored from the journal (registered by %s).", v->name, v->origin);
@@ -534,6 +680,37 @@ static int start_recovery_op(Daemon *d, Vm *vm, RecoveredVm *e, enum plan_op op,
         return 0;
 }
 
+/*
+ * A Save that recorded its commit may have completed its stream, and a destination may run
+ * the VM: after-crash does not apply, and nothing returns this source to RUNNING.
+ */
+static void recover_handed_off(Daemon *d, RecoveredVm *e, Vm *vm)
+{
+        g_autofree char *found = describe_states(e);
+
+        vm_set_handed_off(vm, true);
+        (void)journal_set_handoff(d->recovery->journal, e->vm, JOURNAL_HANDOFF_HANDED_OFF, NULL);
+        if (journal_end(d->recovery->journal, e->vm, NULL) < 0 ||
+            journal_flush(d->recovery->journal, NULL) < 0)
+                schedule_retry(d);
+        g_free(e->after_crash);
+        e->after_crash = g_strdup("");
+        log_notice("VM %s: vfio-migd stopped during %s after the Save's commit (journal: %s); "
+                   "devices found: %s; the stream may have reached a destination, so the VM "
+                   "stays stopped, handed off, until Start or UnregisterVM.",
+                   e->vm, e->operation, journal_handoff_to_string(e->handoff), found);
+        set_result(e, "none", "handed-off",
+                   g_strdup_printf("The Save had recorded its commit (%s): its stream may have "
+                                   "reached a destination, so after-crash does not apply and "
+                                   "no device was moved. The VM stays stopped in state "
+                                   "handed-off: call Start if the destination failed, or "
+                                   "UnregisterVM if it runs the VM.",
+                                   journal_handoff_to_string(e->handoff)));
+        e->signal = true;
+        emit_vm_changed(d, e->vm, false);
+        emit_recovered(d, e);
+}
+
 static void recover_vm(Daemon *d, RecoveredVm *e)
 {
         g_autofree enum mig_state *states = g_new0(enum mig_state, e->n_devices + 1);
@@ -545,11 +722,17 @@ static void recover_vm(Daemon *d, RecoveredVm *e)
         const char *action;
         bool act;
 
+        g_ptr_array_set_size(e->devices, 0);
+        g_ptr_array_set_size(e->states, 0);
         for (size_t i = 0; i < vm_n_devices(vm); i++) {
                 if (vm_device_state(vm, i, &states[i]) < 0)
                         states[i] = MIG_STATE_ERROR;
                 g_ptr_array_add(e->devices, g_strdup(vm_device(vm, i)->info.name));
                 g_ptr_array_add(e->states, g_strdup(mig_state_to_string(states[i])));
+        }
+        if (e->handoff != JOURNAL_HANDOFF_NONE) {
+                recover_handed_off(d, e, vm);
+                return;
         }
         dec = registry_decide(d->registry, vm, false);
         g_free(e->after_crash);
@@ -598,6 +781,7 @@ void recovery_start(Daemon *d)
 
         if (!rec)
                 return;
+        rec->started = true;
         if (g_strcmp0(rec->status, "clean") == 0)
                 rec->status = "recovering";
         for (guint i = 0; i < rec->vms->len; i++) {
@@ -675,4 +859,57 @@ int recovery_append_last(sd_bus_message *m, const Daemon *d)
         for (int i = 0; r >= 0 && i < 3; i++)
                 r = sd_bus_message_close_container(m);
         return r < 0 ? r : sd_bus_message_close_container(m);
+}
+
+/* ---- not restored: tried again ---- */
+
+void recovery_retry(Daemon *d, const char *why)
+{
+        Recovery *rec = d->recovery;
+        bool changed = false;
+
+        if (!rec || !rec->journal)
+                return;
+        for (guint i = 0; i < rec->vms->len; i++) {
+                RecoveredVm *e = rec->vms->pdata[i];
+                g_autoptr(JournalVm) v = NULL;
+                g_autoptr(GError) err = NULL;
+                VmOptions options = *registry_defaults(d->registry);
+                const JournalVm *rv;
+                Vm *vm;
+                int r;
+
+                if (!e->retry)
+                        continue;
+                rv = journal_get_vm(rec->journal, e->vm);
+                /* Unregistered meanwhile, or registered afresh by a caller: not ours now. */
+                if (!rv || registry_get_vm(d->registry, e->vm)) {
+                        e->retry = false;
+                        continue;
+                }
+                vm_options_overlay(&options, &rv->options);
+                r = bus_manager_register_vm(d, rv->name, (const char *const *)rv->devices,
+                                            rv->n_devices, &options,
+                                            rv->origin ? rv->origin : "journal", &vm, &err);
+                if (r < 0) {
+                        log_info("VM %s: still not restored (%s): %s", e->vm, why, err->message);
+                        continue;
+                }
+                e->retry = false;
+                changed = true;
+                log_notice("VM %s restored from the journal on a second try (%s).", e->vm, why);
+                set_result(e, "restored", "ok",
+                           g_strdup_printf("Restored from the journal on a later try (%s).", why));
+                e->signal = true;
+                if (rec->started && e->seq) {
+                        if (g_strcmp0(rec->status, "recovered") == 0 ||
+                            g_strcmp0(rec->status, "clean") == 0)
+                                rec->status = "recovering";
+                        recover_vm(d, e);
+                } else {
+                        emit_recovered(d, e);
+                }
+        }
+        if (changed)
+                recovery_settle(d);
 }

@@ -12,13 +12,17 @@
  *     requested: reads the journal. A torn or corrupt file (not JSON, bad checksum, wrong
  *     version, malformed record) is logged, moved aside to journal.json.corrupt-<time> and
  *     not acted on. A valid one: every VM is registered again (origin "journal"; the journal
- *     keeps the original origin); a VM whose device is gone is not restored, and reported.
+ *     keeps the original origin). A VM that cannot be registered (a device gone, unbound,
+ *     unreadable) is reported and stays in the journal: recovery_retry() tries it again
+ *     (Rescan, hotplug), and so does the next start, until it is restored or unregistered.
  *  2. recovery_start(), once the name is owned, so whoever watches the name sees what
  *     follows: for each VM whose sequence was interrupted, reads every device's real state
  *     and applies the policy's after-crash: rollback (Abort on the source, Reset on a
  *     destination whose Resume was cut short: its state is lost) or finish (Quiesce, Start,
  *     PreCopy run to their end; Abort is finished; Resume past its validate phase is
  *     started; Save cannot be finished without its stream and is rolled back). A VM whose
+ *     Save recorded its commit (journal.h, the hand-off) is not acted on: it stays stopped,
+ *     handed off (vm_is_handed_off()), whatever after-crash says. A VM whose
  *     devices are already where the chosen action would take them is left alone. The
  *     sequences run as any other (their report becomes LastSequence, their progress is
  *     signalled); each VM acted on gets a Recovered signal and a notice in the log.
@@ -45,10 +49,18 @@ int recovery_restore(Daemon *d, const char *state_dir, GError **error);
 void recovery_start(Daemon *d);
 void recovery_free(Recovery *rec);
 
-/* Registration bookkeeping (bus_manager_register_vm()/_unregister_vm()); no-ops without a
- * journal. A journal that cannot be written is logged; the registration stands. */
+/*
+ * Registration bookkeeping (bus_manager_register_vm()/_unregister_vm()); no-ops without a
+ * journal. A registration whose write fails is logged and stands, and the write is retried
+ * on a timer (1 s doubling to 30 s) as is every failed write. An unregistration whose write
+ * fails is refused (-EIO with a sentence): the VM would come back after a restart.
+ */
 void recovery_track_vm(Daemon *d, Vm *vm);
-void recovery_untrack_vm(Daemon *d, const char *name);
+int recovery_untrack_vm(Daemon *d, const char *name, GError **error);
+/* The journal holds name, not restored at start (UnregisterVM may forget it). */
+bool recovery_has_unrestored(const Daemon *d, const char *name);
+/* Tries again to restore the VMs the start could not (Rescan, hotplug; why is logged). */
+void recovery_retry(Daemon *d, const char *why);
 
 /* The LastRecovery a{sv}. */
 int recovery_append_last(sd_bus_message *m, const Daemon *d);

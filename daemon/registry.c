@@ -246,10 +246,12 @@ static int known_device_open(Registry *r, KnownDevice *kd, GError **error)
 
 static int no_such_device(const Registry *r, const char *name, GError **error)
 {
+        g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
+
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                    "The %s backend knows no device named %s; ListDevices shows the ones it "
+                    "The %s backend knows no device named '%s'; ListDevices shows the ones it "
                     "knows.",
-                    r->backend->name, name);
+                    r->backend->name, shown);
         return -ENODEV;
 }
 
@@ -277,6 +279,13 @@ int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GE
         if (kd->vm) {
                 ssize_t i = vm_device_index(kd->vm, name);
                 err = i >= 0 ? vm_device_state(kd->vm, (size_t)i, ret) : -ENODEV;
+        } else if (r->backend->open_claims_device && !kd->pinned) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODATA),
+                            "The state of device %s is not read while no VM holds it: reading "
+                            "it would open its VFIO group, which a VMM starting now needs. "
+                            "Register it in a VM (or hand its device fd over) to read it.",
+                            name);
+                return -ENODATA;
         } else {
                 err = known_device_open(r, kd, error);
                 if (err < 0)
@@ -341,14 +350,13 @@ bool registry_busy(const Registry *r)
 int registry_check_vm_args(const char *name, const char *const *devices, size_t n,
                            const VmOptions *options, GError **error)
 {
-        if (!vm_name_is_valid(name)) {
-                g_autofree char *escaped = g_strescape(name ? name : "", NULL);
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "VM name '%s' is invalid: use 1 to %d characters from A-Z, a-z, "
-                            "0-9 and _ . : + -.",
-                            escaped, VM_NAME_MAX);
-                return -EINVAL;
-        }
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+        int r = vm_name_check(name, "VM name",
+                              "give 1 to " G_STRINGIFY(
+                                  VM_NAME_MAX) " bytes of UTF-8 without control characters or '/'",
+                              error);
+        if (r < 0)
+                return r;
         if (n < 1 || n > VM_DEVICES_MAX) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
                             "VM %s lists %zu devices; give from 1 to %d device names.", name, n,
@@ -363,14 +371,14 @@ int registry_check_vm_args(const char *name, const char *const *devices, size_t 
                                     i + 1, name);
                         return -EINVAL;
                 }
-                for (size_t j = 0; j < i; j++)
-                        if (strcmp(devices[i], devices[j]) == 0) {
-                                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                                            "Device %s is listed twice for VM %s; list each "
-                                            "device once.",
-                                            devices[i], name);
-                                return -EINVAL;
-                        }
+                if (!g_hash_table_add(seen, (gpointer)devices[i])) {
+                        g_autofree char *echo = g_strndup(devices[i], 128);
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                                    "Device %s is listed twice for VM %s; list each device "
+                                    "once.",
+                                    echo, name);
+                        return -EINVAL;
+                }
         }
         return vm_options_check(options, error);
 }
@@ -465,9 +473,8 @@ int registry_unregister_vm(Registry *r, const char *name, GError **error)
         Device *d;
 
         if (!vm) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT),
-                            "No VM named %s is registered; ListVMs shows the registered ones.",
-                            name);
+                g_autofree char *message = vm_no_such_vm_message(name);
+                g_set_error_literal(error, G_FILE_ERROR, g_file_error_from_errno(ENOENT), message);
                 return -ENOENT;
         }
         if (vm_is_busy(vm, &op)) {
@@ -600,66 +607,110 @@ static void options_from_settings(const PolicySettings *s, const VmOptions *expl
         ret->phase_deadline_ms = s->phase_deadline_ms;
         ret->parallelism = s->parallelism;
         ret->rollback_reset = s->on_failure == POLICY_ON_FAILURE_RESET;
+        ret->max_device_state_bytes = s->max_device_state_bytes;
         if (explicit)
                 vm_options_overlay(ret, explicit);
 }
 
-/* The first VM other than self holding a device of this IOMMU group. */
-static const char *group_claimant(Registry *r, const Vm *self, const char *group)
+/*
+ * What decide() needs to know about the IOMMU groups of a device list, gathered once per
+ * decision so the work is O(devices known + members + n), not a scan of every device (or of
+ * the list) per device: a caller handing in 256 devices of one shared group must not stall
+ * the loop.
+ */
+typedef struct GroupFacts {
+        GHashTable *among;    /* names of the devices decided on (borrowed) */
+        GHashTable *claimant; /* group -> name of a VM other than self holding a member */
+        GHashTable *outsider; /* group -> a member not among them ("" when none), owned */
+        GHashTable *listed;   /* group -> GPtrArray of the listed devices' names (fallback) */
+} GroupFacts;
+
+static void group_facts_clear(GroupFacts *f)
+{
+        g_clear_pointer(&f->among, g_hash_table_unref);
+        g_clear_pointer(&f->claimant, g_hash_table_unref);
+        g_clear_pointer(&f->outsider, g_hash_table_unref);
+        g_clear_pointer(&f->listed, g_hash_table_unref);
+}
+
+static void group_facts_init(GroupFacts *f, Registry *r, const Vm *self, Device *const *devs,
+                             size_t n)
 {
         GHashTableIter it;
         KnownDevice *kd;
 
+        f->among = g_hash_table_new(g_str_hash, g_str_equal);
+        for (size_t i = 0; i < n; i++)
+                g_hash_table_add(f->among, devs[i]->info.name);
+        f->claimant = g_hash_table_new(g_str_hash, g_str_equal);
+        f->outsider = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+        f->listed = NULL;
         g_hash_table_iter_init(&it, r->devices);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd))
-                if (kd->vm && kd->vm != self && kd->device &&
-                    g_strcmp0(kd->device->info.iommu_group, group) == 0)
-                        return vm_name(kd->vm);
-        return NULL;
+                if (kd->vm && kd->vm != self && kd->device && kd->device->info.iommu_group &&
+                    !g_hash_table_contains(f->claimant, kd->device->info.iommu_group))
+                        g_hash_table_insert(f->claimant, kd->device->info.iommu_group,
+                                            (gpointer)vm_name(kd->vm));
 }
 
-static bool device_among(const char *name, Device *const *devs, size_t n)
+/* Without the backend's member list: the listed devices of each group, read once. */
+static GHashTable *group_facts_listed(GroupFacts *f, Registry *r)
 {
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(devs[i]->info.name, name) == 0)
-                        return true;
-        return false;
-}
-
-/*
- * A member of this IOMMU group that is not among devs: from the host's list of the group's
- * members when the backend has one (it sees members bound to host drivers, which it does not
- * list as devices), else from the devices it knows. The name lives in keep.
- */
-static const char *group_outsider(Registry *r, Device *const *devs, size_t n, const char *group,
-                                  GPtrArray *keep)
-{
-        g_autoptr(GPtrArray) members = NULL;
         GHashTableIter it;
         KnownDevice *kd;
 
-        if (r->backend->group_members &&
-            r->backend->group_members(r->backend, group, &members) >= 0) {
-                for (guint i = 0; i < members->len; i++)
-                        if (!device_among(members->pdata[i], devs, n)) {
-                                g_ptr_array_add(keep, g_strdup(members->pdata[i]));
-                                return keep->pdata[keep->len - 1];
-                        }
-                return NULL;
-        }
+        if (f->listed)
+                return f->listed;
+        f->listed =
+            g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
         g_hash_table_iter_init(&it, r->devices);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&kd)) {
+                GPtrArray *members;
+
                 if (!kd->listed)
                         continue;
                 /* A device's group is known only once it is opened. */
-                if (known_device_open(r, kd, NULL) < 0)
+                if (known_device_open(r, kd, NULL) < 0 || !kd->device->info.iommu_group)
                         continue;
-                if (g_strcmp0(kd->device->info.iommu_group, group) != 0)
-                        continue;
-                if (!device_among(kd->name, devs, n))
-                        return kd->name;
+                members = g_hash_table_lookup(f->listed, kd->device->info.iommu_group);
+                if (!members) {
+                        members = g_ptr_array_new();
+                        g_hash_table_insert(f->listed, kd->device->info.iommu_group, members);
+                }
+                g_ptr_array_add(members, kd->name);
         }
-        return NULL;
+        return f->listed;
+}
+
+/*
+ * A member of this IOMMU group that is not among the devices: from the host's list of the
+ * group's members when the backend has one (it sees members bound to host drivers, which it
+ * does not list as devices), else from the devices it knows. Once per group; the name lives
+ * in f.
+ */
+static const char *group_outsider(GroupFacts *f, Registry *r, const char *group)
+{
+        g_autoptr(GPtrArray) members = NULL;
+        const char *found = NULL;
+        gpointer known;
+
+        if (g_hash_table_lookup_extended(f->outsider, group, NULL, &known))
+                return *(const char *)known ? known : NULL;
+        if (r->backend->group_members &&
+            r->backend->group_members(r->backend, group, &members) >= 0) {
+                for (guint i = 0; !found && i < members->len; i++)
+                        if (!g_hash_table_contains(f->among, members->pdata[i]))
+                                found = members->pdata[i];
+        } else {
+                GPtrArray *listed = g_hash_table_lookup(group_facts_listed(f, r), group);
+                for (guint i = 0; !found && listed && i < listed->len; i++)
+                        if (!g_hash_table_contains(f->among, listed->pdata[i]))
+                                found = listed->pdata[i];
+        }
+        /* The key is a device's iommu_group, which outlives the decision. */
+        g_hash_table_insert(f->outsider, (gpointer)group, g_strdup(found ? found : ""));
+        found = g_hash_table_lookup(f->outsider, group);
+        return *found ? found : NULL;
 }
 
 /* What the host did to the VM's groups since it was registered (group-watch.h). */
@@ -682,15 +733,16 @@ static void add_hotplug_blockers(Registry *r, const Vm *vm, PolicyDecision *d)
 }
 
 static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Device *const *devs,
-                              size_t n, const VmOptions *explicit)
+                              size_t n, const VmOptions *explicit, const uint32_t *assumed_flags)
 {
         enum policy_mode override = POLICY_MODE_REQUIRE_P2P;
         g_autofree PolicyDevice *pd = g_new0(PolicyDevice, n ? n : 1);
-        g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
+        _cleanup_(group_facts_clear) GroupFacts facts = {0};
         PolicySettings base;
         PolicyDecision *d = NULL;
         g_autoptr(Policy) fallback = NULL;
 
+        group_facts_init(&facts, r, self, devs, n);
         for (size_t i = 0; i < n; i++) {
                 const DeviceInfo *info = &devs[i]->info;
                 pd[i] = (PolicyDevice){
@@ -702,10 +754,13 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
                     .flags = info->migration_flags,
                     .iommu_group = info->iommu_group,
                 };
+                if (assumed_flags && assumed_flags[i] != UINT32_MAX &&
+                    __atomic_load_n(&info->flags_unknown, __ATOMIC_ACQUIRE))
+                        pd[i].flags = assumed_flags[i];
                 if (info->iommu_group) {
-                        pd[i].group_claimed_by = group_claimant(r, self, info->iommu_group);
-                        pd[i].group_outside_member =
-                            group_outsider(r, devs, n, info->iommu_group, keep);
+                        pd[i].group_claimed_by =
+                            g_hash_table_lookup(facts.claimant, info->iommu_group);
+                        pd[i].group_outside_member = group_outsider(&facts, r, info->iommu_group);
                 }
         }
         settings_from_defaults(&r->defaults, &base);
@@ -722,15 +777,71 @@ static PolicyDecision *decide(Registry *r, const Vm *self, const char *name, Dev
         return d;
 }
 
+#define LOG_BLOCKERS_MAX 8u
+
 static void log_decision(const char *vm, const PolicyDecision *d)
 {
         g_autofree char *matched = d->matched[0] ? g_strjoinv("; ", d->matched) : NULL;
 
-        for (size_t i = 0; i < d->n_blockers; i++)
+        /* Anyone may ask (CheckMigration): a few lines per call, whatever the VM holds. */
+        for (size_t i = 0; i < d->n_blockers && i < LOG_BLOCKERS_MAX; i++)
                 log_notice("VM %s: migration refused (mode %s, decided by %s): %s: %s", vm,
                            policy_mode_to_string(d->settings.mode),
                            matched ? matched : "defaults", d->blockers[i].id,
                            d->blockers[i].message);
+        if (d->n_blockers > LOG_BLOCKERS_MAX)
+                log_notice("VM %s: ... and %zu more blockers (Blockers lists them all).", vm,
+                           d->n_blockers - LOG_BLOCKERS_MAX);
+}
+
+/* A device in ERROR cannot take part in a sequence until Abort resets it. */
+static void add_error_blockers(Vm *vm, PolicyDecision *d)
+{
+        for (size_t i = 0; i < vm_n_devices(vm); i++) {
+                enum mig_state state;
+                const char *name = vm_device(vm, i)->info.name;
+
+                if (vm_device_state(vm, i, &state) < 0 || state != MIG_STATE_ERROR ||
+                    vm_device_state_unread(vm, i))
+                        continue;
+                d->blockers = g_renew(PolicyBlocker, d->blockers, d->n_blockers + 1);
+                d->blockers[d->n_blockers++] = (PolicyBlocker){
+                    .id = g_strdup("device-error"),
+                    .device = g_strdup(name),
+                    .message = g_strdup_printf(
+                        "device '%s' is in ERROR (a failed step left it there) and cannot "
+                        "migrate; Abort ('vfio-migctl abort %s') resets it and brings the VM "
+                        "back to RUNNING",
+                        name, vm_name(vm)),
+                };
+                d->allowed = false;
+        }
+}
+
+/* The options the VM's registrant gave explicitly win over the policy's: the settings the
+ * VM's sequences run with. */
+static void decision_overlay_registration(PolicyDecision *d, const VmOptions *o)
+{
+        guint n = g_strv_length(d->source_labels);
+        const char *label;
+
+        if (!(o->explicit_mask & (VM_OPT_STRATEGY | VM_OPT_PHASE_DEADLINE | VM_OPT_PARALLELISM)))
+                return;
+        d->source_labels = g_renew(char *, d->source_labels, n + 2);
+        label = d->source_labels[n] = g_strdup("VM registration");
+        d->source_labels[n + 1] = NULL;
+        if (o->explicit_mask & VM_OPT_STRATEGY) {
+                d->settings.strategy = o->strategy;
+                d->sources.strategy = label;
+        }
+        if (o->explicit_mask & VM_OPT_PHASE_DEADLINE) {
+                d->settings.phase_deadline_ms = o->phase_deadline_ms;
+                d->sources.phase_deadline_ms = label;
+        }
+        if (o->explicit_mask & VM_OPT_PARALLELISM) {
+                d->settings.parallelism = o->parallelism;
+                d->sources.parallelism = label;
+        }
 }
 
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
@@ -740,7 +851,9 @@ PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log)
 
         for (size_t i = 0; i < vm_n_devices(vm); i++)
                 devs[i] = vm_device(vm, i);
-        d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm));
+        d = decide(r, vm, vm_name(vm), devs, vm_n_devices(vm), vm_options(vm), NULL);
+        decision_overlay_registration(d, vm_options(vm));
+        add_error_blockers(vm, d);
         if (log)
                 log_decision(vm_name(vm), d);
         return d;
@@ -763,7 +876,7 @@ static int open_devices(Registry *r, const char *const *devices, size_t n, Devic
 }
 
 int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
-                            PolicyDecision **ret, GError **error)
+                            const uint32_t *assumed_flags, PolicyDecision **ret, GError **error)
 {
         g_autofree Device **devs = NULL;
         int err;
@@ -771,7 +884,7 @@ int registry_decide_devices(Registry *r, const char *name, const char *const *de
         err = open_devices(r, devices, n, &devs, error);
         if (err < 0)
                 return err;
-        *ret = decide(r, registry_get_vm(r, name), name, devs, n, NULL);
+        *ret = decide(r, registry_get_vm(r, name), name, devs, n, NULL, assumed_flags);
         return 0;
 }
 
@@ -804,7 +917,7 @@ static GPtrArray *registry_vm_blockers(const Vm *vm, void *userdata)
 static void vm_effective_options(Registry *r, const char *name, Device *const *devs, size_t n,
                                  const VmOptions *explicit, VmOptions *ret)
 {
-        PolicyDecision *d = decide(r, NULL, name, devs, n, explicit);
+        PolicyDecision *d = decide(r, NULL, name, devs, n, explicit, NULL);
 
         options_from_settings(&d->settings, explicit, ret);
         policy_decision_free(d);

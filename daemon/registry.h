@@ -51,7 +51,12 @@ bool registry_has_device(const Registry *r, const char *name);
 /* The device, opened when needed; it stays the registry's, borrowed until the event loop
  * runs again (a device no VM holds is released then). */
 int registry_open_device(Registry *r, const char *name, Device **ret, GError **error);
-/* The device's state; while its VM sequences, the last one the sequencer reported. */
+/*
+ * The device's state: for a device in a VM, the VM's cached state (vm_device_state(), never a
+ * read on the loop); for a free one, read from the device, except where opening it claims it
+ * (Backend.open_claims_device, the kernel backend: its VFIO group): -ENODATA then, with a
+ * sentence, and nothing opened.
+ */
 int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GError **error);
 /* The VM holding the device, or NULL. */
 Vm *registry_device_vm(const Registry *r, const char *name);
@@ -109,18 +114,23 @@ const Policy *registry_policy(const Registry *r);
  * The migration decision for a VM under the policy in force, with the facts only the
  * registry knows: another VM holding a device of the same IOMMU group, and devices of a
  * VM's group that are not in it. With log, every blocker is logged at notice level with
- * the VM, the mode and the entries that decided it.
+ * the VM, the mode and the entries that decided it. Its settings are the VM's effective ones:
+ * the options its registrant gave explicitly (strategy, phase deadline, parallelism, p2p
+ * mode) win, with "VM registration" as their source.
  */
 PolicyDecision *registry_decide(Registry *r, Vm *vm, bool log);
 
 /*
  * The same decision and IOVA space for devices that no VM holds yet under that name (an
- * incoming migration's domain): every device is opened (-ENODEV unknown, the open's errors
- * otherwise). A VM of that name, when one is registered, counts as the same VM (its devices'
- * groups are not "claimed by another VM"). Nothing is registered or changed.
+ * incoming migration's domain): every device is looked up (-ENODEV unknown, the backend's
+ * errors otherwise; the kernel backend opens no fd for it). A VM of that name, when one is
+ * registered, counts as the same VM (its devices' groups are not "claimed by another VM").
+ * assumed_flags (NULL, or one per device, UINT32_MAX for none) stand in for the migration
+ * flags of a device whose flags are not known yet (DeviceInfo.flags_unknown): what the
+ * source declares. Nothing is registered or changed.
  */
 int registry_decide_devices(Registry *r, const char *name, const char *const *devices, size_t n,
-                            PolicyDecision **ret, GError **error);
+                            const uint32_t *assumed_flags, PolicyDecision **ret, GError **error);
 int registry_devices_iova(Registry *r, const char *const *devices, size_t n, GArray **ret_ranges,
                           GPtrArray **ret_warnings, GError **error);
 

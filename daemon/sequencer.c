@@ -6,11 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/invariant.h"
 #include "log.h"
+#include "crash-point.h"
 #include "migstream.h"
 #include "util.h"
 
 #define CANCEL_GRACE_DEFAULT_US 1000000u
+/* How often a phase barrier looks at the abort request while it waits for its steps. */
+#define ABORT_POLL_US 20000
 
 /*
  * A step's worker may outlive the sequence: a device that ignores cancel keeps its worker
@@ -39,6 +43,9 @@ typedef struct PhaseSync {
         uint64_t t0;
         SeqEventFunc on_event;
         void *userdata;
+        /* For a hung step that returns late; the job holds its own late reference. */
+        SeqLateFunc on_late;
+        void (*late_unref)(void *late_userdata);
 } PhaseSync;
 
 typedef struct StepJob {
@@ -57,6 +64,9 @@ typedef struct StepJob {
         enum mig_state actual_from, reached;
         char path[128];
         char plan_path[128]; /* the planned walk, for a step that never reported back */
+        enum mig_state walk[MIG_PATH_MAX]; /* the same as states, for the invariant */
+        size_t walk_len;
+        void *late; /* a late reference (SeqOptions.late_ref) once the job is HUNG */
         int error;
         char *message;
         int new_fd;
@@ -77,7 +87,17 @@ typedef struct SeqRun {
         bool *hung; /* per device: its worker was abandoned */
         MigStreamWriter *writer;
         size_t last_save; /* index of the plan's last SAVE phase, or SIZE_MAX */
+        enum mig_state *known;    /* per device: where it was last seen (the invariant) */
+        InvariantSpan *hung_span; /* per hung device: anywhere on its step's walk */
+        bool in_rollback;         /* an abort request no longer preempts */
 } SeqRun;
+
+/* How a phase's barrier wait ended. */
+typedef enum PhaseWait {
+        WAIT_ALL,      /* every step finished */
+        WAIT_DEADLINE, /* the phase deadline passed */
+        WAIT_ABORTED,  /* opts->abort was signalled */
+} PhaseWait;
 
 /* What one phase run came to. */
 typedef struct PhaseOutcome {
@@ -119,6 +139,8 @@ static PhaseSync *phase_sync_new(const SeqRun *run, const char *phase, size_t in
         s->t0 = run->t0;
         s->on_event = run->opts->on_event;
         s->userdata = run->opts->userdata;
+        s->on_late = run->opts->on_late;
+        s->late_unref = run->opts->late_unref;
         return s;
 }
 
@@ -143,6 +165,8 @@ static void job_unref(StepJob *job)
         if (!g_atomic_int_dec_and_test(&job->refcount))
                 return;
         closep(&job->new_fd);
+        if (job->late && job->sync->late_unref)
+                job->sync->late_unref(job->late);
         phase_sync_unref(job->sync);
         device_unref(job->device);
         g_free(job->message);
@@ -287,9 +311,13 @@ static void job_finish(StepJob *job)
 
         g_mutex_lock(&s->lock);
         if (job->status == JOB_HUNG) {
-                /* The sequence is over for this job: no event, no result, just clean up. */
-                log_warning("device %s returned from its step after it was declared hung",
-                            job->device->info.name);
+                /* The sequence gave up on this job: its result goes to whoever finishes the
+                 * rollback it held back (on_late), under the lock, so after the HUNG event. */
+                log_warning("device %s returned from its step after it was declared hung; it "
+                            "is in %s",
+                            job->device->info.name, mig_state_to_string(job->reached));
+                if (job->late && s->on_late)
+                        s->on_late(job->index, job->reached, job->error, job->late);
         } else {
                 job->status = JOB_DONE;
                 job->order = s->n_done++;
@@ -308,6 +336,7 @@ static void job_run(gpointer data, gpointer unused)
 
         if (job_begin(job)) {
                 job->start_us = elapsed(job->sync->t0);
+                crash_point("step-begin");
                 if (job->kind == PLAN_PHASE_RESET)
                         job_reset(job);
                 else if (job->kind == PLAN_PHASE_SAVE)
@@ -315,6 +344,7 @@ static void job_run(gpointer data, gpointer unused)
                 else
                         job_transition(job);
                 job->end_us = elapsed(job->sync->t0);
+                crash_point("step-end");
                 job_finish(job);
         }
         job_unref(job);
@@ -339,6 +369,8 @@ static StepJob *job_new(SeqRun *run, PhaseSync *sync, const PlanPhase *ph, const
         job->status = JOB_QUEUED;
         mig_path_format(st->path, st->path_len, job->path, sizeof(job->path));
         g_strlcpy(job->plan_path, job->path, sizeof(job->plan_path));
+        memcpy(job->walk, st->path, sizeof(job->walk));
+        job->walk_len = st->path_len;
         return job;
 }
 
@@ -359,24 +391,44 @@ static int pool_ensure(SeqRun *run)
         return 0;
 }
 
-/* Waits for every job of the phase, until the deadline (0: none). true: all finished. */
-static bool phase_wait(PhaseSync *s, int64_t deadline)
+/*
+ * Waits for every job of the phase, until the deadline (0: none) or an abort request (NULL:
+ * none). The workers wake the barrier only for the last job, so the abort request is looked
+ * at every ABORT_POLL_US: an eventfd cannot wake a GCond.
+ */
+static PhaseWait phase_wait(PhaseSync *s, int64_t deadline, const SeqAbort *abort)
 {
-        bool all;
+        PhaseWait w = WAIT_ALL;
 
         g_mutex_lock(&s->lock);
-        while (s->n_pending > 0)
-                if (deadline == 0)
+        while (s->n_pending > 0) {
+                int64_t until = deadline;
+
+                if (abort) {
+                        int64_t slice = g_get_monotonic_time() + ABORT_POLL_US;
+
+                        if (seq_abort_requested(abort)) {
+                                w = WAIT_ABORTED;
+                                break;
+                        }
+                        if (until == 0 || slice < until)
+                                until = slice;
+                }
+                if (until == 0)
                         g_cond_wait(&s->cond, &s->lock);
-                else if (!g_cond_wait_until(&s->cond, &s->lock, deadline))
+                else if (!g_cond_wait_until(&s->cond, &s->lock, until) && until == deadline) {
+                        w = WAIT_DEADLINE;
                         break;
-        all = s->n_pending == 0;
+                }
+        }
+        if (s->n_pending == 0)
+                w = WAIT_ALL;
         g_mutex_unlock(&s->lock);
-        return all;
+        return w;
 }
 
-/* Jobs no worker took yet are dropped; running ones are asked to stop. */
-static void phase_cancel(GPtrArray *jobs, PhaseSync *s)
+/* Jobs no worker took yet are dropped; running ones are asked to stop (if cancel_running). */
+static void phase_cancel(GPtrArray *jobs, PhaseSync *s, PhaseWait why, bool cancel_running)
 {
         g_autoptr(GPtrArray) running = g_ptr_array_new();
 
@@ -386,19 +438,55 @@ static void phase_cancel(GPtrArray *jobs, PhaseSync *s)
 
                 if (job->status == JOB_QUEUED) {
                         job->status = JOB_SKIPPED;
-                        job_fail(job, -ETIMEDOUT, "not started before the phase deadline");
+                        if (why == WAIT_ABORTED)
+                                job_fail(job, -ECANCELED, "not started: the sequence was aborted");
+                        else
+                                job_fail(job, -ETIMEDOUT, "not started before the phase deadline");
                         s->n_pending--;
-                } else if (job->status == JOB_RUNNING)
+                } else if (job->status == JOB_RUNNING && cancel_running)
                         g_ptr_array_add(running, job);
         }
         g_mutex_unlock(&s->lock);
         /* Outside the lock: a backend's cancel may wait for the step it interrupts. */
         for (guint i = 0; i < running->len; i++) {
                 StepJob *job = running->pdata[i];
-                log_warning("device %s passed the phase deadline; cancelling its step",
-                            job->device->info.name);
+                log_warning("device %s %s; cancelling its step", job->device->info.name,
+                            why == WAIT_ABORTED ? "is still in its step and the sequence was "
+                                                  "aborted"
+                                                : "passed the phase deadline");
                 device_cancel(job->device);
         }
+}
+
+static void emit_device(const SeqRun *run, SeqEventKind kind, const char *phase, const StepJob *job)
+{
+        SeqEvent ev = {.kind = kind,
+                       .phase = phase,
+                       .device = job->index,
+                       .old_state = job->from,
+                       .new_state = job->target};
+
+        if (!run->opts->on_event)
+                return;
+        ev.elapsed_us = elapsed(run->t0);
+        run->opts->on_event(&ev, run->opts->userdata);
+}
+
+/* A hung device may be anywhere on its step's walk until it returns. */
+static void hung_mark(SeqRun *run, const StepJob *job)
+{
+        InvariantSpan *span = &run->hung_span[job->index];
+
+        run->hung[job->index] = true;
+        run->n_hung++;
+        g_ptr_array_add(run->report->hung, g_strdup(job->device->info.name));
+        span->flags = job->device->info.migration_flags;
+        span->discards = false;
+        span->n_states = 0;
+        span->states[span->n_states++] = run->known[job->index];
+        for (size_t i = 0; i < job->walk_len; i++)
+                if (job->walk[i] != run->known[job->index])
+                        span->states[span->n_states++] = job->walk[i];
 }
 
 /* After the grace period, whatever still runs is hung: its worker is left to itself. */
@@ -412,12 +500,16 @@ static void phase_abandon(SeqRun *run, GPtrArray *jobs, PhaseSync *s)
                         continue;
                 job->status = JOB_HUNG;
                 s->n_pending--;
-                run->hung[job->index] = true;
-                run->n_hung++;
-                g_ptr_array_add(run->report->hung, g_strdup(job->device->info.name));
-                log_error("device %s did not return from its step even after cancel; it is "
-                          "left alone",
-                          job->device->info.name);
+                hung_mark(run, job);
+                if (run->opts->on_late)
+                        job->late = run->opts->late_ref
+                                        ? run->opts->late_ref(run->opts->late_userdata)
+                                        : run->opts->late_userdata;
+                /* Under the lock: the HUNG event goes out before the late return can. */
+                emit_device(run, SEQ_EVENT_DEVICE_HUNG, s->phase, job);
+                log_error("device %s did not return from its step (%s) even after cancel; "
+                          "it is left alone and its peers wait for it",
+                          job->device->info.name, job->plan_path);
         }
         g_mutex_unlock(&s->lock);
         /* A hung worker holds a pool thread forever; later phases still get their share. */
@@ -505,9 +597,10 @@ static bool job_late(const StepJob *job)
 
 /* Moves results into data_fds and the report, in completion order; returns the outcome. */
 static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *jobs,
-                                  uint64_t phase_start, bool timed_out)
+                                  uint64_t phase_start, PhaseWait wait)
 {
         PhaseOutcome out = {0};
+        bool timed_out = wait != WAIT_ALL;
 
         g_ptr_array_sort(jobs, job_cmp_order);
         for (guint i = 0; i < jobs->len; i++) {
@@ -527,8 +620,10 @@ static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *job
                         report_step(run, phase, &tmp);
                         continue;
                 }
-                if (job->status == JOB_DONE)
+                if (job->status == JOB_DONE) {
                         apply_data_fd(run, job);
+                        run->known[job->index] = job->reached;
+                }
                 if (job->status == JOB_DONE && job->state_lost)
                         report_lost_state(run, job->index);
                 report_step(run, phase, job);
@@ -538,7 +633,12 @@ static PhaseOutcome phase_collect(SeqRun *run, const char *phase, GPtrArray *job
                                                       device_name(run, job->index), job->message);
                 }
         }
-        if (timed_out) {
+        if (wait == WAIT_ABORTED) {
+                g_autofree char *late = names_of(run, jobs, job_late);
+                out.error = -ECANCELED;
+                out.message = g_strdup_printf("phase %s was aborted (Abort)%s%s", phase,
+                                              *late ? "; cancelled: " : "", late);
+        } else if (timed_out) {
                 g_autofree char *late = names_of(run, jobs, job_late);
                 out.error = -ETIMEDOUT;
                 /* Every step may have returned, just too late: the budget is still blown. */
@@ -567,7 +667,7 @@ static PhaseOutcome run_jobs(SeqRun *run, const PlanPhase *ph, const char *name,
         uint64_t start = elapsed(run->t0);
         int64_t deadline = 0;
         PhaseOutcome out;
-        bool done;
+        PhaseWait wait;
 
         if (phase_has_deadline(run, ph))
                 deadline = g_get_monotonic_time() + (int64_t)run->opts->phase_deadline_us;
@@ -579,15 +679,20 @@ static PhaseOutcome run_jobs(SeqRun *run, const PlanPhase *ph, const char *name,
         for (guint i = 0; i < jobs->len; i++)
                 if (!g_thread_pool_push(run->pool, job_ref(jobs->pdata[i]), NULL))
                         log_warning("phase %s: no new worker thread; the step waits for one", name);
-        done = phase_wait(sync, deadline);
-        if (!done) {
+        wait = phase_wait(sync, deadline, run->in_rollback ? NULL : run->opts->abort);
+        if (wait != WAIT_ALL && ph->kind == PLAN_PHASE_SAVE) {
+                /* The writer is the sequence's and its pumps end on the abort themselves
+                 * (the stream I/O polls it): wait for them, never abandon one. */
+                phase_cancel(jobs, sync, wait, false);
+                (void)phase_wait(sync, 0, NULL);
+        } else if (wait != WAIT_ALL) {
                 uint64_t grace = run->opts->cancel_grace_us ? run->opts->cancel_grace_us
                                                             : CANCEL_GRACE_DEFAULT_US;
-                phase_cancel(jobs, sync);
-                if (!phase_wait(sync, g_get_monotonic_time() + (int64_t)grace))
+                phase_cancel(jobs, sync, wait, true);
+                if (phase_wait(sync, g_get_monotonic_time() + (int64_t)grace, NULL) != WAIT_ALL)
                         phase_abandon(run, jobs, sync);
         }
-        out = phase_collect(run, name, jobs, start, !done);
+        out = phase_collect(run, name, jobs, start, wait);
         phase_sync_unref(sync);
         return out;
 }
@@ -597,10 +702,24 @@ static PhaseOutcome outcome(int error, char *message)
         return (PhaseOutcome){error, message};
 }
 
+/* Streams wait under the phase deadline, taken as a stall bound, and stop on an abort. */
+static MigStreamIo stream_io(const SeqRun *run)
+{
+        return (MigStreamIo){
+            .stall_us = run->opts->phase_deadline_us,
+            .abort_fd = seq_abort_fd(run->opts->abort),
+            .max_device_bytes = run->opts->max_device_state_bytes,
+            .setting = "max-device-state-bytes",
+            .vm_name = run->opts->vm_name,
+        };
+}
+
 static PhaseOutcome writer_start(SeqRun *run)
 {
         g_autofree MigStreamDevice *devs = g_new0(MigStreamDevice, run->n ? run->n : 1);
         g_autoptr(GError) error = NULL;
+        uint8_t id[MIGSTREAM_ID_SIZE];
+        MigStreamIo io;
         int r;
 
         for (size_t i = 0; i < run->n; i++) {
@@ -610,10 +729,13 @@ static PhaseOutcome writer_start(SeqRun *run)
         }
         if (run->opts->save_fd < 0)
                 return outcome(-EBADF, g_strdup("no stream to save into (save_fd is -1)"));
-        r = migstream_writer_new(run->opts->save_fd, devs, run->n, &run->writer, &error);
+        migstream_id_generate(id);
+        io = stream_io(run);
+        r = migstream_writer_new(run->opts->save_fd, run->opts->vm_name, id, devs, run->n, &io,
+                                 &run->writer, &error);
         if (r < 0)
                 return outcome(r, g_strdup(error->message));
-        migstream_writer_set_stall_timeout(run->writer, run->opts->phase_deadline_us);
+        run->report->migration_id = migstream_id_to_string(id);
         return outcome(0, NULL);
 }
 
@@ -634,9 +756,19 @@ static PhaseOutcome run_save(SeqRun *run, const PlanPhase *ph, const char *name,
         out = run_jobs(run, ph, name, index, count, map);
         if (out.error < 0 || index != run->last_save)
                 return out;
+        /* The hand-off: after the trailer a destination may run the VM (journal.h). */
+        crash_point("save-before-commit");
+        r = run->opts->before_trailer ? run->opts->before_trailer(run->opts->userdata) : 0;
+        if (r < 0)
+                return outcome(r, g_strdup_printf("phase %s: the hand-off could not be recorded "
+                                                  "(%s), so the stream's trailer was not written",
+                                                  name, g_strerror(-r)));
+        crash_point("save-before-trailer");
         r = migstream_writer_finish(run->writer, &error);
         if (r < 0)
                 return outcome(r, g_strdup_printf("phase %s: %s", name, error->message));
+        run->report->handed_off = true;
+        crash_point("save-after-trailer");
         return out;
 }
 
@@ -665,19 +797,48 @@ static int load_check_devices(SeqRun *run, MigStreamReader *r, char **ret_messag
         return 0;
 }
 
+/* A stream belongs to the VM that saved it: resuming it elsewhere would run two copies of
+ * one guest, or a guest with another's device state. */
+static int load_check_vm(SeqRun *run, MigStreamReader *r, char **ret_message)
+{
+        const char *saved = migstream_reader_vm_name(r), *vm = run->opts->vm_name;
+        const char *renamed = run->opts->renamed_from;
+
+        if (!vm || g_str_equal(saved, vm) || (renamed && g_str_equal(saved, renamed)))
+                return 0;
+        if (renamed)
+                *ret_message = g_strdup_printf(
+                    "the stream was saved by VM '%s', neither VM '%s' nor '%s' (renamed-from); "
+                    "resume it into the VM it was saved from",
+                    saved, vm, renamed);
+        else
+                *ret_message = g_strdup_printf(
+                    "the stream was saved by VM '%s', not VM '%s'; resume it into VM '%s', or, "
+                    "if '%s' is '%s' renamed, pass the option renamed-from='%s'",
+                    saved, vm, saved, vm, saved, saved);
+        return -EBADMSG;
+}
+
 static int load_stream(SeqRun *run, uint64_t *bytes, char **ret_message)
 {
         g_autoptr(MigStreamReader) r = NULL;
         g_autoptr(GError) error = NULL;
+        MigStreamIo io;
         int k;
 
         if (run->opts->load_fd < 0) {
                 *ret_message = g_strdup("no stream to load from (load_fd is -1)");
                 return -EBADF;
         }
-        k = migstream_reader_new(run->opts->load_fd, &r, &error);
+        io = stream_io(run);
+        k = migstream_reader_new(run->opts->load_fd, &io, &r, &error);
         if (k == 0) {
-                migstream_reader_set_stall_timeout(r, run->opts->phase_deadline_us);
+                run->report->migration_id =
+                    migstream_id_to_string(migstream_reader_migration_id(r));
+                run->report->stream_vm = g_strdup(migstream_reader_vm_name(r));
+                k = load_check_vm(run, r, ret_message);
+                if (k < 0)
+                        return k;
                 k = load_check_devices(run, r, ret_message);
                 if (k < 0)
                         return k;
@@ -730,6 +891,7 @@ static PhaseOutcome run_phase(SeqRun *run, const PlanPhase *ph, const char *name
         PhaseOutcome out;
 
         emit(run, SEQ_EVENT_PHASE_START, name, index, count);
+        crash_point("phase-begin");
         log_info("phase %s (%zu/%zu) started: %zu steps", name, index + 1, count, ph->n_steps);
         if (ph->kind == PLAN_PHASE_LOAD)
                 out = run_load(run, ph, name, map);
@@ -748,7 +910,99 @@ static PhaseOutcome run_phase(SeqRun *run, const PlanPhase *ph, const char *name
                          (double)(elapsed(run->t0) - start) / 1000.0);
                 emit(run, SEQ_EVENT_PHASE_DONE, name, index, count);
         }
+        crash_point("phase-end");
         return out;
+}
+
+/* A phase that would break the invariant is not issued: that is a bug, said as one. */
+static PhaseOutcome phase_refused(SeqRun *run, const char *name, size_t index, size_t count,
+                                  const char *breach)
+{
+        report_phase(run, name, elapsed(run->t0), -EPROTO);
+        emit(run, SEQ_EVENT_PHASE_FAILED, name, index, count);
+        log_error("%s; the phase was not issued: this is a bug in vfio-migd's plan", breach);
+        return outcome(-EPROTO, g_strdup_printf("%s; the phase was not issued (a bug in "
+                                                "vfio-migd, please report it)",
+                                                breach));
+}
+
+static char *hung_names(const SeqRun *run)
+{
+        GString *s = g_string_new(NULL);
+
+        for (guint i = 0; i < run->report->hung->len; i++)
+                g_string_append_printf(s, "%s%s", i ? ", " : "",
+                                       (const char *)run->report->hung->pdata[i]);
+        return g_string_free(s, FALSE);
+}
+
+/* The device a plan's step names: rollback plans cover a subset of the run's devices. */
+static size_t step_device(const PlanStep *st, const size_t *map)
+{
+        return map ? map[st->device] : st->device;
+}
+
+/* Where each device may be while phase index of plan runs (core/invariant.h). */
+static void phase_spans(const SeqRun *run, const Plan *plan, size_t index, const size_t *map,
+                        InvariantSpan *spans)
+{
+        const PlanPhase *ph = &plan->phases[index];
+
+        for (size_t i = 0; i < run->n; i++) {
+                spans[i] = (InvariantSpan){.flags = run->devices[i]->info.migration_flags};
+                if (run->hung[i])
+                        spans[i] = run->hung_span[i];
+                else if (!device_is_gone(run->devices[i]))
+                        spans[i].states[spans[i].n_states++] = run->known[i];
+        }
+        /* A device reset later in this plan holds nothing a peer could spoil meanwhile. */
+        for (size_t k = index; k < plan->n_phases; k++)
+                for (size_t j = 0;
+                     plan->phases[k].kind == PLAN_PHASE_RESET && j < plan->phases[k].n_steps; j++)
+                        spans[step_device(&plan->phases[k].steps[j], map)].discards = true;
+        for (size_t j = 0; j < ph->n_steps; j++) {
+                const PlanStep *st = &ph->steps[j];
+                size_t dev = step_device(st, map);
+                InvariantSpan *sp = &spans[dev];
+                enum mig_state walk[MIG_PATH_MAX];
+                size_t len = 0;
+
+                if (run->hung[dev] || sp->n_states == 0)
+                        continue;
+                if (ph->kind == PLAN_PHASE_TRANSITION &&
+                    mig_path(sp->flags, sp->states[0], st->target, walk, &len) == 0) {
+                        for (size_t k = 1; k < len; k++)
+                                sp->states[sp->n_states++] = walk[k];
+                } else if (st->target != sp->states[0]) {
+                        /* A reset lands in RUNNING; a refused walk at least ends there. */
+                        sp->states[sp->n_states++] = st->target;
+                }
+        }
+}
+
+/*
+ * Would issuing phase index of plan break the P2P invariant? NULL if not, else a sentence.
+ * QEMU's serial order breaks it on purpose, and streams move no device.
+ */
+static char *phase_check(const SeqRun *run, const Plan *plan, size_t index, const char *name,
+                         const size_t *map)
+{
+        const PlanPhase *ph = &plan->phases[index];
+        g_autofree InvariantSpan *spans = NULL;
+        InvariantConflict c;
+
+        if (plan->strategy == PLAN_STRATEGY_NAIVE ||
+            (ph->kind != PLAN_PHASE_TRANSITION && ph->kind != PLAN_PHASE_RESET))
+                return NULL;
+        spans = g_new0(InvariantSpan, run->n ? run->n : 1);
+        phase_spans(run, plan, index, map, spans);
+        if (invariant_phase_ok(spans, run->n, run->opts->p2p_mode, &c))
+                return NULL;
+        return g_strdup_printf("phase %s could leave device %s in %s while device %s is in %s "
+                               "and can initiate P2P DMA into it (the P2P invariant)",
+                               name, device_name(run, c.victim),
+                               mig_state_to_string(c.victim_state), device_name(run, c.initiator),
+                               mig_state_to_string(c.initiator_state));
 }
 
 /* Where every device that still answers really is, for the rollback plan. */
@@ -764,6 +1018,7 @@ static size_t rollback_devices(SeqRun *run, PlanDevice *pd, size_t *map, bool *i
                         continue;
                 if (device_get_state(run->devices[i], &s) < 0)
                         s = MIG_STATE_ERROR;
+                run->known[i] = s;
                 in_error[i] = s == MIG_STATE_ERROR;
                 pd[m] = (PlanDevice){device_name(run, i), run->devices[i]->info.migration_flags, s};
                 map[m++] = i;
@@ -795,8 +1050,27 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
         }
         for (size_t i = 0; i < rb->n_phases && ok; i++) {
                 g_autofree char *name = g_strdup_printf("rollback:%s", rb->phases[i].name);
-                PhaseOutcome out = run_phase(run, &rb->phases[i], name, i, rb->n_phases, map);
+                g_autofree char *breach = phase_check(run, rb, i, name, map);
+                PhaseOutcome out;
 
+                if (breach && run->n_hung > 0) {
+                        /* Not a bug: the hung step may still land anywhere on its walk. The
+                         * rest waits for it (SeqLateFunc). */
+                        g_autofree char *names = hung_names(run);
+                        log_warning("rollback deferred: %s", breach);
+                        run->report->rollback_deferred = true;
+                        *ret_problem = g_strdup_printf(
+                            "rollback deferred from phase %s: the other devices are held where "
+                            "no device can DMA into a stopped one until the outstanding step "
+                            "of %s returns",
+                            name, names);
+                        ok = false;
+                        break;
+                }
+                if (breach) {
+                        out = phase_refused(run, name, i, rb->n_phases, breach);
+                } else
+                        out = run_phase(run, &rb->phases[i], name, i, rb->n_phases, map);
                 ok = out.error == 0;
                 if (!ok)
                         *ret_problem = out.message;
@@ -804,13 +1078,14 @@ static bool rollback(SeqRun *run, enum plan_op op, char **ret_problem)
         /* Resetting a source device discards its state, whatever state it was in; on the
          * destination (a failed resume) there was none to lose but what fell into ERROR. */
         for (size_t i = 0; i < run->n; i++)
-                if (in_error[i] || (rb_op == PLAN_OP_RESET && op != PLAN_OP_RESUME &&
-                                    !run->hung[i]))
+                if (in_error[i] ||
+                    (rb_op == PLAN_OP_RESET && op != PLAN_OP_RESUME && !run->hung[i]))
                         report_lost_state(run, i);
         plan_free(rb);
         if (ok && run->n_hung > 0)
-                *ret_problem =
-                    g_strdup_printf("%u device(s) hung and were left alone", run->n_hung);
+                *ret_problem = g_strdup_printf("%u device(s) hung and were left alone; the "
+                                               "rollback finishes when their steps return",
+                                               run->n_hung);
         return ok && run->n_hung == 0;
 }
 
@@ -843,6 +1118,8 @@ static void fail_and_roll_back(SeqRun *run, const Plan *plan, size_t failed, Pha
 
         run->report->error = out.error;
         run->report->message = out.message;
+        run->report->aborted = seq_abort_requested(run->opts->abort);
+        run->in_rollback = true;
         emit(run, SEQ_EVENT_ROLLBACK_START, plan->phases[failed].name, failed, plan->n_phases);
         run->report->rolled_back = rollback(run, plan->op, &problem);
         if (problem) {
@@ -861,6 +1138,26 @@ static void run_free_resources(SeqRun *run)
         if (run->pool)
                 g_thread_pool_free(run->pool, FALSE, run->n_hung == 0);
         g_free(run->hung);
+        g_free(run->known);
+        g_free(run->hung_span);
+}
+
+/* Where each device starts: its first step's planned origin, else what it says. */
+static void known_init(SeqRun *run, const Plan *plan)
+{
+        g_autofree bool *seen = g_new0(bool, run->n ? run->n : 1);
+
+        for (size_t i = 0; i < plan->n_phases; i++)
+                for (size_t j = 0; j < plan->phases[i].n_steps; j++) {
+                        const PlanStep *st = &plan->phases[i].steps[j];
+                        if (!seen[st->device]) {
+                                seen[st->device] = true;
+                                run->known[st->device] = st->from;
+                        }
+                }
+        for (size_t i = 0; i < run->n; i++)
+                if (!seen[i] && device_get_state(run->devices[i], &run->known[i]) < 0)
+                        run->known[i] = MIG_STATE_ERROR;
 }
 
 /* A plan built for other devices would index past the caller's arrays. */
@@ -885,6 +1182,8 @@ int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,
             .t0 = now_usec(),
             .hung = g_new0(bool, n ? n : 1),
             .last_save = last_save_phase(plan),
+            .known = g_new0(enum mig_state, n ? n : 1),
+            .hung_span = g_new0(InvariantSpan, n ? n : 1),
         };
         int error;
 
@@ -893,10 +1192,31 @@ int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,
                 run.report->message = g_strdup_printf(
                     "the plan names a device beyond the VM's %zu devices; nothing was run", n);
                 log_error("%s", run.report->message);
-        }
+        } else
+                known_init(&run, plan);
         for (size_t i = 0; i < plan->n_phases && run.report->error == 0; i++) {
-                PhaseOutcome out = run_phase(&run, &plan->phases[i], plan->phases[i].name, i,
-                                             plan->n_phases, NULL);
+                const char *name = plan->phases[i].name;
+                g_autofree char *breach = phase_check(&run, plan, i, name, NULL);
+                PhaseOutcome out;
+
+                if (seq_abort_requested(opts->abort)) {
+                        log_warning("aborted before phase %s", name);
+                        out = outcome(-ECANCELED,
+                                      g_strdup_printf("aborted (Abort) before phase %s", name));
+                } else if (breach)
+                        out = phase_refused(&run, name, i, plan->n_phases, breach);
+                else
+                        out = run_phase(&run, &plan->phases[i], name, i, plan->n_phases, NULL);
+                if (out.error < 0 && run.report->handed_off) {
+                        /* The stream may be running elsewhere: nothing returns to RUNNING. */
+                        run.report->error = out.error;
+                        run.report->message = g_strdup_printf(
+                            "%s; the stream was handed off (its trailer is written), so no "
+                            "device was rolled back",
+                            out.message);
+                        g_free(out.message);
+                        break;
+                }
                 if (out.error < 0) {
                         fail_and_roll_back(&run, plan, i, out);
                         break;
@@ -932,6 +1252,8 @@ void seq_report_free(SeqReport *r)
                 g_ptr_array_unref(r->lost_state);
         if (r->hung)
                 g_ptr_array_unref(r->hung);
+        g_free(r->migration_id);
+        g_free(r->stream_vm);
         g_free(r->message);
         g_free(r);
 }

@@ -9,13 +9,32 @@
  * the sequencer reads every device's real state (device_get_state) and runs the rollback
  * plan (plan_op_rollback(op)); devices found in ERROR are reset and reported as having lost
  * their state. A device whose step never returns even after cancel is reported "hung" and
- * left alone (its worker keeps a reference).
+ * left alone (its worker keeps a reference); it counts as being anywhere on its step's walk,
+ * so the rollback holds its peers at RUNNING_P2P and stops there (rollback_deferred): the
+ * caller finishes it once the step returns (on_late).
+ *
+ * Every transition and reset phase is checked against the P2P invariant (core/invariant.h)
+ * before it is issued, with the states the devices were last seen in; a phase that could
+ * break it is not issued (-EPROTO, a bug). The serial strategy breaks it on purpose and is
+ * not checked.
+ *
+ * opts->abort preempts: the sequence starts no further phase, the running phase's barrier
+ * wakes, its steps are cancelled (device_cancel; a step that does not return within the
+ * grace is hung, as above) and the sequence rolls back (-ECANCELED, report->aborted). The
+ * rollback itself is not preemptible: it is what an abort asks for.
  *
  * data_fds[i] is device i's open data session fd or -1; the sequencer updates it (new fds
  * from set_state, closes them when a session ends) so the caller can keep sessions across
  * calls (PreCopy, then Quiesce, then Save).
  *
- * Errors: 0 when the plan completed; -ETIMEDOUT, -ECANCELED or the failing step's errno
+ * Streams (SAVE and LOAD phases) are bounded by the phase deadline as a stall bound (no byte
+ * moves for that long: -ETIMEDOUT) rather than as a total, and stop with -ECANCELED as soon
+ * as opts->abort is signalled. A Save generates a random migration id and writes it with
+ * vm_name into the header; a Resume refuses (-EBADMSG) a stream of another VM unless it was
+ * saved under renamed_from. Both report the id (SeqReport.migration_id).
+ *
+ * Errors: 0 when the plan completed; -ETIMEDOUT, -ECANCELED (aborted, or a step was
+ * cancelled), -EPROTO (a phase would have broken the invariant) or the failing step's errno
  * otherwise, with the report always filled in.
  */
 
@@ -24,6 +43,7 @@
 
 #include "core/plan.h"
 #include "devices/device.h"
+#include "seq-abort.h"
 
 typedef enum SeqEventKind {
         SEQ_EVENT_PHASE_START,
@@ -31,6 +51,10 @@ typedef enum SeqEventKind {
         SEQ_EVENT_PHASE_FAILED,
         SEQ_EVENT_DEVICE_STATE, /* a device reached a new state (after any step or rollback) */
         SEQ_EVENT_ROLLBACK_START,
+        /* A step passed its deadline and ignored cancel (ev.device): it is outstanding, its
+         * peers are held at RUNNING_P2P and the rollback waits for it (SeqLateFunc). Sent
+         * before the step's late return can be. */
+        SEQ_EVENT_DEVICE_HUNG,
 } SeqEventKind;
 
 typedef struct SeqEvent {
@@ -45,6 +69,15 @@ typedef struct SeqEvent {
 /* Called from worker threads and the sequencing thread: must be thread-safe and quick. */
 typedef void (*SeqEventFunc)(const SeqEvent *ev, void *userdata);
 
+/*
+ * A hung step returned (device indexes the caller's devices; reached is where it left the
+ * device, error its outcome), possibly long after sequencer_run() returned. Called from the
+ * step's worker thread, once per SEQ_EVENT_DEVICE_HUNG, with a reference taken by
+ * late_ref(late_userdata) when the step was declared hung and dropped by late_unref()
+ * afterwards (also when it never returns before the process ends).
+ */
+typedef void (*SeqLateFunc)(size_t device, enum mig_state reached, int error, void *userdata);
+
 typedef struct SeqOptions {
         unsigned parallelism;      /* worker threads; 0: one per device */
         uint64_t phase_deadline_us; /* 0: no deadline */
@@ -53,8 +86,25 @@ typedef struct SeqOptions {
         bool rollback_reset;       /* policy on-failure "reset": roll back by resetting all */
         int save_fd;               /* PLAN_PHASE_SAVE writes the migstream here */
         int load_fd;               /* PLAN_PHASE_LOAD reads it from here */
+        const char *vm_name;       /* SAVE: named in the stream's header (required);
+                                    * LOAD: the stream must name it (NULL: not checked) */
+        const char *renamed_from;  /* LOAD: also accept a stream saved by this VM name */
+        uint64_t max_device_state_bytes; /* SAVE/LOAD: refuse a device with more; 0: none */
+        SeqAbort *abort;           /* NULL, or signalled to preempt the sequence (Abort) */
+        /*
+         * Save: called on the sequencing thread once every device's data is in the stream,
+         * before the trailer that completes it (after which a destination may resume it).
+         * Negative errno: the trailer is not written and the Save fails (and rolls back: a
+         * stream without its trailer is refused by every reader). NULL: none. Once the trailer
+         * is out the report says handed_off, and no later failure rolls a device back.
+         */
+        int (*before_trailer)(void *userdata);
         SeqEventFunc on_event;
         void *userdata;
+        SeqLateFunc on_late;       /* NULL: a late return is only logged */
+        void *(*late_ref)(void *late_userdata);
+        void (*late_unref)(void *late_userdata);
+        void *late_userdata;
 } SeqOptions;
 
 typedef struct SeqStep {
@@ -83,8 +133,15 @@ typedef struct SeqReport {
         GArray *phases;            /* SeqPhaseTiming, including rollback phases ("rollback:p2p") */
         GArray *steps;             /* SeqStep, in completion order */
         bool rolled_back;
+        bool aborted;              /* opts->abort preempted it (error -ECANCELED) */
+        /* Devices hung: the others are held where the invariant lets them be (RUNNING_P2P)
+         * and the rest of the rollback waits for the hung steps to return (SeqLateFunc). */
+        bool rollback_deferred;
+        bool handed_off;           /* Save: the trailer was written; devices left stopped */
         GPtrArray *lost_state;     /* char*: names of devices reset out of ERROR */
         GPtrArray *hung;           /* char*: names of devices whose step never returned */
+        char *migration_id;        /* SAVE/RESUME: the stream's migration id in hex, or NULL */
+        char *stream_vm;           /* RESUME: the VM that saved the stream, or NULL */
 } SeqReport;
 
 int sequencer_run(const Plan *plan, Device **devices, int *data_fds, size_t n,

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/policy.h"
+#include "crash-point.h"
 #include "log.h"
 #include "util.h"
 
@@ -16,21 +19,67 @@ typedef struct VmRun {
         enum plan_op op;
         Plan *plan;
         int fd; /* Save destination / Resume source, owned */
+        char *renamed_from; /* Resume: the other VM name its stream may carry */
         SeqOptions seq;
+        SeqAbort *abort; /* signalled by vm_abort_running() */
+        GArray *waiters; /* VmWaiter: Abort callers waiting for this run to end */
         GThread *thread;
         VmEventFunc on_event;
         VmDoneFunc on_done;
         void *userdata;
+        /* The Save's commit, asked by the worker and answered by the loop (vm->lock). */
+        enum { COMMIT_NONE, COMMIT_ASKED, COMMIT_WRITING, COMMIT_DONE, COMMIT_ABANDONED } commit;
+        int commit_result;
         /* Written by the worker before it queues the completion. */
         int error;
         SeqReport *report;
 } VmRun;
 
+/* Someone else waiting for a run's end (Abort on a sequencing VM). */
+typedef struct VmWaiter {
+        VmDoneFunc on_done;
+        void *userdata;
+} VmWaiter;
+
+/*
+ * Where a hung step's late return goes (SeqLateFunc): shared by the Vm and the workers of
+ * its hung steps, which may outlive it. vm is NULL once the Vm is freed.
+ */
+typedef struct VmLateSink {
+        gint refcount;
+        GMutex lock;
+        Vm *vm;
+} VmLateSink;
+
+/* What the worker hands to the loop: a progress event, the return of a hung step, or the
+ * completion when done. */
+/*
+ * A read of the devices' states on a thread of its own, so the loop never waits on a device
+ * (a kernel driver holding its state lock blocks MIG_DEVICE_STATE GET). Shared by the Vm and
+ * the thread; vm_free() detaches it (vm = NULL, under lock) rather than waiting, since a read
+ * may never return.
+ */
+typedef struct VmRefresh {
+        gint refcount;
+        GMutex lock;
+        Vm *vm;              /* NULL once the Vm is gone */
+        unsigned generation; /* the Vm's run generation when the read began */
+        size_t n;
+        Device **devices; /* referenced; NULL for a device not to ask (a hung step holds it) */
+        enum mig_state *states;
+        bool *read;          /* states[i] was read */
+        bool *failed;        /* the read of device i failed (states[i] says ERROR) */
+        uint64_t *read_usec; /* when */
+} VmRefresh;
+
 /* What the worker hands to the loop: a progress event, or the completion when done. */
 typedef struct VmQueued {
         bool done;
+        bool late; /* ev.device returned late into ev.new_state */
+        bool commit; /* the worker waits for the Save's commit record */
         SeqEvent ev;
-        char *phase; /* ev.phase points here */
+        char *phase;        /* ev.phase points here */
+        VmRefresh *refresh; /* set: a refresh of the cached states finished */
 } VmQueued;
 
 struct Vm {
@@ -40,12 +89,18 @@ struct Vm {
         size_t n;
         int *data_fds;          /* open data sessions, -1 when none; the worker's while busy */
         enum mig_state *states; /* last known state of each device */
+        uint64_t *state_usec;   /* when each was learned (CLOCK_MONOTONIC), 0: never */
+        bool *state_unread;     /* the last read failed: ERROR stands for "unknown" */
+        unsigned run_generation; /* counts started runs: a refresh older than a run is stale */
+        VmRefresh *refresh;      /* the read of the states in flight, or NULL */
         VmOptions options;
 
         sd_event_source *wake_source;
         int wake_fd;  /* eventfd: the worker's "look at the queue" */
-        GMutex lock;  /* guards queue */
+        GMutex lock;  /* guards queue and run->commit */
         GQueue queue; /* VmQueued* */
+        GCond commit_cond;
+        bool handed_off; /* vm_is_handed_off() */
 
         VmRun *run; /* NULL when idle */
         SeqReport *last_report;
@@ -55,6 +110,18 @@ struct Vm {
         void *blockers_userdata;
         VmJournalFunc journal_func;
         void *journal_userdata;
+
+        /* Steps given up on (hung) whose worker has not returned: the devices' peers are
+         * held and no sequence may start until the deferred rollback has run. */
+        VmLateSink *late;
+        bool *outstanding;
+        size_t n_outstanding;
+        bool completion_pending; /* the deferred rollback waits to run */
+        enum plan_op completion_op;
+        bool stopping; /* vm_abort_for_shutdown(): no deferred rollback starts any more */
+        VmEventFunc observer_event;
+        VmDoneFunc observer_done;
+        void *observer_userdata;
 };
 
 void vm_options_overlay(VmOptions *base, const VmOptions *over)
@@ -85,7 +152,10 @@ void vm_set_journal_func(Vm *vm, VmJournalFunc func, void *userdata)
 /* Journal failures after BEGIN are the hook's to log: the sequence goes on regardless. */
 static void vm_journal(Vm *vm, VmJournalPoint point, enum plan_op op, const SeqEvent *ev)
 {
-        VmJournalInfo info = {.op = op, .ev = ev};
+        VmJournalInfo info = {.op = op,
+                              .ev = ev,
+                              .handed_off = point == VM_JOURNAL_END && vm->last_report &&
+                                            vm->last_report->handed_off};
 
         if (vm->journal_func)
                 (void)vm->journal_func(vm, point, &info, vm->journal_userdata, NULL);
@@ -103,14 +173,16 @@ void vm_options_init(VmOptions *o)
             .p2p_mode = PLAN_P2P_REQUIRE,
             .phase_deadline_ms = 10000,
             .parallelism = 0,
+            .max_device_state_bytes = POLICY_MAX_DEVICE_STATE_DEFAULT,
         };
 }
 
 int vm_options_check(const VmOptions *o, GError **error)
 {
-        if (o->strategy != PLAN_STRATEGY_PARALLEL && o->strategy != PLAN_STRATEGY_SERIAL) {
+        if (o->strategy != PLAN_STRATEGY_PARALLEL && o->strategy != PLAN_STRATEGY_QEMU &&
+            o->strategy != PLAN_STRATEGY_NAIVE) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Option 'strategy' must be 'parallel' or 'serial'.");
+                            "Option 'strategy' must be 'parallel', 'qemu' or 'naive'.");
                 return -EINVAL;
         }
         if (o->p2p_mode != PLAN_P2P_REQUIRE && o->p2p_mode != PLAN_P2P_BLOCKED) {
@@ -135,19 +207,125 @@ int vm_options_check(const VmOptions *o, GError **error)
         return 0;
 }
 
-bool vm_name_is_valid(const char *name)
+const char *vm_name_problem(const char *name)
 {
         size_t len = name ? strlen(name) : 0;
 
-        if (len < 1 || len > VM_NAME_MAX)
-                return false;
-        for (const char *p = name; *p; p++)
-                if (!g_ascii_isalnum(*p) && !strchr("_.:+-", *p))
-                        return false;
-        return true;
+        if (len < 1)
+                return "the name is empty";
+        if (len > VM_NAME_MAX)
+                return "it is longer than " G_STRINGIFY(VM_NAME_MAX) " bytes";
+        if (!g_utf8_validate(name, (gssize)len, NULL))
+                return "it is not valid UTF-8";
+        for (const char *p = name; *p; p = g_utf8_next_char(p)) {
+                if (g_unichar_iscntrl(g_utf8_get_char(p)))
+                        return "it contains a control character";
+                if (*p == '/')
+                        return "it contains '/'";
+        }
+        return NULL;
+}
+
+bool vm_name_is_valid(const char *name)
+{
+        return !vm_name_problem(name);
+}
+
+int vm_name_check(const char *name, const char *what, const char *fix, GError **error)
+{
+        const char *problem = vm_name_problem(name);
+        g_autofree char *shown = NULL;
+
+        if (!problem)
+                return 0;
+        if (!name || !*name) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                            "The %s is empty; %s.", what, fix);
+                return -EINVAL;
+        }
+        shown = vm_name_shown(name);
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
+                    "%c%s '%s' cannot be a VM name: %s; %s.", g_ascii_toupper(what[0]), what + 1,
+                    shown, problem, fix);
+        return -EINVAL;
+}
+
+char *vm_name_shown(const char *name)
+{
+        GString *s = g_string_new(NULL);
+        const char *p = name ? name : "";
+        size_t chars = 0;
+
+        while (*p) {
+                gunichar c = g_utf8_get_char_validated(p, -1);
+
+                if (chars == VM_NAME_SHOWN) {
+                        g_string_append(s, "\xe2\x80\xa6"); /* … */
+                        break;
+                }
+                chars++;
+                if (c == (gunichar)-1 || c == (gunichar)-2) {
+                        g_string_append_printf(s, "\\x%02x", (unsigned char)*p++);
+                } else if (g_unichar_iscntrl(c) && c < 0x100) {
+                        g_string_append_printf(s, "\\x%02x", (unsigned)c);
+                        p = g_utf8_next_char(p);
+                } else {
+                        const char *next = g_utf8_next_char(p);
+                        g_string_append_len(s, p, next - p);
+                        p = next;
+                }
+        }
+        return g_string_free(s, FALSE);
+}
+
+char *vm_no_such_vm_message(const char *name)
+{
+        g_autofree char *shown = NULL;
+
+        if (!name || !*name)
+                return g_strdup("The VM name is empty; ListVMs shows the registered VMs.");
+        shown = vm_name_shown(name);
+        return g_strdup_printf("No VM named '%s' is registered; ListVMs shows the registered ones.",
+                               shown);
 }
 
 static int vm_wake_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static void vm_queue_push(Vm *vm, VmQueued *q);
+
+static void *late_sink_ref(void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        g_atomic_int_inc(&sink->refcount);
+        return sink;
+}
+
+static void late_sink_unref(void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        if (!sink || !g_atomic_int_dec_and_test(&sink->refcount))
+                return;
+        g_mutex_clear(&sink->lock);
+        g_free(sink);
+}
+
+/* A hung step's worker returned (any thread): the loop learns it through the queue. */
+static void late_sink_return(size_t device, enum mig_state reached, int error, void *userdata)
+{
+        VmLateSink *sink = userdata;
+
+        g_mutex_lock(&sink->lock);
+        if (sink->vm) {
+                VmQueued *q = g_new0(VmQueued, 1);
+
+                q->late = true;
+                q->ev.device = device;
+                q->ev.new_state = reached;
+                vm_queue_push(sink->vm, q);
+        }
+        g_mutex_unlock(&sink->lock);
+}
 
 int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
            const VmOptions *options, Vm **ret)
@@ -156,19 +334,29 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         int r;
 
         g_mutex_init(&vm->lock);
+        g_cond_init(&vm->commit_cond);
         g_queue_init(&vm->queue);
         vm->wake_fd = -1;
         vm->name = g_strdup(name);
         vm->origin = g_strdup("dbus");
         vm->options = *options;
         vm->devices = g_new0(Device *, n);
+        vm->outstanding = g_new0(bool, n ? n : 1);
+        vm->late = g_new0(VmLateSink, 1);
+        vm->late->refcount = 1;
+        g_mutex_init(&vm->late->lock);
+        vm->late->vm = vm;
         vm->data_fds = g_new(int, n);
         vm->states = g_new(enum mig_state, n);
+        vm->state_usec = g_new0(uint64_t, n);
+        vm->state_unread = g_new0(bool, n);
         for (size_t i = 0; i < n; i++) {
                 vm->devices[i] = device_ref(devices[i]);
                 vm->data_fds[i] = -1;
-                if (device_get_state(devices[i], &vm->states[i]) < 0)
+                vm->state_unread[i] = device_get_state(devices[i], &vm->states[i]) < 0;
+                if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
+                vm->state_usec[i] = now_usec();
         }
         vm->n = n;
 
@@ -184,11 +372,29 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         return 0;
 }
 
+static void vm_refresh_unref(VmRefresh *f);
+static void vm_drain(Vm *vm);
+
 void vm_free(Vm *vm)
 {
         if (!vm)
                 return;
         vm_wait_idle(vm);
+        /* A hung step that returns from now on finds nobody: it only logs. */
+        if (vm->late) {
+                g_mutex_lock(&vm->late->lock);
+                vm->late->vm = NULL;
+                g_mutex_unlock(&vm->late->lock);
+                late_sink_unref(vm->late);
+        }
+        if (vm->refresh) {
+                g_mutex_lock(&vm->refresh->lock);
+                vm->refresh->vm = NULL;
+                g_mutex_unlock(&vm->refresh->lock);
+                g_clear_pointer(&vm->refresh, vm_refresh_unref);
+                /* What the read queued before it saw the Vm go. */
+                vm_drain(vm);
+        }
         for (size_t i = 0; i < vm->n; i++) {
                 if (vm->data_fds[i] >= 0)
                         close(vm->data_fds[i]);
@@ -198,10 +404,14 @@ void vm_free(Vm *vm)
         if (vm->wake_fd >= 0)
                 close(vm->wake_fd);
         g_mutex_clear(&vm->lock);
+        g_cond_clear(&vm->commit_cond);
         seq_report_free(vm->last_report);
         g_free(vm->devices);
+        g_free(vm->outstanding);
         g_free(vm->data_fds);
         g_free(vm->states);
+        g_free(vm->state_usec);
+        g_free(vm->state_unread);
         g_free(vm->state_text);
         g_free(vm->name);
         g_free(vm->origin);
@@ -259,19 +469,31 @@ const SeqReport *vm_last_report(const Vm *vm)
         return vm->last_report;
 }
 
+static void vm_refresh_start(Vm *vm);
+
 int vm_device_state(Vm *vm, size_t i, enum mig_state *ret)
 {
-        int r;
-
         if (i >= vm->n)
                 return -EINVAL;
-        if (!vm->run) {
-                r = device_get_state(vm->devices[i], &vm->states[i]);
-                if (r < 0)
-                        return r;
-        }
+        vm_refresh_start(vm);
         *ret = vm->states[i];
         return 0;
+}
+
+bool vm_device_state_unread(const Vm *vm, size_t i)
+{
+        return i < vm->n && vm->state_unread[i];
+}
+
+uint64_t vm_states_age_usec(const Vm *vm)
+{
+        uint64_t oldest = UINT64_MAX, now = now_usec();
+
+        for (size_t i = 0; i < vm->n; i++)
+                oldest = MIN(oldest, vm->state_usec[i]);
+        if (vm->n == 0 || oldest == 0 || oldest > now)
+                return oldest == 0 && vm->n ? UINT64_MAX : 0;
+        return now - oldest;
 }
 
 /* Reads every device's state into the cache; a device that cannot be read counts as ERROR. */
@@ -287,8 +509,10 @@ static void vm_refresh_states(Vm *vm, const SeqReport *skip_hung)
                         if (hung)
                                 continue;
                 }
-                if (device_get_state(vm->devices[i], &vm->states[i]) < 0)
+                vm->state_unread[i] = device_get_state(vm->devices[i], &vm->states[i]) < 0;
+                if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
+                vm->state_usec[i] = now_usec();
         }
 }
 
@@ -345,6 +569,16 @@ static const char *vm_state_from_devices(const Vm *vm)
         return "mixed";
 }
 
+bool vm_is_handed_off(const Vm *vm)
+{
+        return vm->handed_off;
+}
+
+void vm_set_handed_off(Vm *vm, bool handed_off)
+{
+        vm->handed_off = handed_off;
+}
+
 const char *vm_state(Vm *vm)
 {
         if (vm->run) {
@@ -352,8 +586,122 @@ const char *vm_state(Vm *vm)
                 vm->state_text = g_strdup_printf("sequencing:%s", plan_op_to_string(vm->run->op));
                 return vm->state_text;
         }
-        vm_refresh_states(vm, NULL);
+        vm_refresh_start(vm);
+        if (vm->handed_off)
+                return "handed-off";
         return vm_state_from_devices(vm);
+}
+
+/* ---- the cached states, refreshed off the loop ---- */
+
+static void vm_refresh_unref(VmRefresh *f)
+{
+        if (!f || !g_atomic_int_dec_and_test(&f->refcount))
+                return;
+        for (size_t i = 0; i < f->n; i++)
+                device_unref(f->devices[i]);
+        g_mutex_clear(&f->lock);
+        g_free(f->devices);
+        g_free(f->states);
+        g_free(f->read);
+        g_free(f->failed);
+        g_free(f->read_usec);
+        g_free(f);
+}
+
+static void vm_queue_push(Vm *vm, VmQueued *q);
+
+static gpointer vm_refresh_thread(gpointer userdata)
+{
+        VmRefresh *f = userdata;
+
+        for (size_t i = 0; i < f->n; i++) {
+                if (!f->devices[i])
+                        continue;
+                /* A device that cannot be read counts as ERROR, as everywhere. */
+                f->failed[i] = device_get_state(f->devices[i], &f->states[i]) < 0;
+                if (f->failed[i])
+                        f->states[i] = MIG_STATE_ERROR;
+                f->read[i] = true;
+                f->read_usec[i] = now_usec();
+        }
+        g_mutex_lock(&f->lock);
+        if (f->vm) {
+                VmQueued *q = g_new0(VmQueued, 1);
+                q->refresh = f; /* the queue's reference */
+                g_atomic_int_inc(&f->refcount);
+                vm_queue_push(f->vm, q);
+        }
+        g_mutex_unlock(&f->lock);
+        vm_refresh_unref(f);
+        return NULL;
+}
+
+/* A device whose step never returned is still inside the backend: asking it would hang too. */
+static bool vm_device_hung(const Vm *vm, size_t i)
+{
+        const SeqReport *rep = vm->last_report;
+
+        for (guint j = 0; rep && rep->hung && j < rep->hung->len; j++)
+                if (g_strcmp0(rep->hung->pdata[j], vm->devices[i]->info.name) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Reads the states again on a thread when the cache is older than VM_STATES_FRESH_USEC and no
+ * read or sequence is under way; the loop never waits for it. A refresh that cannot start
+ * leaves the cache as it is (its age says so).
+ */
+static void vm_refresh_start(Vm *vm)
+{
+        g_autoptr(GError) error = NULL;
+        VmRefresh *f;
+        GThread *thread;
+
+        if (vm->run || vm->refresh || vm->n == 0 || vm_states_age_usec(vm) < VM_STATES_FRESH_USEC)
+                return;
+        f = g_new0(VmRefresh, 1);
+        f->refcount = 2; /* the Vm's and the thread's */
+        g_mutex_init(&f->lock);
+        f->vm = vm;
+        f->generation = vm->run_generation;
+        f->n = vm->n;
+        f->devices = g_new0(Device *, vm->n);
+        f->states = g_new0(enum mig_state, vm->n);
+        f->read = g_new0(bool, vm->n);
+        f->failed = g_new0(bool, vm->n);
+        f->read_usec = g_new0(uint64_t, vm->n);
+        for (size_t i = 0; i < vm->n; i++)
+                if (!vm_device_hung(vm, i))
+                        f->devices[i] = device_ref(vm->devices[i]);
+        vm->refresh = f;
+        thread = g_thread_try_new("vm-states", vm_refresh_thread, f, &error);
+        if (!thread) {
+                log_warning("VM %s: cannot read its devices' states: %s; serving the cached "
+                            "ones.",
+                            vm->name, error->message);
+                vm->refresh = NULL;
+                vm_refresh_unref(f);
+                vm_refresh_unref(f);
+                return;
+        }
+        g_thread_unref(thread);
+}
+
+/* On the loop: the read's answers replace the cache unless a sequence began since. */
+static void vm_refresh_finished(Vm *vm, VmRefresh *f)
+{
+        if (vm->refresh == f)
+                g_clear_pointer(&vm->refresh, vm_refresh_unref);
+        if (vm->run || f->generation != vm->run_generation)
+                return;
+        for (size_t i = 0; i < vm->n && i < f->n; i++)
+                if (f->read[i] && f->read_usec[i] > vm->state_usec[i]) {
+                        vm->states[i] = f->states[i];
+                        vm->state_unread[i] = f->failed[i];
+                        vm->state_usec[i] = f->read_usec[i];
+                }
 }
 
 static int compare_strings(gconstpointer a, gconstpointer b)
@@ -380,14 +728,50 @@ GPtrArray *vm_groups(const Vm *vm)
         return groups;
 }
 
+/* "gpu0, nic1": the devices whose step is outstanding; NULL when none. */
+char *vm_outstanding_devices(const Vm *vm)
+{
+        GString *names;
+
+        if (vm->n_outstanding == 0)
+                return NULL;
+        names = g_string_new(NULL);
+        for (size_t i = 0; i < vm->n; i++)
+                if (vm->outstanding[i])
+                        g_string_append_printf(names, "%s%s", names->len ? ", " : "",
+                                               vm->devices[i]->info.name);
+        return g_string_free(names, FALSE);
+}
+
+static char *step_outstanding_blocker(const Vm *vm)
+{
+        g_autofree char *names = vm_outstanding_devices(vm);
+
+        if (!names)
+                return NULL;
+        return g_strdup_printf("step-outstanding: Device %s has not returned from a step that "
+                               "passed its deadline; its peers are held at RUNNING_P2P and the "
+                               "rollback finishes once it returns.",
+                               names);
+}
+
+static GPtrArray *vm_compute_static_blockers(const Vm *vm);
+
 GPtrArray *vm_compute_blockers(const Vm *vm)
 {
-        GPtrArray *blockers;
+        GPtrArray *blockers = vm->blockers_func ? vm->blockers_func(vm, vm->blockers_userdata)
+                                                : vm_compute_static_blockers(vm);
+        char *outstanding = step_outstanding_blocker(vm);
 
-        if (vm->blockers_func)
-                return vm->blockers_func(vm, vm->blockers_userdata);
-        /* Without a policy (the model used on its own): the devices' flags alone. */
-        blockers = g_ptr_array_new_with_free_func(g_free);
+        if (outstanding)
+                g_ptr_array_add(blockers, outstanding);
+        return blockers;
+}
+
+/* Without a policy (the model used on its own): the devices' flags alone. */
+static GPtrArray *vm_compute_static_blockers(const Vm *vm)
+{
+        GPtrArray *blockers = g_ptr_array_new_with_free_func(g_free);
 
         for (size_t i = 0; i < vm->n; i++) {
                 const DeviceInfo *info = &vm->devices[i]->info;
@@ -414,7 +798,7 @@ GPtrArray *vm_compute_blockers(const Vm *vm)
 
 int vm_close_sessions(Vm *vm)
 {
-        if (vm->run)
+        if (vm->run || vm->n_outstanding > 0 || vm->completion_pending)
                 return -EAGAIN;
         for (size_t i = 0; i < vm->n; i++)
                 closep(&vm->data_fds[i]);
@@ -449,6 +833,41 @@ static void vm_seq_event(const SeqEvent *ev, void *userdata)
         vm_queue_push(run->vm, q);
 }
 
+/*
+ * The Save's trailer waits for its durable commit record, which only the loop thread
+ * writes: ask the loop and wait for its answer, up to the phase deadline (a loop that does
+ * not answer fails the Save without its trailer, which is safe).
+ */
+static int vm_before_trailer(void *userdata)
+{
+        VmRun *run = userdata;
+        Vm *vm = run->vm;
+        VmQueued *q = g_new0(VmQueued, 1);
+        uint64_t wait_us = run->seq.phase_deadline_us ? run->seq.phase_deadline_us : 10000000u;
+        gint64 deadline = g_get_monotonic_time() + (gint64)wait_us;
+        int r;
+
+        q->commit = true;
+        g_mutex_lock(&vm->lock);
+        run->commit = COMMIT_ASKED;
+        g_mutex_unlock(&vm->lock);
+        vm_queue_push(vm, q);
+        g_mutex_lock(&vm->lock);
+        for (;;) {
+                /* Once the loop is writing, the record may land: wait for the outcome. */
+                if (run->commit == COMMIT_WRITING)
+                        g_cond_wait(&vm->commit_cond, &vm->lock);
+                else if (run->commit != COMMIT_ASKED)
+                        break;
+                else if (!g_cond_wait_until(&vm->commit_cond, &vm->lock, deadline) &&
+                         run->commit == COMMIT_ASKED)
+                        run->commit = COMMIT_ABANDONED;
+        }
+        r = run->commit == COMMIT_DONE ? run->commit_result : -ETIMEDOUT;
+        g_mutex_unlock(&vm->lock);
+        return r;
+}
+
 static gpointer vm_run_thread(gpointer userdata)
 {
         VmRun *run = userdata;
@@ -471,9 +890,13 @@ static void vm_run_free(VmRun *run)
 {
         if (!run)
                 return;
+        seq_abort_free(run->abort);
+        if (run->waiters)
+                g_array_unref(run->waiters);
         plan_free(run->plan);
         closep(&run->fd);
         seq_report_free(run->report);
+        g_free(run->renamed_from);
         g_free(run);
 }
 
@@ -556,11 +979,80 @@ static void report_name_gone(const Vm *vm, SeqReport *rep)
         rep->message = message;
 }
 
+static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                    VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error);
+
+/* An Abort caller waited for a run: what it is told (0: the VM is back to RUNNING). */
+static int waiter_outcome(const SeqReport *rep, int error)
+{
+        if (rep->op == PLAN_OP_ABORT || rep->rolled_back)
+                return error == 0 || rep->rolled_back ? 0 : error;
+        return error ? error : -EIO;
+}
+
+static void waiters_done(Vm *vm, GArray *waiters, int error, const SeqReport *rep)
+{
+        for (guint i = 0; waiters && i < waiters->len; i++) {
+                const VmWaiter *w = &g_array_index(waiters, VmWaiter, i);
+                w->on_done(vm, error, rep, w->userdata);
+        }
+}
+
+/* The chained Abort of vm_finish_run() ended: its waiters get its outcome. */
+static void waiters_chain_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        g_autoptr(GArray) waiters = userdata;
+
+        waiters_done(vm, waiters, error, rep);
+}
+
+/*
+ * The run Abort callers waited for ended. Rolled back (or itself an abort): they share its
+ * outcome. Finished before the abort could preempt it: they get an Abort of their own.
+ */
+static void vm_answer_waiters(Vm *vm, GArray *waiters, int error, const SeqReport *rep)
+{
+        g_autoptr(GError) e = NULL;
+
+        if (!waiters || waiters->len == 0)
+                return;
+        if (error != 0 || rep->op == PLAN_OP_ABORT || vm->completion_pending) {
+                waiters_done(vm, waiters, waiter_outcome(rep, error), rep);
+                return;
+        }
+        if (vm_start(vm, PLAN_OP_ABORT, -1, NULL, vm->observer_event, waiters_chain_done,
+                     g_array_ref(waiters), &e) < 0) {
+                log_error("VM %s: the Abort after %s could not start: %s", vm->name,
+                          plan_op_to_string(rep->op), e->message);
+                g_array_unref(waiters);
+                waiters_done(vm, waiters, -EIO, rep);
+        }
+}
+
+/* The deferred rollback, once every outstanding step returned and nothing else runs. */
+static void vm_maybe_complete(Vm *vm)
+{
+        g_autoptr(GError) e = NULL;
+
+        if (vm->run || !vm->completion_pending || vm->n_outstanding > 0 || vm->stopping)
+                return;
+        vm->completion_pending = false;
+        log_notice("VM %s: every outstanding step returned; finishing the deferred rollback "
+                   "(%s)",
+                   vm->name, plan_op_to_string(vm->completion_op));
+        if (vm_start(vm, vm->completion_op, -1, NULL, vm->observer_event, vm->observer_done,
+                     vm->observer_userdata, &e) < 0)
+                log_error("VM %s: the deferred rollback could not start: %s; run Abort", vm->name,
+                          e->message);
+}
+
 static void vm_finish_run(Vm *vm)
 {
         VmRun *run = g_steal_pointer(&vm->run);
         VmDoneFunc on_done = run->on_done;
         void *userdata = run->userdata;
+        g_autoptr(GArray) waiters = g_steal_pointer(&run->waiters);
+        bool rollback_reset = run->seq.rollback_reset;
         int error = run->error;
 
         if (run->thread)
@@ -575,20 +1067,101 @@ static void vm_finish_run(Vm *vm)
 
         vm_refresh_states(vm, vm->last_report);
         vm_log_outcome(vm, vm->last_report, error);
-        vm_journal(vm, VM_JOURNAL_END, vm->last_report->op, NULL);
+        if (vm->last_report->handed_off) {
+                vm->handed_off = true;
+                log_notice("VM %s: handed off: its stream is complete and may run on a "
+                           "destination; it stays stopped until Start (the destination failed) "
+                           "or UnregisterVM (the destination runs).",
+                           vm->name);
+        }
+        if (vm->last_report->hung && vm->last_report->hung->len > 0) {
+                /* The journal keeps the sequence in flight until the rollback is done, so a
+                 * crash meanwhile is recovered from a record that explains the devices. */
+                vm->completion_pending = true;
+                vm->completion_op =
+                    rollback_reset ? PLAN_OP_RESET : plan_op_rollback(vm->last_report->op);
+                log_warning("VM %s: the rollback waits for %u outstanding step(s)", vm->name,
+                            (unsigned)vm->n_outstanding);
+        } else {
+                vm_journal(vm, VM_JOURNAL_END, vm->last_report->op, NULL);
+        }
         if (on_done)
                 on_done(vm, error, vm->last_report, userdata);
+        vm_answer_waiters(vm, waiters, error, vm->last_report);
+        vm_maybe_complete(vm);
+}
+
+/* A hung step returned: the device is where it landed; the rollback may go on. */
+static void vm_late_return(Vm *vm, size_t device, enum mig_state reached)
+{
+        SeqEvent ev = {.kind = SEQ_EVENT_DEVICE_STATE, .phase = "late", .device = device};
+
+        if (device >= vm->n || !vm->outstanding[device])
+                return;
+        vm->outstanding[device] = false;
+        vm->n_outstanding--;
+        ev.old_state = vm->states[device];
+        ev.new_state = vm->states[device] = reached;
+        log_notice("VM %s: device %s returned from its outstanding step in %s", vm->name,
+                   vm->devices[device]->info.name, mig_state_to_string(reached));
+        if (vm->observer_event)
+                vm->observer_event(vm, &ev, vm->observer_userdata);
+        vm_maybe_complete(vm);
+}
+
+/* Loop thread: the worker waits in vm_before_trailer() for this record. */
+static void vm_commit(Vm *vm, VmRun *run)
+{
+        g_autoptr(GError) error = NULL;
+        VmJournalInfo info = {.op = run->op};
+        int r = 0;
+
+        g_mutex_lock(&vm->lock);
+        if (run->commit != COMMIT_ASKED) { /* the worker gave up waiting */
+                g_mutex_unlock(&vm->lock);
+                return;
+        }
+        run->commit = COMMIT_WRITING;
+        g_mutex_unlock(&vm->lock);
+        crash_point("journal-commit");
+        if (vm->journal_func)
+                r = vm->journal_func(vm, VM_JOURNAL_COMMIT, &info, vm->journal_userdata, &error);
+        if (r < 0)
+                log_error("VM %s: the Save's stream is not completed: %s", vm->name,
+                          error ? error->message : g_strerror(-r));
+        else
+                crash_point("journal-committed");
+        g_mutex_lock(&vm->lock);
+        run->commit_result = r;
+        run->commit = COMMIT_DONE;
+        g_cond_broadcast(&vm->commit_cond);
+        g_mutex_unlock(&vm->lock);
 }
 
 static void vm_dispatch(Vm *vm, VmQueued *q)
 {
-        if (q->done) {
+        if (q->refresh) {
+                vm_refresh_finished(vm, q->refresh);
+                vm_refresh_unref(q->refresh);
+        } else if (q->done) {
                 vm_finish_run(vm);
+        } else if (q->late) {
+                vm_late_return(vm, q->ev.device, q->ev.new_state);
+        } else if (q->commit) {
+                if (vm->run)
+                        vm_commit(vm, vm->run);
         } else {
-                if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n)
+                if (q->ev.kind == SEQ_EVENT_DEVICE_STATE && q->ev.device < vm->n) {
                         vm->states[q->ev.device] = q->ev.new_state;
-                if (vm->run && (q->ev.kind == SEQ_EVENT_PHASE_START ||
-                                q->ev.kind == SEQ_EVENT_ROLLBACK_START))
+                        vm->state_usec[q->ev.device] = now_usec();
+                }
+                if (q->ev.kind == SEQ_EVENT_DEVICE_HUNG && q->ev.device < vm->n &&
+                    !vm->outstanding[q->ev.device]) {
+                        vm->outstanding[q->ev.device] = true;
+                        vm->n_outstanding++;
+                }
+                if (vm->run &&
+                    (q->ev.kind == SEQ_EVENT_PHASE_START || q->ev.kind == SEQ_EVENT_ROLLBACK_START))
                         vm_journal(vm, VM_JOURNAL_PHASE, vm->run->op, &q->ev);
                 if (vm->run && vm->run->on_event)
                         vm->run->on_event(vm, &q->ev, vm->run->userdata);
@@ -622,15 +1195,53 @@ static int vm_wake_handler(sd_event_source *s, int fd, uint32_t revents, void *u
 
 void vm_wait_idle(Vm *vm)
 {
-        if (!vm->run)
-                return;
-        /* The thread queues its completion last, so after the join the queue holds it all. */
-        if (vm->run->thread)
-                g_thread_join(g_steal_pointer(&vm->run->thread));
-        vm_drain(vm);
+        /* Not a join: the worker may wait for the loop (a Save's commit), so keep draining
+         * until its completion, queued last, has been delivered. */
+        while (vm->run) {
+                struct pollfd p = {.fd = vm->wake_fd, .events = POLLIN};
+                uint64_t count;
+
+                if (poll(&p, 1, 100) > 0)
+                        (void)!read(vm->wake_fd, &count, sizeof(count));
+                vm_drain(vm);
+        }
 }
 
+static int vm_plan_from_states(Vm *vm, enum plan_op op, Plan **ret, GError **error);
+
 int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
+{
+        int r;
+
+        for (size_t i = 0; i < vm->n; i++) {
+                Device *d = vm->devices[i];
+
+                /* Its step never returned: a read would hang the loop too; plan from the
+                 * last state the sequencer reported, and the sequence meets the hang. */
+                if (vm_device_hung(vm, i))
+                        continue;
+                r = device_get_state(d, &vm->states[i]);
+                vm->state_unread[i] = r < 0;
+                if (r < 0) {
+                        g_autofree char *why = device_describe_error(d);
+                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                                    "Cannot read the migration state of device %s: %s%s%s.",
+                                    d->info.name, g_strerror(-r), why ? ": " : "", why ? why : "");
+                        return r;
+                }
+                vm->state_usec[i] = now_usec();
+        }
+        return vm_plan_from_states(vm, op, ret, error);
+}
+
+int vm_plan_cached(Vm *vm, enum plan_op op, Plan **ret, GError **error)
+{
+        vm_refresh_start(vm);
+        return vm_plan_from_states(vm, op, ret, error);
+}
+
+/* The plan from the states in the cache (vm->states). */
+static int vm_plan_from_states(Vm *vm, enum plan_op op, Plan **ret, GError **error)
 {
         g_autofree PlanDevice *pd = g_new0(PlanDevice, vm->n);
         g_autofree char *reason = NULL;
@@ -639,13 +1250,6 @@ int vm_plan(Vm *vm, enum plan_op op, Plan **ret, GError **error)
         for (size_t i = 0; i < vm->n; i++) {
                 Device *d = vm->devices[i];
 
-                r = device_get_state(d, &vm->states[i]);
-                if (r < 0) {
-                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-                                    "Cannot read the migration state of device %s: %s.",
-                                    d->info.name, g_strerror(-r));
-                        return r;
-                }
                 pd[i] = (PlanDevice){
                     .name = d->info.name, .flags = d->info.migration_flags, .state = vm->states[i]};
                 /* A session this daemon did not open (the VM was registered again, or the
@@ -685,14 +1289,28 @@ static bool op_needs_migratable(enum plan_op op)
                op == PLAN_OP_RESUME;
 }
 
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata,
+                           GError **error);
+
 int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, VmDoneFunc on_done,
                        void *userdata, GError **error)
 {
+        return start_operation(vm, op, fd, NULL, on_event, on_done, userdata, error);
+}
+
+int vm_start_resume(Vm *vm, int fd, const char *renamed_from, VmEventFunc on_event,
+                    VmDoneFunc on_done, void *userdata, GError **error)
+{
+        return start_operation(vm, PLAN_OP_RESUME, fd, renamed_from, on_event, on_done, userdata,
+                               error);
+}
+
+static int start_operation(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                           VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
+{
         _cleanup_close_ int owned_fd = fd;
-        g_autoptr(GError) thread_error = NULL;
-        VmRun *run;
-        Plan *plan = NULL;
-        int r;
+        g_autofree char *outstanding = vm_outstanding_devices(vm);
 
         if (vm->run) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBUSY),
@@ -700,6 +1318,77 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
                             plan_op_to_string(vm->run->op));
                 return -EAGAIN;
         }
+        if (vm->handed_off && op != PLAN_OP_START) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBADFD),
+                            "VM %s was handed off: its Save stream is complete and may be "
+                            "running on a destination, so %s is refused and its devices stay "
+                            "stopped. Call Start if the destination failed (the VM runs here "
+                            "again), or UnregisterVM if the destination runs it.",
+                            vm->name, plan_op_to_string(op));
+                return -EBADFD;
+        }
+        /* The device is still in its worker's hands: no second request may reach it. */
+        if (outstanding || vm->completion_pending) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EBUSY),
+                            "VM %s %s%s%s; its peers are held at RUNNING_P2P and the rollback "
+                            "finishes on its own once the step returns (watch LastSequence).",
+                            vm->name,
+                            outstanding ? "has a step outstanding on device "
+                                        : "waits for its "
+                                          "deferred rollback",
+                            outstanding ? outstanding : "",
+                            outstanding ? " (it passed its deadline and ignored cancel)" : "");
+                return -EAGAIN;
+        }
+        return vm_start(vm, op, steal_fd(&owned_fd), renamed_from, on_event, on_done, userdata,
+                        error);
+}
+
+int vm_abort_running(Vm *vm, VmDoneFunc on_done, void *userdata)
+{
+        VmWaiter w = {on_done, userdata};
+
+        if (!vm->run)
+                return -ESRCH;
+        /* An abort (or reset) under way is what the caller asks for: wait for it. */
+        if (vm->run->op != PLAN_OP_ABORT && vm->run->op != PLAN_OP_RESET) {
+                log_notice("VM %s: Abort during %s: preempting it", vm->name,
+                           plan_op_to_string(vm->run->op));
+                seq_abort_signal(vm->run->abort);
+        }
+        if (!vm->run->waiters)
+                vm->run->waiters = g_array_new(FALSE, FALSE, sizeof(VmWaiter));
+        g_array_append_val(vm->run->waiters, w);
+        return 0;
+}
+
+void vm_abort_for_shutdown(Vm *vm)
+{
+        vm->stopping = true;
+        if (vm->run && vm->run->op != PLAN_OP_ABORT && vm->run->op != PLAN_OP_RESET) {
+                log_notice("VM %s: shutting down: aborting its %s", vm->name,
+                           plan_op_to_string(vm->run->op));
+                seq_abort_signal(vm->run->abort);
+        }
+}
+
+void vm_set_observer(Vm *vm, VmEventFunc on_event, VmDoneFunc on_done, void *userdata)
+{
+        vm->observer_event = on_event;
+        vm->observer_done = on_done;
+        vm->observer_userdata = userdata;
+}
+
+/* vm_start_operation() once the VM is known to be free. */
+static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
+                    VmEventFunc on_event, VmDoneFunc on_done, void *userdata, GError **error)
+{
+        _cleanup_close_ int owned_fd = fd;
+        g_autoptr(GError) thread_error = NULL;
+        VmRun *run;
+        Plan *plan = NULL;
+        int r;
+
         for (size_t i = 0; i < vm->n; i++)
                 if (device_is_gone(vm->devices[i])) {
                         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODEV),
@@ -734,15 +1423,31 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
                         return r;
                 }
         }
+        crash_point("journal-begin");
+        /* Start on a handed-off VM is the caller's decision: the destination failed. */
+        if (op == PLAN_OP_START && vm->handed_off) {
+                log_notice("VM %s: Start after a hand-off: the VM runs here again.", vm->name);
+                vm->handed_off = false;
+        }
 
         run = g_new0(VmRun, 1);
         run->vm = vm;
         run->op = op;
         run->plan = plan;
         run->fd = steal_fd(&owned_fd);
+        run->renamed_from = g_strdup(renamed_from);
         run->on_event = on_event;
         run->on_done = on_done;
         run->userdata = userdata;
+        run->abort = seq_abort_new();
+        if (!run->abort) {
+                r = -errno;
+                vm_run_free(run);
+                vm_journal(vm, VM_JOURNAL_END, op, NULL);
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+                            "Cannot set up VM %s's sequence: %s.", vm->name, g_strerror(-r));
+                return r;
+        }
         run->seq = (SeqOptions){
             .parallelism = vm->options.parallelism,
             .phase_deadline_us = (uint64_t)vm->options.phase_deadline_ms * 1000u,
@@ -750,11 +1455,21 @@ int vm_start_operation(Vm *vm, enum plan_op op, int fd, VmEventFunc on_event, Vm
             .rollback_reset = vm->options.rollback_reset,
             .save_fd = op == PLAN_OP_SAVE ? run->fd : -1,
             .load_fd = op == PLAN_OP_RESUME ? run->fd : -1,
+            .vm_name = vm->name,
+            .renamed_from = run->renamed_from,
+            .max_device_state_bytes = vm->options.max_device_state_bytes,
+            .abort = run->abort,
             .on_event = vm_seq_event,
+            .before_trailer = op == PLAN_OP_SAVE ? vm_before_trailer : NULL,
             .userdata = run,
+            .on_late = late_sink_return,
+            .late_ref = late_sink_ref,
+            .late_unref = late_sink_unref,
+            .late_userdata = vm->late,
         };
 
         vm->run = run;
+        vm->run_generation++;
         log_info("VM %s: %s (%s, %zu phases, %zu devices) started", vm->name, plan_op_to_string(op),
                  plan_strategy_to_string(vm->options.strategy), plan->n_phases, vm->n);
         run->thread = g_thread_try_new("vm-sequence", vm_run_thread, run, &thread_error);

@@ -101,6 +101,8 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
         if (!name)
                 return -ENOENT;
         r = registry_device_state(d->registry, name, &state, &gerr);
+        if (r == -ENODATA) /* free, and reading would open its VFIO group */
+                return sd_bus_message_append(reply, "s", "unknown");
         if (r < 0)
                 return bus_error_set_model(error, r, gerr ? gerr->message : NULL);
         return sd_bus_message_append(reply, "s", mig_state_to_string(state));

@@ -11,6 +11,7 @@
 #include "libvirt/lv-tracker.h"
 #include "libvirt/lv-xml.h"
 #include "log.h"
+#include "offload.h"
 
 /* ---- the tracker's bus side ---- */
 
@@ -89,14 +90,19 @@ static int reply_vm_path(sd_bus_message *m, const char *name)
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-/* Every device known (after one rescan) and free, before anything changes. */
+/* Every device known (after one rescan), a VFIO device as CheckIncomingMigration judges it,
+ * and free, before anything changes. */
 static int check_devices(Daemon *d, const LvDomain *dom, const Vm *existing, sd_bus_error *error)
 {
         bool rescanned = false;
 
         for (size_t i = 0; i < dom->n_hostdevs; i++) {
                 const LvHostdev *h = &dom->hostdevs[i];
+                g_autoptr(GError) gerr = NULL;
+                g_autofree char *not_vfio = NULL;
+                Device *dev;
                 Vm *holder;
+                int r;
 
                 if (!registry_has_device(d->registry, h->name) && !rescanned) {
                         rescanned = true;
@@ -107,6 +113,12 @@ static int check_devices(Daemon *d, const LvDomain *dom, const Vm *existing, sd_
                             registry_backend_name(d->registry), dom->name, h);
                         return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_DEVICE, s);
                 }
+                r = registry_open_device(d->registry, h->name, &dev, &gerr);
+                if (r < 0)
+                        return bus_error_set_model(error, r, gerr->message);
+                not_vfio = lv_hostdev_not_vfio_sentence(h, &dev->info);
+                if (not_vfio)
+                        return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_DEVICE, not_vfio);
                 holder = registry_device_vm(d->registry, h->name);
                 if (holder && holder != existing)
                         return sd_bus_error_setf(error, BUS_ERROR_DEVICE_BUSY,
@@ -119,26 +131,87 @@ static int check_devices(Daemon *d, const LvDomain *dom, const Vm *existing, sd_
         return 0;
 }
 
-int bus_libvirt_method_register_vm_from_xml(sd_bus_message *m, void *userdata, sd_bus_error *error)
+/* ---- the XML methods: the parse runs off the loop (offload.h) ---- */
+
+/* What a method does with its parsed XML, on the loop; a handler's return convention. */
+typedef int (*XmlNext)(sd_bus_message *m, Daemon *d, LvDomain *parsed, const VmOptions *options,
+                       sd_bus_error *error);
+
+typedef struct XmlCall {
+        Daemon *daemon;
+        sd_bus_message *message;
+        const char *xml; /* inside message */
+        VmOptions options;
+        XmlNext next;
+        /* the worker's result */
+        int r;
+        LvDomain *domain;
+        GError *error;
+} XmlCall;
+
+static void xml_call_parse(void *data)
 {
-        Daemon *d = userdata;
-        VmOptions options = *registry_defaults(d->registry);
+        XmlCall *c = data;
+
+        c->r = lv_xml_parse(c->xml, strlen(c->xml), &c->domain, &c->error);
+}
+
+/* On the loop: the method goes on, and its error becomes the reply, as sd-bus would do. */
+static void xml_call_done(void *data)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        XmlCall *c = data;
+        int r = c->r;
+
+        if (r < 0)
+                r = bus_error_set_model(&error, r, c->error->message);
+        else
+                r = c->next(c->message, c->daemon, g_steal_pointer(&c->domain), &c->options,
+                            &error);
+        if (r < 0 && sd_bus_error_is_set(&error))
+                (void)sd_bus_reply_method_error(c->message, &error);
+        else if (r < 0)
+                (void)sd_bus_reply_method_errno(c->message, r, NULL);
+        sd_bus_message_unref(c->message);
+        lv_domain_free(c->domain);
+        g_clear_error(&c->error);
+        g_free(c);
+}
+
+static int xml_call_start(sd_bus_message *m, Daemon *d, const char *xml, const VmOptions *options,
+                          XmlNext next)
+{
+        XmlCall *c = g_new0(XmlCall, 1);
+        int r;
+
+        c->daemon = d;
+        c->message = sd_bus_message_ref(m);
+        c->xml = xml;
+        if (options)
+                c->options = *options;
+        c->next = next;
+        r = offload_run(d->offload, xml_call_parse, xml_call_done, c);
+        if (r < 0) {
+                sd_bus_message_unref(c->message);
+                g_free(c);
+                return r;
+        }
+        return 1;
+}
+
+static int register_vm_from_xml_parsed(sd_bus_message *m, Daemon *d, LvDomain *parsed,
+                                       const VmOptions *opts, sd_bus_error *error)
+{
+        VmOptions options = *opts;
         g_autoptr(LvDomain) dom = NULL;
         g_autoptr(GPtrArray) devices = NULL;
         g_autoptr(GError) gerr = NULL;
         g_autofree char *action = NULL;
         const char *const *names;
-        const char *xml;
         Vm *existing;
         int r;
 
-        r = sd_bus_message_read(m, "s", &xml);
-        if (r < 0)
-                return r;
-        r = bus_manager_read_vm_options(m, &options, error);
-        if (r < 0)
-                return r;
-        r = lv_xml_vm_args(xml, strlen(xml), &dom, &devices, &gerr);
+        r = lv_xml_vm_args_of(parsed, &dom, &devices, &gerr);
         if (r >= 0)
                 r = registry_check_vm_args(dom->name, (const char *const *)devices->pdata,
                                            devices->len, &options, &gerr);
@@ -150,6 +223,8 @@ int bus_libvirt_method_register_vm_from_xml(sd_bus_message *m, void *userdata, s
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         if (d->stopping)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY,
                                         "vfio-migd is shutting down; retry once it has "
@@ -180,6 +255,22 @@ int bus_libvirt_method_register_vm_from_xml(sd_bus_message *m, void *userdata, s
         if (r < 0)
                 return bus_error_set_model(error, r, gerr->message);
         return reply_vm_path(m, dom->name);
+}
+
+int bus_libvirt_method_register_vm_from_xml(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        Daemon *d = userdata;
+        VmOptions options = *registry_defaults(d->registry);
+        const char *xml;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &xml);
+        if (r < 0)
+                return r;
+        r = bus_manager_read_vm_options(m, &options, error);
+        if (r < 0)
+                return r;
+        return xml_call_start(m, d, xml, &options, register_vm_from_xml_parsed);
 }
 
 /* ---- CheckIncomingMigration ---- */
@@ -218,28 +309,36 @@ static int append_detail(sd_bus_message *reply, const char *key, const GPtrArray
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
-int bus_libvirt_method_check_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error)
+/* A few lines per call whatever the XML holds: the first problems, then a count. */
+#define CHECK_LOG_PROBLEMS_MAX 8u
+
+static void log_check_problems(const GPtrArray *problems)
+{
+        for (guint i = 0; i < problems->len && i < CHECK_LOG_PROBLEMS_MAX; i++) {
+                const LvProblem *p = problems->pdata[i];
+                log_notice("Incoming migration check: %s: %s", p->id, p->message);
+        }
+        if (problems->len > CHECK_LOG_PROBLEMS_MAX)
+                log_notice("Incoming migration check: ... and %u more problems (the reply "
+                           "lists them all).",
+                           problems->len - CHECK_LOG_PROBLEMS_MAX);
+}
+
+static int check_incoming_parsed(sd_bus_message *m, Daemon *d, LvDomain *parsed,
+                                 const VmOptions *options, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(LvIncoming) c = NULL;
         g_autoptr(GError) gerr = NULL;
-        Daemon *d = userdata;
         size_t before = registry_n_devices(d->registry);
-        const char *xml;
         int r;
 
-        r = sd_bus_message_read(m, "s", &xml);
-        if (r < 0)
-                return r;
-        r = lv_check_incoming(d->registry, xml, strlen(xml), &c, &gerr);
+        r = lv_check_incoming_of(d->registry, parsed, &c, &gerr);
         if (registry_n_devices(d->registry) != before)
                 bus_manager_emit_counts(d, false, true);
         if (r < 0)
                 return bus_error_set_model(error, r, gerr->message);
-        for (guint i = 0; i < c->problems->len; i++) {
-                const LvProblem *p = c->problems->pdata[i];
-                log_notice("Incoming migration check: %s: %s", p->id, p->message);
-        }
+        log_check_problems(c->problems);
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
@@ -267,6 +366,17 @@ int bus_libvirt_method_check_incoming(sd_bus_message *m, void *userdata, sd_bus_
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+int bus_libvirt_method_check_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        const char *xml;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &xml);
+        if (r < 0)
+                return r;
+        return xml_call_start(m, userdata, xml, NULL, check_incoming_parsed);
 }
 
 /* ---- ListLibvirtDomains and the properties ---- */

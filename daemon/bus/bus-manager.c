@@ -1,5 +1,6 @@
 /* bus-manager: org.vfiomig.Coordinator1.Manager at /org/vfiomig/Coordinator1 */
 #include "bus/bus-manager.h"
+#include "bus/bus-vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +66,7 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         enum mig_state s;
         Device *dev;
         Vm *vm;
+        int r;
 
         if (!path)
                 return -ENOMEM;
@@ -76,8 +78,11 @@ static int append_device_entry(sd_bus_message *reply, Daemon *d, const char *nam
         if (registry_open_device(d->registry, name, &dev, &gerr) >= 0) {
                 driver = dev->info.driver ? dev->info.driver : "";
                 /* The state first: a kernel device learns its flags when it is opened. */
-                if (registry_device_state(d->registry, name, &s, &gerr) >= 0)
+                r = registry_device_state(d->registry, name, &s, &gerr);
+                if (r >= 0)
                         state = mig_state_to_string(s);
+                else if (r == -ENODATA)
+                        state = "unknown"; /* not read: that would open a VFIO group */
                 flags = dev->info.migration_flags;
         }
         if (gerr)
@@ -109,6 +114,12 @@ static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int bus_no_such_vm(sd_bus_error *error, const char *name)
+{
+        g_autofree char *message = vm_no_such_vm_message(name);
+        return sd_bus_error_set(error, BUS_ERROR_NO_SUCH_VM, message);
+}
+
 static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         Daemon *d = userdata;
@@ -120,10 +131,7 @@ static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return r;
         if (!registry_get_vm(d->registry, name))
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named %s is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         path = bus_vm_path(name);
         if (!path)
                 return -ENOMEM;
@@ -140,12 +148,14 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        if (!registry_has_device(d->registry, name))
+        if (!registry_has_device(d->registry, name)) {
+                g_autofree char *shown = vm_name_shown(name); /* caller's input: bounded */
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
-                                         "The %s backend knows no device named %s; Rescan if "
+                                         "The %s backend knows no device named '%s'; Rescan if "
                                          "it was just created, ListDevices shows the known "
                                          "ones.",
-                                         registry_backend_name(d->registry), name);
+                                         registry_backend_name(d->registry), shown);
+        }
         path = bus_device_path(name);
         if (!path)
                 return -ENOMEM;
@@ -194,12 +204,18 @@ static int read_vm_option(sd_bus_message *m, const char *key, unsigned *seen, Vm
         switch (bit) {
         case VM_OPT_STRATEGY:
                 r = sd_bus_message_read(m, "v", "s", &s);
-                if (r >= 0 && plan_strategy_from_string(s, &o->strategy) < 0)
+                if (r < 0)
+                        return r;
+                r = plan_strategy_from_string(s, &o->strategy);
+                if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Option 'strategy' is '%s'; use 'parallel' or "
-                                                 "'serial'.",
+                                                 "Option 'strategy' is '%s'; use 'parallel', "
+                                                 "'qemu' or 'naive'.",
                                                  s);
-                return r;
+                if (r == PLAN_STRATEGY_DEPRECATED_NAME)
+                        log_warning("RegisterVM: %s; taken as 'naive'",
+                                    PLAN_STRATEGY_SERIAL_DEPRECATION);
+                return 0;
         case VM_OPT_P2P_MODE:
                 r = sd_bus_message_read(m, "v", "s", &s);
                 if (r >= 0 && plan_p2p_mode_from_string(s, &o->p2p_mode) < 0)
@@ -278,6 +294,7 @@ int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devi
         if (r < 0)
                 return r;
         vm_set_origin(vm, origin);
+        bus_vm_observe(d, vm);
         recovery_track_vm(d, vm);
         bus_manager_emit_counts(d, true, false);
         emit_device_vm_changed(d, vm);
@@ -296,14 +313,23 @@ int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error)
         Device *dev;
         int r;
 
+        /* A VM only the journal holds (not restored at start): forgetting it is the removal. */
+        if (!vm && recovery_has_unrestored(d, name))
+                return recovery_untrack_vm(d, vm_name_copy, error);
         /* The VM's devices change their VM property once it is gone. */
         if (vm)
                 VM_FOREACH_DEVICE (vm, i, dev)
                         g_ptr_array_add(device_names, g_strdup(dev->info.name));
+        /* The journal first: a removal it cannot record is refused, or the VM would come
+         * back after a restart although its caller was told it was gone. */
+        if (vm && !vm_is_busy(vm, NULL)) {
+                r = recovery_untrack_vm(d, vm_name_copy, error);
+                if (r < 0)
+                        return r;
+        }
         r = registry_unregister_vm(d->registry, vm_name_copy, error);
         if (r < 0)
                 return r;
-        recovery_untrack_vm(d, vm_name_copy);
 
         bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
         for (guint i = 0; i < device_names->len; i++) {
@@ -345,6 +371,8 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -363,17 +391,20 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
 {
         Daemon *d = userdata;
         g_autoptr(GError) gerr = NULL;
-        g_autofree char *action = NULL;
+        g_autofree char *action = NULL, *shown = NULL;
         const char *name;
         int r;
 
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
-        action = g_strdup_printf("unregister VM %s", name);
+        shown = vm_name_shown(name);
+        action = g_strdup_printf("unregister VM %s", shown);
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -405,6 +436,8 @@ static int method_attach_device_fd(sd_bus_message *m, void *userdata, sd_bus_err
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -428,6 +461,8 @@ static int method_rescan(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = bus_authorize(m, &d->auth, "rescan the devices", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = refuse_if_stopping(d, error);
         if (r < 0)
                 return r;
@@ -496,6 +531,52 @@ static int append_plan(sd_bus_message *reply, Vm *vm, const Plan *plan)
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
+/* The VM's effective settings, and under "sources" where each came from. */
+static int append_settings(sd_bus_message *reply, const PolicyDecision *dec)
+{
+        const PolicySettings *s = &dec->settings;
+        const PolicySources *src = &dec->sources;
+        const struct {
+                const char *key, *source;
+        } sources[] = {
+            {"mode", src->mode},
+            {"phase-deadline-ms", src->phase_deadline_ms},
+            {"parallelism", src->parallelism},
+            {"on-failure", src->on_failure},
+            {"strategy", src->strategy},
+            {"after-crash", src->after_crash},
+            {"hook-daemon-unavailable", src->hook_daemon_unavailable},
+            {"on-start-unmigratable", src->on_start_unmigratable},
+        };
+        int r = sd_bus_message_open_container(reply, 'a', "{sv}");
+
+        if (r >= 0)
+                r = sd_bus_message_append(
+                    reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "mode", "s",
+                    policy_mode_to_string(s->mode), "phase-deadline-ms", "u", s->phase_deadline_ms,
+                    "parallelism", "u", s->parallelism, "on-failure", "s",
+                    policy_on_failure_to_string(s->on_failure), "strategy", "s",
+                    plan_strategy_to_string(s->strategy), "after-crash", "s",
+                    policy_after_crash_to_string(s->after_crash), "hook-daemon-unavailable", "s",
+                    policy_hook_unavailable_to_string(s->hook_daemon_unavailable),
+                    "on-start-unmigratable", "s",
+                    policy_start_unmigratable_to_string(s->on_start_unmigratable));
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "sources");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "{ss}");
+        for (size_t i = 0; r >= 0 && i < G_N_ELEMENTS(sources); i++)
+                r = sd_bus_message_append(reply, "{ss}", sources[i].key,
+                                          sources[i].source ? sources[i].source : "defaults");
+        for (int i = 0; r >= 0 && i < 4; i++)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -512,13 +593,10 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
                 return r;
         vm = registry_get_vm(d->registry, name);
         if (!vm)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM,
-                                         "No VM named '%s' is registered; ListVMs shows the "
-                                         "registered ones.",
-                                         name);
+                return bus_no_such_vm(error, name);
         dec = registry_decide(d->registry, vm, true);
         /* The plan of a whole source migration from where the devices are now. */
-        if (dec->allowed && vm_plan(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
+        if (dec->allowed && vm_plan_cached(vm, PLAN_OP_SAVE, &plan, &gerr) < 0)
                 log_notice("VM %s: no plan from the devices' current states: %s", name,
                            gerr->message);
         log_info("VM %s: migration check: %s (mode %s, %zu blocker(s)).", name,
@@ -535,12 +613,7 @@ static int method_check_migration(sd_bus_message *m, void *userdata, sd_bus_erro
         if (r >= 0)
                 r = sd_bus_message_append_strv(reply, dec->matched);
         if (r >= 0)
-                r = sd_bus_message_append(
-                    reply, "a{sv}", 5, "mode", "s", policy_mode_to_string(dec->settings.mode),
-                    "phase-deadline-ms", "u", dec->settings.phase_deadline_ms, "parallelism", "u",
-                    dec->settings.parallelism, "on-failure", "s",
-                    policy_on_failure_to_string(dec->settings.on_failure), "strategy", "s",
-                    plan_strategy_to_string(dec->settings.strategy));
+                r = append_settings(reply, dec);
         plan_free(plan);
         if (r < 0)
                 return r;
@@ -556,11 +629,11 @@ static int method_reload_policy(sd_bus_message *m, void *userdata, sd_bus_error 
         r = bus_authorize(m, &d->auth, "reload the policy", error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         r = daemon_reload_policy(d, &gerr);
         if (r < 0)
                 return sd_bus_error_set(error, BUS_ERROR_POLICY_INVALID, gerr->message);
-        (void)sd_bus_emit_properties_changed(d->bus, BUS_PATH_ROOT, BUS_IFACE_MANAGER,
-                                             "PolicyFiles", NULL);
         return sd_bus_reply_method_return(m, "u", (unsigned)g_strv_length(d->policy_files));
 }
 

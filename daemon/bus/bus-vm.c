@@ -139,6 +139,8 @@ static const char *report_result(const SeqReport *rep)
 {
         if (rep->error == 0)
                 return "ok";
+        if (rep->rollback_deferred)
+                return "deferred";
         return rep->rolled_back ? "rolled-back" : "failed";
 }
 
@@ -170,6 +172,14 @@ static int append_report(sd_bus_message *m, const Vm *vm, const SeqReport *rep)
                 r = append_strings(m, "hung", rep->hung);
                 if (r < 0)
                         return r;
+                r = sd_bus_message_append(m, "{sv}", "aborted", "b", (int)rep->aborted);
+                if (r >= 0 && rep->migration_id)
+                        r = sd_bus_message_append(m, "{sv}", "migration-id", "s",
+                                                  rep->migration_id);
+                if (r >= 0 && rep->stream_vm)
+                        r = sd_bus_message_append(m, "{sv}", "stream-vm", "s", rep->stream_vm);
+                if (r < 0)
+                        return r;
         }
         return sd_bus_message_close_container(m);
 }
@@ -192,26 +202,59 @@ static const char *progress_status(SeqEventKind kind)
         }
 }
 
-static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
+static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other);
+
+static void emit_sequence_event(Daemon *d, Vm *vm, const SeqEvent *ev)
 {
-        VmCall *call = userdata;
         const char *status;
         enum plan_op op = PLAN_OP_COUNT;
 
         if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
                 Device *dev = vm_device(vm, ev->device);
                 if (dev)
-                        bus_device_emit_state_changed(call->daemon, dev->info.name, ev->old_state,
+                        bus_device_emit_state_changed(d, dev->info.name, ev->old_state,
                                                       ev->new_state);
+                return;
+        }
+        if (ev->kind == SEQ_EVENT_DEVICE_HUNG) {
+                /* The step-outstanding blocker appeared. */
+                emit_vm_changed(d, vm, "Blockers", NULL);
                 return;
         }
         status = progress_status(ev->kind);
         if (!status)
                 return;
         (void)vm_is_busy(vm, &op);
-        bus_manager_emit_sequence_progress(call->daemon, vm_name(vm), plan_op_to_string(op),
+        bus_manager_emit_sequence_progress(d, vm_name(vm), plan_op_to_string(op),
                                            ev->phase ? ev->phase : "", (unsigned)ev->phase_index,
                                            (unsigned)ev->n_phases, status, ev->elapsed_us);
+}
+
+static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        VmCall *call = userdata;
+
+        emit_sequence_event(call->daemon, vm, ev);
+}
+
+/* The VM's own sequences (the deferred rollback) and a hung step's late return. */
+static void on_observed_event(Vm *vm, const SeqEvent *ev, void *userdata)
+{
+        emit_sequence_event(userdata, vm, ev);
+        if (ev->kind == SEQ_EVENT_DEVICE_STATE && g_strcmp0(ev->phase, "late") == 0)
+                emit_vm_changed(userdata, vm, "Blockers", "State");
+}
+
+static void on_observed_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
+{
+        emit_vm_changed(userdata, vm, "State", "LastSequence");
+        emit_vm_changed(userdata, vm, "Blockers", NULL);
+        daemon_sequence_finished(userdata);
+}
+
+void bus_vm_observe(Daemon *d, Vm *vm)
+{
+        vm_set_observer(vm, on_observed_event, on_observed_done, d);
 }
 
 static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other)
@@ -224,6 +267,27 @@ static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const
         r = sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, property, other, NULL);
         if (r < 0)
                 log_debug("Cannot emit PropertiesChanged for VM %s: %s", vm_name(vm), strerror(-r));
+}
+
+void bus_vm_emit_policy_changed(Daemon *d)
+{
+        g_autoptr(GPtrArray) vms = registry_vms(d->registry);
+
+        if (!d->bus)
+                return;
+        for (guint i = 0; i < vms->len; i++) {
+                g_autofree char *path = bus_vm_path(vm_name(vms->pdata[i]));
+                int r;
+
+                if (!path)
+                        continue;
+                r = sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, "P2PMode",
+                                                   "Strategy", "PhaseDeadlineMs", "Parallelism",
+                                                   "Migratable", "Blockers", NULL);
+                if (r < 0)
+                        log_debug("Cannot emit PropertiesChanged for VM %s: %s",
+                                  vm_name(vms->pdata[i]), strerror(-r));
+        }
 }
 
 static int reply_report(sd_bus_message *call, const Vm *vm, const SeqReport *rep)
@@ -246,6 +310,8 @@ static void on_sequence_done(Vm *vm, int error, const SeqReport *rep, void *user
         int r;
 
         emit_vm_changed(call->daemon, vm, "State", "LastSequence");
+        if (rep && rep->hung && rep->hung->len > 0)
+                emit_vm_changed(call->daemon, vm, "Blockers", NULL);
         if (error == 0) {
                 r = reply_report(call->message, vm, rep);
         } else {
@@ -291,11 +357,47 @@ static int read_stream_fd(sd_bus_message *m, enum plan_op op, int *ret, sd_bus_e
         return 0;
 }
 
-static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_error *error)
+/* ResumeWithOptions' a{sv}: renamed-from (s), the VM name the stream was saved under. */
+static int read_resume_options(sd_bus_message *m, char **ret_renamed_from, sd_bus_error *error)
+{
+        int r = sd_bus_message_enter_container(m, 'a', "{sv}");
+
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *value;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (!g_str_equal(key, "renamed-from"))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown Resume option '%.64s'; the only "
+                                                 "option is renamed-from (s).",
+                                                 key);
+                if (sd_bus_message_read(m, "v", "s", &value) < 0)
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "Resume option renamed-from must be a string "
+                                                "(s): the name of the VM that saved the "
+                                                "stream.");
+                if (!vm_name_is_valid(value))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Resume option renamed-from '%.64s' is not a VM "
+                                                 "name; give the name the stream was saved "
+                                                 "under.",
+                                                 value);
+                g_free(*ret_renamed_from);
+                *ret_renamed_from = g_strdup(value);
+                r = sd_bus_message_exit_container(m);
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(m);
+}
+
+static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, bool with_options,
+                         sd_bus_error *error)
 {
         _cleanup_close_ int fd = -1;
         g_autoptr(GError) gerr = NULL;
         g_autofree char *action = NULL;
+        g_autofree char *renamed_from = NULL;
         VmCall *call;
         Vm *vm;
         int r;
@@ -308,10 +410,17 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
                 if (r < 0)
                         return r;
         }
+        if (with_options) {
+                r = read_resume_options(m, &renamed_from, error);
+                if (r < 0)
+                        return r;
+        }
         action = g_strdup_printf("run %s on VM %s", plan_op_to_string(op), vm_name(vm));
         r = bus_authorize(m, &d->auth, action, error);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* the bus is asked who the caller is; the call comes again */
         if (d->stopping)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY,
                                         "vfio-migd is shutting down; retry once it has "
@@ -320,8 +429,15 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
         call = g_new0(VmCall, 1);
         call->daemon = d;
         call->message = sd_bus_message_ref(m);
-        r = vm_start_operation(vm, op, steal_fd(&fd), on_sequence_event, on_sequence_done, call,
-                               &gerr);
+        /* Abort preempts a running sequence and answers when it has rolled back. */
+        if (op == PLAN_OP_ABORT && vm_abort_running(vm, on_sequence_done, call) == 0)
+                return 1;
+        if (renamed_from)
+                r = vm_start_resume(vm, steal_fd(&fd), renamed_from, on_sequence_event,
+                                    on_sequence_done, call, &gerr);
+        else
+                r = vm_start_operation(vm, op, steal_fd(&fd), on_sequence_event, on_sequence_done,
+                                       call, &gerr);
         if (r < 0) {
                 sd_bus_message_unref(call->message);
                 g_free(call);
@@ -333,32 +449,37 @@ static int vm_method_run(sd_bus_message *m, Daemon *d, enum plan_op op, sd_bus_e
 
 static int method_precopy(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_PRECOPY, error);
+        return vm_method_run(m, userdata, PLAN_OP_PRECOPY, false, error);
 }
 
 static int method_quiesce(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_QUIESCE, error);
+        return vm_method_run(m, userdata, PLAN_OP_QUIESCE, false, error);
 }
 
 static int method_save(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_SAVE, error);
+        return vm_method_run(m, userdata, PLAN_OP_SAVE, false, error);
 }
 
 static int method_resume(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_RESUME, error);
+        return vm_method_run(m, userdata, PLAN_OP_RESUME, false, error);
+}
+
+static int method_resume_with_options(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        return vm_method_run(m, userdata, PLAN_OP_RESUME, true, error);
 }
 
 static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_START, error);
+        return vm_method_run(m, userdata, PLAN_OP_START, false, error);
 }
 
 static int method_abort(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-        return vm_method_run(m, userdata, PLAN_OP_ABORT, error);
+        return vm_method_run(m, userdata, PLAN_OP_ABORT, false, error);
 }
 
 /* ---- properties ---- */
@@ -394,6 +515,8 @@ VM_PROPERTY_GETTER(property_get_scalar)
                 return sd_bus_message_append(reply, "s", vm_name(vm));
         if (strcmp(property, "State") == 0)
                 return sd_bus_message_append(reply, "s", vm_state(vm));
+        if (strcmp(property, "StateAgeUSec") == 0)
+                return sd_bus_message_append(reply, "t", vm_states_age_usec(vm));
         if (strcmp(property, "P2PMode") == 0)
                 return sd_bus_message_append(reply, "s", plan_p2p_mode_to_string(o->p2p_mode));
         if (strcmp(property, "Strategy") == 0)
@@ -496,7 +619,9 @@ static const sd_bus_vtable vm_vtable[] = {
                     SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Groups", "as", property_get_groups, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("State", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    /* Computed from the devices' flags today; a policy engine may change them later. */
+    SD_BUS_PROPERTY("StateAgeUSec", "t", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+    /* Computed from the devices and the policy on every read; a reload invalidates them. */
     SD_BUS_PROPERTY("Migratable", "b", property_get_blockers, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
     SD_BUS_PROPERTY("Blockers", "as", property_get_blockers, 0,
@@ -504,10 +629,12 @@ static const sd_bus_vtable vm_vtable[] = {
     /* Valid IOVA space of the VM's IOMMU context (inclusive ends), and what disagrees. */
     SD_BUS_PROPERTY("IovaRanges", "a(tt)", property_get_iova, 0, 0),
     SD_BUS_PROPERTY("Warnings", "as", property_get_iova, 0, 0),
-    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("P2PMode", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Strategy", "s", property_get_scalar, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("PhaseDeadlineMs", "u", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Parallelism", "u", property_get_scalar, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("LastSequence", "a{sv}", property_get_last_sequence, 0,
                     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 
@@ -519,6 +646,9 @@ static const sd_bus_vtable vm_vtable[] = {
                             method_save, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Resume", SD_BUS_ARGS("h", fd), SD_BUS_RESULT("a{sv}", report),
                             method_resume, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("ResumeWithOptions", SD_BUS_ARGS("h", fd, "a{sv}", options),
+                            SD_BUS_RESULT("a{sv}", report), method_resume_with_options,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_start,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Abort", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", report), method_abort,

@@ -5,3 +5,9 @@
 
 /* The fallback vtable and node enumerator for every registered VM. */
 int bus_vm_register(Daemon *d);
+
+/* Signals for what a VM does on its own (a deferred rollback, a hung step's return). */
+void bus_vm_observe(Daemon *d, Vm *vm);
+/* After the policy changed: PropertiesChanged for every VM's settings (P2PMode, Strategy,
+ * PhaseDeadlineMs, Parallelism) and invalidation of Migratable and Blockers. */
+void bus_vm_emit_policy_changed(Daemon *d);

@@ -47,8 +47,10 @@ const char *plan_strategy_to_string(enum plan_strategy s)
         switch (s) {
         case PLAN_STRATEGY_PARALLEL:
                 return "parallel";
-        case PLAN_STRATEGY_SERIAL:
-                return "serial";
+        case PLAN_STRATEGY_QEMU:
+                return "qemu";
+        case PLAN_STRATEGY_NAIVE:
+                return "naive";
         }
         return "invalid";
 }
@@ -57,9 +59,15 @@ int plan_strategy_from_string(const char *s, enum plan_strategy *ret)
 {
         if (g_strcmp0(s, "parallel") == 0)
                 *ret = PLAN_STRATEGY_PARALLEL;
-        else if (g_strcmp0(s, "serial") == 0)
-                *ret = PLAN_STRATEGY_SERIAL;
-        else
+        else if (g_strcmp0(s, "qemu") == 0)
+                *ret = PLAN_STRATEGY_QEMU;
+        else if (g_strcmp0(s, "naive") == 0)
+                *ret = PLAN_STRATEGY_NAIVE;
+        else if (g_strcmp0(s, "serial") == 0) {
+                /* The old name of the whole-journey order, which it wrongly called QEMU's. */
+                *ret = PLAN_STRATEGY_NAIVE;
+                return PLAN_STRATEGY_DEPRECATED_NAME;
+        } else
                 return -EINVAL;
         return 0;
 }
@@ -207,13 +215,40 @@ static enum mig_state stop_target(enum mig_state s)
         return is_pre_copying(s) ? MIG_STATE_STOP_COPY : MIG_STATE_STOP;
 }
 
-static void build_precopy(PlanBuilder *b)
+static bool precopy_wanted(const PlanBuilder *b, size_t i)
 {
+        return (b->devices[i].flags & MIG_FLAG_PRE_COPY) && b->cur[i] == MIG_STATE_RUNNING;
+}
+
+/* QEMU's save_setup handlers start each device's pre-copy in turn. */
+static void build_precopy(PlanBuilder *b, enum plan_strategy strategy)
+{
+        if (strategy == PLAN_STRATEGY_QEMU) {
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "pre-copy %s", b->devices[i].name);
+                        if (precopy_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_PRE_COPY);
+                        phase_end(b);
+                }
+                return;
+        }
         phase_begin(b, PLAN_PHASE_TRANSITION, "pre-copy");
         for (size_t i = 0; i < b->n; i++)
-                if ((b->devices[i].flags & MIG_FLAG_PRE_COPY) && b->cur[i] == MIG_STATE_RUNNING)
+                if (precopy_wanted(b, i))
                         add_transition(b, i, MIG_STATE_PRE_COPY);
         phase_end(b);
+}
+
+/* A P2P device that can still initiate P2P stops doing so: RUNNING_P2P, or PRE_COPY_P2P when
+ * it is pre-copying. */
+static void add_p2p_quiesce(PlanBuilder *b, size_t i)
+{
+        if (!has_p2p(&b->devices[i]))
+                return;
+        if (b->cur[i] == MIG_STATE_RUNNING)
+                add_transition(b, i, MIG_STATE_RUNNING_P2P);
+        else if (b->cur[i] == MIG_STATE_PRE_COPY)
+                add_transition(b, i, MIG_STATE_PRE_COPY_P2P);
 }
 
 /* prefix names the phases apart where a plan quiesces and later runs again (resume): a
@@ -221,14 +256,8 @@ static void build_precopy(PlanBuilder *b)
 static void phase_quiesce_p2p(PlanBuilder *b, const char *prefix)
 {
         phase_begin(b, PLAN_PHASE_TRANSITION, "%sp2p", prefix);
-        for (size_t i = 0; i < b->n; i++) {
-                if (!has_p2p(&b->devices[i]))
-                        continue;
-                if (b->cur[i] == MIG_STATE_RUNNING)
-                        add_transition(b, i, MIG_STATE_RUNNING_P2P);
-                else if (b->cur[i] == MIG_STATE_PRE_COPY)
-                        add_transition(b, i, MIG_STATE_PRE_COPY_P2P);
-        }
+        for (size_t i = 0; i < b->n; i++)
+                add_p2p_quiesce(b, i);
         phase_end(b);
 }
 
@@ -261,14 +290,41 @@ static void phase_quiesce_stop(PlanBuilder *b, const char *prefix)
         phase_end(b);
 }
 
+/*
+ * QEMU >= 8.1: a "prepare" VM state handler per P2P device takes it to RUNNING_P2P (or
+ * PRE_COPY_P2P), and every prepare handler runs before any main handler, which then takes
+ * each device to STOP (or STOP_COPY when pre-copying). One device at a time: a phase each.
+ */
+static void qemu_quiesce(PlanBuilder *b, const char *prefix)
+{
+        for (size_t i = 0; i < b->n; i++) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "%sp2p %s", prefix, b->devices[i].name);
+                add_p2p_quiesce(b, i);
+                phase_end(b);
+        }
+        for (size_t i = 0; i < b->n; i++) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "%sstop %s", prefix, b->devices[i].name);
+                if (mig_state_is_running(b->cur[i]))
+                        add_transition(b, i, stop_target(b->cur[i]));
+                phase_end(b);
+        }
+}
+
 static void build_quiesce(PlanBuilder *b, enum plan_strategy strategy)
 {
-        if (strategy == PLAN_STRATEGY_PARALLEL) {
+        switch (strategy) {
+        case PLAN_STRATEGY_PARALLEL:
                 phase_quiesce_p2p(b, "");
                 phase_quiesce_stop(b, "");
                 return;
+        case PLAN_STRATEGY_QEMU:
+                qemu_quiesce(b, "");
+                return;
+        case PLAN_STRATEGY_NAIVE:
+                break;
         }
-        /* QEMU's order: the kernel walks RUNNING>RUNNING_P2P>STOP for each device alone. */
+        /* Each device's whole journey alone: the kernel walks RUNNING>RUNNING_P2P>STOP while
+         * the next device still runs and can DMA into this one. */
         for (size_t i = 0; i < b->n; i++) {
                 phase_begin(b, PLAN_PHASE_TRANSITION, "device %s", b->devices[i].name);
                 if (mig_state_is_running(b->cur[i]))
@@ -303,7 +359,7 @@ static bool any_running(const PlanBuilder *b)
         return false;
 }
 
-static void build_save_serial(PlanBuilder *b)
+static void build_save_naive(PlanBuilder *b)
 {
         for (size_t i = 0; i < b->n; i++) {
                 const char *name = b->devices[i].name;
@@ -321,11 +377,41 @@ static void build_save_serial(PlanBuilder *b)
         }
 }
 
+/* QEMU's complete_precopy handlers: each device in turn to STOP_COPY and its data read out;
+ * STOP_COPY -> STOP waits for the cleanup handlers, after every device's data is out. */
+static void build_save_qemu(PlanBuilder *b)
+{
+        if (any_running(b))
+                qemu_quiesce(b, "");
+        for (size_t i = 0; i < b->n; i++) {
+                const char *name = b->devices[i].name;
+
+                phase_begin(b, PLAN_PHASE_TRANSITION, "stop-copy %s", name);
+                if (b->cur[i] != MIG_STATE_STOP_COPY)
+                        add_transition(b, i, MIG_STATE_STOP_COPY);
+                phase_end(b);
+                phase_begin(b, PLAN_PHASE_SAVE, "save %s", name);
+                add_stream_step(b, i);
+                phase_end(b);
+        }
+        for (size_t i = 0; i < b->n; i++) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "stopped %s", b->devices[i].name);
+                add_transition(b, i, MIG_STATE_STOP);
+                phase_end(b);
+        }
+}
+
 static void build_save(PlanBuilder *b, enum plan_strategy strategy)
 {
-        if (strategy == PLAN_STRATEGY_SERIAL) {
-                build_save_serial(b);
+        switch (strategy) {
+        case PLAN_STRATEGY_NAIVE:
+                build_save_naive(b);
                 return;
+        case PLAN_STRATEGY_QEMU:
+                build_save_qemu(b);
+                return;
+        case PLAN_STRATEGY_PARALLEL:
+                break;
         }
         if (any_running(b)) {
                 phase_quiesce_p2p(b, "");
@@ -336,18 +422,21 @@ static void build_save(PlanBuilder *b, enum plan_strategy strategy)
         phase_all_from(b, "stopped", MIG_STATE_STOP_COPY, MIG_STATE_STOP);
 }
 
+static bool run_p2p_wanted(const PlanBuilder *b, size_t i)
+{
+        enum mig_state s = b->cur[i];
+
+        return has_p2p(&b->devices[i]) && !mig_state_initiates_p2p(s) && s != MIG_STATE_RUNNING_P2P;
+}
+
 /* Stopped P2P devices first reach RUNNING_P2P, so no device runs (and initiates P2P DMA)
  * while a peer is still stopped. */
 static void phase_run_p2p(PlanBuilder *b)
 {
         phase_begin(b, PLAN_PHASE_TRANSITION, "p2p");
-        for (size_t i = 0; i < b->n; i++) {
-                enum mig_state s = b->cur[i];
-
-                if (has_p2p(&b->devices[i]) && !mig_state_initiates_p2p(s) &&
-                    s != MIG_STATE_RUNNING_P2P)
+        for (size_t i = 0; i < b->n; i++)
+                if (run_p2p_wanted(b, i))
                         add_transition(b, i, MIG_STATE_RUNNING_P2P);
-        }
         phase_end(b);
 }
 
@@ -369,8 +458,58 @@ static void phase_run(PlanBuilder *b)
         phase_end(b);
 }
 
+/*
+ * QEMU >= 8.1 starting the VM (a destination after load, or a source whose migration was
+ * cancelled): the prepare handlers take each P2P device to RUNNING_P2P in turn, then the
+ * main handlers each device to RUNNING. Devices without P2P (one alone, or p2p-blocked) have
+ * no prepare handler; their main handlers are taken first, as phase_run() does, so none of
+ * them runs into a P2P device that is not yet running.
+ */
+static void qemu_run(PlanBuilder *b)
+{
+        for (size_t i = 0; i < b->n; i++) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "p2p %s", b->devices[i].name);
+                if (run_p2p_wanted(b, i))
+                        add_transition(b, i, MIG_STATE_RUNNING_P2P);
+                phase_end(b);
+        }
+        for (int with_p2p = 0; with_p2p <= 1; with_p2p++)
+                for (size_t i = 0; i < b->n; i++) {
+                        if (has_p2p(&b->devices[i]) != (bool)with_p2p)
+                                continue;
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "run %s", b->devices[i].name);
+                        if (b->cur[i] != MIG_STATE_RUNNING)
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                        phase_end(b);
+                }
+}
+
+/*
+ * QEMU's destination: load_setup takes each device to RESUMING in turn, the stream loads,
+ * and the VM starts (qemu_run; RESUMING -> RUNNING_P2P walks through STOP, which validates).
+ * QEMU asks a fresh device for RESUMING straight from RUNNING, harmless there only because
+ * the guest has never run; a RUNNING device's state cannot tell vfio-migd that, so fresh
+ * devices first quiesce in QEMU's source order. Per device the kernel sees the same arcs.
+ */
+static void build_resume_qemu(PlanBuilder *b)
+{
+        if (any_running(b))
+                qemu_quiesce(b, "quiesce-");
+        for (size_t i = 0; i < b->n; i++) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "resuming %s", b->devices[i].name);
+                add_transition(b, i, MIG_STATE_RESUMING);
+                phase_end(b);
+        }
+        phase_stream(b, PLAN_PHASE_LOAD, "load");
+        qemu_run(b);
+}
+
 static void build_resume(PlanBuilder *b, enum plan_strategy strategy)
 {
+        if (strategy == PLAN_STRATEGY_QEMU) {
+                build_resume_qemu(b);
+                return;
+        }
         if (strategy == PLAN_STRATEGY_PARALLEL) {
                 /* Fresh destination devices run: stop them in the safe order too, so no device
                  * stops on its way to RESUMING while a peer can still DMA into it. */
@@ -402,15 +541,83 @@ static void build_resume(PlanBuilder *b, enum plan_strategy strategy)
         }
 }
 
-static void build_abort(PlanBuilder *b)
+static bool needs_reset(enum mig_state s)
 {
+        return s == MIG_STATE_ERROR || s == MIG_STATE_RESUMING;
+}
+
+static bool abort_p2p_wanted(const PlanBuilder *b, size_t i)
+{
+        enum mig_state s = b->cur[i];
+
+        return has_p2p(&b->devices[i]) && !needs_reset(s) && !mig_state_initiates_p2p(s) &&
+               s != MIG_STATE_RUNNING_P2P;
+}
+
+static bool abort_run_no_p2p_wanted(const PlanBuilder *b, size_t i)
+{
+        return !has_p2p(&b->devices[i]) && !needs_reset(b->cur[i]) &&
+               b->cur[i] != MIG_STATE_RUNNING;
+}
+
+/*
+ * A reset lands in RUNNING, so it comes after every device that keeps its state has left
+ * STOP (P2P devices to RUNNING_P2P, devices without P2P to RUNNING): a device being reset
+ * then never DMAs into a peer whose state is kept (core/invariant.h). The devices to be
+ * reset hold nothing worth keeping meanwhile. Under qemu the same order runs one device per
+ * phase, as QEMU's main loop moves its devices one at a time.
+ */
+static void build_abort(PlanBuilder *b, enum plan_strategy strategy)
+{
+        if (strategy == PLAN_STRATEGY_QEMU) {
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p %s", b->devices[i].name);
+                        if (abort_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING_P2P);
+                        phase_end(b);
+                }
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p %s", b->devices[i].name);
+                        if (abort_run_no_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                        phase_end(b);
+                }
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_RESET, "reset %s", b->devices[i].name);
+                        if (needs_reset(b->cur[i]))
+                                add_reset(b, i);
+                        phase_end(b);
+                }
+                for (size_t i = 0; i < b->n; i++) {
+                        phase_begin(b, PLAN_PHASE_TRANSITION, "run %s", b->devices[i].name);
+                        if (b->cur[i] != MIG_STATE_RUNNING)
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                        phase_end(b);
+                }
+                return;
+        }
+        phase_begin(b, PLAN_PHASE_TRANSITION, "p2p");
+        for (size_t i = 0; i < b->n; i++)
+                if (abort_p2p_wanted(b, i))
+                        add_transition(b, i, MIG_STATE_RUNNING_P2P);
+        phase_end(b);
+        if (any_p2p(b)) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "run-no-p2p");
+                for (size_t i = 0; i < b->n; i++)
+                        if (abort_run_no_p2p_wanted(b, i))
+                                add_transition(b, i, MIG_STATE_RUNNING);
+                phase_end(b);
+        }
         phase_begin(b, PLAN_PHASE_RESET, "reset");
         for (size_t i = 0; i < b->n; i++)
-                if (b->cur[i] == MIG_STATE_ERROR || b->cur[i] == MIG_STATE_RESUMING)
+                if (needs_reset(b->cur[i]))
                         add_reset(b, i);
         phase_end(b);
-        phase_run_p2p(b);
-        phase_run(b);
+        phase_begin(b, PLAN_PHASE_TRANSITION, "run");
+        for (size_t i = 0; i < b->n; i++)
+                if (b->cur[i] != MIG_STATE_RUNNING)
+                        add_transition(b, i, MIG_STATE_RUNNING);
+        phase_end(b);
 }
 
 static void build_reset(PlanBuilder *b)
@@ -446,11 +653,35 @@ static bool op_accepts(enum plan_op op, enum mig_state s, const char **ret_expec
         }
 }
 
-/* QEMU's one-device-at-a-time order exists for the operations that stop or start devices
- * around a stream; it is the comparison the serial strategy is for. */
-static bool op_has_serial_form(enum plan_op op)
+/*
+ * The strategy an operation really takes. naive exists for the operations that stop or start
+ * devices around a stream, the comparison it is for; qemu for every operation QEMU performs.
+ * Every other case (pre-copy and recovery under naive, a destination's reset under any)
+ * takes the parallel order.
+ */
+static enum plan_strategy effective_strategy(enum plan_op op, enum plan_strategy strategy)
 {
-        return op == PLAN_OP_QUIESCE || op == PLAN_OP_SAVE || op == PLAN_OP_RESUME;
+        switch (strategy) {
+        case PLAN_STRATEGY_NAIVE:
+                if (op == PLAN_OP_QUIESCE || op == PLAN_OP_SAVE || op == PLAN_OP_RESUME)
+                        return strategy;
+                break;
+        case PLAN_STRATEGY_QEMU:
+                if (op != PLAN_OP_RESET)
+                        return strategy;
+                break;
+        case PLAN_STRATEGY_PARALLEL:
+                break;
+        }
+        return PLAN_STRATEGY_PARALLEL;
+}
+
+/* The operations that begin a migration, which QEMU refuses for several devices unless every
+ * one has P2P. */
+static bool op_begins_migration(enum plan_op op)
+{
+        return op == PLAN_OP_PRECOPY || op == PLAN_OP_QUIESCE || op == PLAN_OP_SAVE ||
+               op == PLAN_OP_RESUME;
 }
 
 static bool op_moves_data(enum plan_op op)
@@ -459,7 +690,8 @@ static bool op_moves_data(enum plan_op op)
 }
 
 /* The multi-device rule: refused with -EPERM before any state is looked at. */
-static void check_migratable(PlanBuilder *b, enum plan_p2p_mode mode)
+static void check_migratable(PlanBuilder *b, enum plan_op op, enum plan_strategy strategy,
+                             enum plan_p2p_mode mode)
 {
         for (size_t i = 0; i < b->n && !b->error; i++) {
                 const PlanDevice *d = &b->devices[i];
@@ -474,6 +706,14 @@ static void check_migratable(PlanBuilder *b, enum plan_p2p_mode mode)
                                      "device %s (flags %s) has no P2P quiesce; with several "
                                      "devices every device needs P2P, or the VM must be "
                                      "registered with p2p-mode p2p-blocked",
+                                     d->name, mig_flags_to_string(d->flags));
+                else if (strategy == PLAN_STRATEGY_QEMU && op_begins_migration(op) && b->n > 1 &&
+                         !has_p2p(d))
+                        builder_fail(b, -EPERM,
+                                     "device %s (flags %s) has no P2P quiesce; the qemu strategy "
+                                     "follows QEMU, which migrates several devices only if every "
+                                     "one has P2P; register the VM with strategy parallel (or "
+                                     "naive) to migrate it in p2p-blocked mode",
                                      d->name, mig_flags_to_string(d->flags));
         }
 }
@@ -494,7 +734,7 @@ static void build_phases(PlanBuilder *b, enum plan_op op, enum plan_strategy str
 {
         switch (op) {
         case PLAN_OP_PRECOPY:
-                build_precopy(b);
+                build_precopy(b, strategy);
                 break;
         case PLAN_OP_QUIESCE:
                 build_quiesce(b, strategy);
@@ -506,11 +746,15 @@ static void build_phases(PlanBuilder *b, enum plan_op op, enum plan_strategy str
                 build_resume(b, strategy);
                 break;
         case PLAN_OP_START:
+                if (strategy == PLAN_STRATEGY_QEMU) {
+                        qemu_run(b);
+                        break;
+                }
                 phase_run_p2p(b);
                 phase_run(b);
                 break;
         case PLAN_OP_ABORT:
-                build_abort(b);
+                build_abort(b, strategy);
                 break;
         case PLAN_OP_RESET:
         case PLAN_OP_COUNT:
@@ -552,16 +796,14 @@ int plan_build(enum plan_op op, enum plan_strategy strategy, enum plan_p2p_mode 
                         *ret_reason = g_strdup_printf("unknown operation %d", (int)op);
                 return -EINVAL;
         }
-        /* Recovery takes the safe order whatever was asked; pre-copy has no stop to order. */
-        if (!op_has_serial_form(op))
-                strategy = PLAN_STRATEGY_PARALLEL;
+        strategy = effective_strategy(op, strategy);
         b.cur = g_new(enum mig_state, n ? n : 1);
         for (size_t i = 0; i < n; i++)
                 b.cur[i] = devices[i].state;
         b.phases = g_array_new(FALSE, TRUE, sizeof(PlanPhase));
 
         if (op_moves_data(op)) {
-                check_migratable(&b, mode);
+                check_migratable(&b, op, strategy, mode);
                 check_states(&b, op);
         }
         if (!b.error)

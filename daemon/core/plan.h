@@ -12,17 +12,35 @@
  *              sessions) -> "save" stream -> "stopped" (STOP_COPY -> STOP).
  * Destination: "resuming" (every device to RESUMING) -> "load" stream -> "validate"
  *              (RESUMING -> STOP) -> "p2p" -> barrier -> "run" (RUNNING).
- * Abort:       "reset" (devices in ERROR or RESUMING) -> "p2p" -> "run".
+ * Abort:       "p2p" -> "run-no-p2p" -> "reset" (devices in ERROR or RESUMING) -> "run":
+ *              a reset lands in RUNNING, so it waits until no kept state is stopped.
  *
- * The serial strategy is the one-device-at-a-time sequence QEMU uses: each device goes
- * through its whole journey alone, one phase per device, which lets a stopped device
- * receive P2P DMA from a peer that is still running. It exists to compare against.
+ * Strategies (docs/architecture.md, "Strategies"):
+ *   parallel  vfio-migd: the phases above, every device of a phase at once, so a phase
+ *             costs the slowest device.
+ *   qemu      QEMU >= 8.1's order, one device per phase ("p2p nic0", "stop nic0", ...): every
+ *             P2P device to RUNNING_P2P / PRE_COPY_P2P in turn before any device stops, then
+ *             each device to STOP / STOP_COPY; each to STOP_COPY and saved in turn, each back
+ *             to STOP after all are saved; on start (and on the destination after the load)
+ *             each P2P device to RUNNING_P2P, then each device to RUNNING. Safe, and it costs
+ *             N x t(p2p) + N x t(stop). Pre-copy starts one device at a time; abort resets
+ *             one device at a time, then starts as QEMU starts. Fresh (RUNNING) destination
+ *             devices first quiesce in the source's order: QEMU takes each straight to
+ *             RESUMING, safe there only because its guest never ran. QEMU migrates several
+ *             devices only if every one has P2P, so qemu refuses precopy, quiesce, save and
+ *             resume of such a VM even in p2p-blocked mode.
+ *   naive     each device's whole journey alone (QEMU before 8.1, or a VMM that ignores P2P):
+ *             a stopped device can receive P2P DMA from a peer that still runs. Quiesce, save
+ *             and resume only; the other operations take the parallel order. For comparison.
+ * The reset operation (a destination's rollback) always takes the parallel order, and
+ * Plan.strategy says which strategy a plan really took.
  *
  * Errors: plan_build() returns 0, or -EINVAL with *ret_reason set (a sentence naming the
  * device and its state) when the operation cannot start from the devices' states, or -EPERM
  * with *ret_reason naming the device when the multi-device rule refuses it (a device without
- * STOP_COPY; a device without P2P among several in PLAN_P2P_REQUIRE mode). Abort and reset
- * are never refused. The caller frees *ret_reason.
+ * STOP_COPY; a device without P2P among several in PLAN_P2P_REQUIRE mode, or under the qemu
+ * strategy in any mode for the operations that begin a migration). Abort and reset are never
+ * refused. The caller frees *ret_reason.
  *
  * Steps of RESET phases carry path {from, RUNNING} (where VFIO_DEVICE_RESET lands, not a
  * walk); steps of SAVE and LOAD phases carry path {state} and target == from.
@@ -47,8 +65,13 @@ enum plan_op {
 
 enum plan_strategy {
         PLAN_STRATEGY_PARALLEL, /* vfio-migd: phases with barriers, devices in parallel */
-        PLAN_STRATEGY_SERIAL,   /* one device at a time, QEMU's order (for comparison) */
+        PLAN_STRATEGY_QEMU,     /* QEMU >= 8.1: safe, one device per phase */
+        PLAN_STRATEGY_NAIVE,    /* each device's whole journey alone: corrupts P2P peers */
 };
+
+/* plan_strategy_from_string() accepted a deprecated name ("serial", now "naive"): the caller
+ * warns, naming the new names. */
+#define PLAN_STRATEGY_DEPRECATED_NAME 1
 
 enum plan_p2p_mode {
         PLAN_P2P_REQUIRE, /* several devices: every device must have P2P */
@@ -97,7 +120,13 @@ void plan_free(Plan *p);
 const char *plan_op_to_string(enum plan_op op);
 int plan_op_from_string(const char *s, enum plan_op *ret);
 const char *plan_strategy_to_string(enum plan_strategy s);
+/* "parallel", "qemu", "naive": 0; "serial", the old name of naive: PLAN_STRATEGY_DEPRECATED_NAME
+ * with *ret = PLAN_STRATEGY_NAIVE; anything else: -EINVAL, *ret untouched. */
 int plan_strategy_from_string(const char *s, enum plan_strategy *ret);
+/* The sentence a caller logs when plan_strategy_from_string() returned the deprecated outcome. */
+#define PLAN_STRATEGY_SERIAL_DEPRECATION                                                           \
+        "strategy 'serial' is deprecated: it is the whole-journey order now called 'naive', "      \
+        "which is not QEMU's; 'qemu' is QEMU 8.1's order, 'parallel' vfio-migd's"
 const char *plan_p2p_mode_to_string(enum plan_p2p_mode m);
 int plan_p2p_mode_from_string(const char *s, enum plan_p2p_mode *ret);
 /* The operation that returns the devices to a consistent state after op failed. */

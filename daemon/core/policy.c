@@ -19,6 +19,7 @@
 typedef struct SettingsPatch {
         bool has_mode, has_deadline, has_parallelism, has_on_failure, has_strategy;
         bool has_after_crash, has_hook_unavailable, has_start_unmigratable;
+        bool has_max_device_state;
         PolicySettings v;
 } SettingsPatch;
 
@@ -54,6 +55,7 @@ static const PolicySettings builtin_defaults = {
         .after_crash = POLICY_AFTER_CRASH_ROLLBACK,
         .hook_daemon_unavailable = POLICY_HOOK_FAIL_OPEN,
         .on_start_unmigratable = POLICY_START_ALLOW,
+        .max_device_state_bytes = POLICY_MAX_DEVICE_STATE_DEFAULT,
 };
 
 static const char *const mode_names[] = {
@@ -394,6 +396,25 @@ static int parse_uint(ParseCtx *c, json_t *v, uint32_t min, uint32_t max, uint32
         return 0;
 }
 
+static int parse_u64(ParseCtx *c, json_t *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        int r = expect_type(c, v, JSON_INTEGER, "an integer");
+        json_int_t i;
+
+        if (r < 0)
+                return r;
+        i = json_integer_value(v);
+        if (i < 0 || (uint64_t)i < min || (uint64_t)i > max) {
+                g_autofree char *where = path_string(c);
+                return fail(c,
+                            "%s is %lld; it must be between %" G_GUINT64_FORMAT
+                            " and %" G_GUINT64_FORMAT " bytes",
+                            where, (long long)i, min, max);
+        }
+        *ret = (uint64_t)i;
+        return 0;
+}
+
 static int parse_enum_string(ParseCtx *c, json_t *v, const char *choices, int r_parse)
 {
         g_autofree char *where = path_string(c);
@@ -475,13 +496,22 @@ static int parse_settings(ParseCtx *c, json_t *obj, SettingsPatch *patch)
                 path_push_key(c, "strategy");
                 r = expect_type(c, v, JSON_STRING, "a string");
                 if (r == 0)
-                        r = parse_enum_string(c, v, "parallel, serial",
-                                              plan_strategy_from_string(json_string_value(v),
-                                                                        &patch->v.strategy));
+                        r = parse_enum_string(
+                            c, v, "parallel, qemu, naive",
+                            plan_strategy_from_string(json_string_value(v), &patch->v.strategy));
                 path_pop(c);
                 if (r < 0)
                         return r;
                 patch->has_strategy = true;
+        }
+        if ((v = json_object_get(obj, "max-device-state-bytes"))) {
+                path_push_key(c, "max-device-state-bytes");
+                r = parse_u64(c, v, 1, POLICY_MAX_DEVICE_STATE_MAX,
+                              &patch->v.max_device_state_bytes);
+                path_pop(c);
+                if (r < 0)
+                        return r;
+                patch->has_max_device_state = true;
         }
         r = parse_named(c, obj, "after-crash", after_crash_names, G_N_ELEMENTS(after_crash_names),
                         "rollback, finish", &patch->has_after_crash, &i);
@@ -533,7 +563,7 @@ static int parse_migratable(ParseCtx *c, json_t *obj, bool *has, bool *migratabl
 
 #define SETTINGS_KEYS                                                                              \
         "mode", "phase-deadline-ms", "parallelism", "on-failure", "strategy", "after-crash",       \
-                "hook-daemon-unavailable", "on-start-unmigratable"
+                "hook-daemon-unavailable", "on-start-unmigratable", "max-device-state-bytes"
 
 static int parse_vm_entry(ParseCtx *c, json_t *obj, size_t file, size_t index, Policy *p)
 {
@@ -736,24 +766,44 @@ int policy_parse(const char *const *names, const char *const *texts, size_t n, P
 
 /* ---- evaluation ---- */
 
-static void apply_patch(PolicySettings *s, const SettingsPatch *p)
+/* label: where the patch comes from, kept by the caller for as long as src lives. */
+static void apply_patch(PolicySettings *s, PolicySources *src, const SettingsPatch *p,
+                        const char *label)
 {
-        if (p->has_mode)
+        if (p->has_mode) {
                 s->mode = p->v.mode;
-        if (p->has_deadline)
+                src->mode = label;
+        }
+        if (p->has_deadline) {
                 s->phase_deadline_ms = p->v.phase_deadline_ms;
-        if (p->has_parallelism)
+                src->phase_deadline_ms = label;
+        }
+        if (p->has_parallelism) {
                 s->parallelism = p->v.parallelism;
-        if (p->has_on_failure)
+                src->parallelism = label;
+        }
+        if (p->has_on_failure) {
                 s->on_failure = p->v.on_failure;
-        if (p->has_strategy)
+                src->on_failure = label;
+        }
+        if (p->has_strategy) {
                 s->strategy = p->v.strategy;
-        if (p->has_after_crash)
+                src->strategy = label;
+        }
+        if (p->has_after_crash) {
                 s->after_crash = p->v.after_crash;
-        if (p->has_hook_unavailable)
+                src->after_crash = label;
+        }
+        if (p->has_hook_unavailable) {
                 s->hook_daemon_unavailable = p->v.hook_daemon_unavailable;
-        if (p->has_start_unmigratable)
+                src->hook_daemon_unavailable = label;
+        }
+        if (p->has_start_unmigratable) {
                 s->on_start_unmigratable = p->v.on_start_unmigratable;
+                src->on_start_unmigratable = label;
+        }
+        if (p->has_max_device_state)
+                s->max_device_state_bytes = p->v.max_device_state_bytes;
 }
 
 static bool device_entry_matches(const DeviceEntry *e, const PolicyDevice *d)
@@ -774,7 +824,14 @@ static bool device_entry_matches(const DeviceEntry *e, const PolicyDevice *d)
 typedef struct Eval {
         GArray *blockers; /* PolicyBlocker */
         GPtrArray *matched;
+        GPtrArray *labels; /* char*: what PolicySources point to */
 } Eval;
+
+static const char *eval_label(Eval *ev, char *label)
+{
+        g_ptr_array_add(ev->labels, label);
+        return label;
+}
 
 static void G_GNUC_PRINTF(4, 5) add_blocker(Eval *ev, const char *id, const char *device,
                                             const char *fmt, ...)
@@ -793,18 +850,22 @@ static char *entry_label(const Policy *p, size_t file, const char *kind, size_t 
         return g_strdup_printf("%s: %s[%zu]", policy_file_name(p, file), kind, index);
 }
 
-static void evaluate_vm(const Policy *p, const char *vm, Eval *ev, PolicySettings *s)
+static void evaluate_vm(const Policy *p, const char *vm, Eval *ev, PolicySettings *s,
+                        PolicySources *src)
 {
         const VmEntry *denied = NULL;
 
+        /* One defaults patch per file, in file order. */
         for (size_t f = 0; f < p->defaults->len; f++)
-                apply_patch(s, &g_array_index(p->defaults, SettingsPatch, f));
+                apply_patch(
+                    s, src, &g_array_index(p->defaults, SettingsPatch, f),
+                    eval_label(ev, g_strdup_printf("%s: defaults", policy_file_name(p, f))));
         for (size_t i = 0; i < p->vms->len; i++) {
                 const VmEntry *e = g_ptr_array_index(p->vms, i);
                 if (fnmatch(e->match, vm, 0) != 0)
                         continue;
                 g_autofree char *label = entry_label(p, e->file, "vms", e->index);
-                apply_patch(s, &e->patch);
+                apply_patch(s, src, &e->patch, eval_label(ev, g_strdup(label)));
                 if (e->has_migratable)
                         denied = e->migratable ? NULL : e;
                 g_ptr_array_add(ev->matched, g_strdup_printf("%s (match \"%s\")", label, e->match));
@@ -889,15 +950,17 @@ int policy_evaluate(const Policy *p, const PolicySettings *base,
 {
         PolicyDecision *d = g_new0(PolicyDecision, 1);
         Eval ev = {
-                .blockers = g_array_new(FALSE, TRUE, sizeof(PolicyBlocker)),
-                .matched = g_ptr_array_new(),
+            .blockers = g_array_new(FALSE, TRUE, sizeof(PolicyBlocker)),
+            .matched = g_ptr_array_new(),
+            .labels = g_ptr_array_new(),
         };
 
         d->settings = base ? *base : builtin_defaults;
-        evaluate_vm(p, vm, &ev, &d->settings);
+        evaluate_vm(p, vm, &ev, &d->settings, &d->sources);
         if (p2p_override && (d->settings.mode == POLICY_MODE_REQUIRE_P2P ||
                              d->settings.mode == POLICY_MODE_P2P_BLOCKED)) {
                 d->settings.mode = *p2p_override;
+                d->sources.mode = eval_label(&ev, g_strdup("VM registration"));
                 g_ptr_array_add(ev.matched, g_strdup_printf("VM registration (p2p-mode %s)",
                                                             policy_mode_to_string(*p2p_override)));
         }
@@ -913,6 +976,8 @@ int policy_evaluate(const Policy *p, const PolicySettings *base,
         d->blockers = (PolicyBlocker *)g_array_free(ev.blockers, FALSE);
         g_ptr_array_add(ev.matched, NULL);
         d->matched = (char **)g_ptr_array_free(ev.matched, FALSE);
+        g_ptr_array_add(ev.labels, NULL);
+        d->source_labels = (char **)g_ptr_array_free(ev.labels, FALSE);
         *ret = d;
         return 0;
 }
@@ -928,5 +993,6 @@ void policy_decision_free(PolicyDecision *d)
         }
         g_free(d->blockers);
         g_strfreev(d->matched);
+        g_strfreev(d->source_labels);
         g_free(d);
 }

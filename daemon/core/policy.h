@@ -9,7 +9,7 @@
  *
  * Format (docs/policy.md is the reference, policy/schema.json the schema):
  *   { "defaults": { "mode": ..., "phase-deadline-ms": ..., "parallelism": ...,
- *                   "on-failure": ..., "strategy": ... },
+ *                   "on-failure": ..., "strategy": ..., "max-device-state-bytes": ... },
  *     "vms":     [ { "match": "<glob on VM name>", <any default key>, "migratable": bool,
  *                    "reason": "..." } ],
  *     "devices": [ { "match": { "driver": "<glob>", "id": "vvvv:dddd", "address": "<glob>" },
@@ -65,12 +65,17 @@ typedef struct PolicySettings {
         enum policy_after_crash after_crash;
         enum policy_hook_unavailable hook_daemon_unavailable;
         enum policy_start_unmigratable on_start_unmigratable;
+        uint64_t max_device_state_bytes; /* a stream's device with more is refused */
 } PolicySettings;
+
+/* Large enough for real devices (GPUs hold GiBs), small enough to refuse a runaway stream. */
+#define POLICY_MAX_DEVICE_STATE_DEFAULT (UINT64_C(32) << 30)
+#define POLICY_MAX_DEVICE_STATE_MAX     (UINT64_C(1) << 40)
 
 typedef struct Policy Policy;
 
 /* The built-in defaults: require-p2p, 10000 ms, parallelism 0, rollback, parallel,
- * after-crash rollback, hook fail-open, start allowed. */
+ * after-crash rollback, hook fail-open, start allowed, 32 GiB per device's state. */
 Policy *policy_new_default(void);
 /*
  * Parses the files in order into a new policy. names[i] is used in messages only.
@@ -104,9 +109,19 @@ typedef struct PolicyBlocker {
         char *message;  /* a sentence naming the device and the rule */
 } PolicyBlocker;
 
+/* Where each setting of a decision came from: the policy entry that set it last
+ * ("FILE: defaults", "FILE: vms[2]"), "VM registration" (the p2p override), or NULL: the
+ * base the evaluation started from (the daemon's options or the built-in defaults). */
+typedef struct PolicySources {
+        const char *mode, *phase_deadline_ms, *parallelism, *on_failure, *strategy;
+        const char *after_crash, *hook_daemon_unavailable, *on_start_unmigratable;
+} PolicySources;
+
 typedef struct PolicyDecision {
         bool allowed;
         PolicySettings settings;  /* what applies to this VM */
+        PolicySources sources;    /* strings owned by the decision */
+        char **source_labels;     /* owns the sources' strings */
         PolicyBlocker *blockers;
         size_t n_blockers;
         char **matched;           /* "FILE: vms[1] (match \"web-*\")", NULL-terminated */

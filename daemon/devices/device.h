@@ -23,6 +23,9 @@ typedef struct DeviceInfo {
         uint16_t vendor_id;
         uint16_t device_id;
         uint32_t migration_flags; /* MIG_FLAG_*; 0: the device cannot migrate */
+        /* Not learned yet (read with __atomic): the kernel backend learns the flags when it
+         * first opens the device, and does not open a free device to read them. */
+        bool flags_unknown;
 } DeviceInfo;
 
 typedef struct DeviceOps {
@@ -62,6 +65,12 @@ struct Device {
 
 struct Backend {
         const char *name; /* "sim", "kernel" */
+        /*
+         * Opening a device takes what another process needs (the kernel backend: its VFIO
+         * group, which one process at a time may hold, and the VMM opens it when the VM
+         * starts). The registry then never opens a device that no VM holds just to read it.
+         */
+        bool open_claims_device;
         /* Names of the devices this backend can open now, sorted; caller frees (g_ptr_array_unref). */
         int (*enumerate)(Backend *b, GPtrArray **ret_names);
         /* -ENOENT: no such device; -EBUSY: held by another user. */

@@ -355,7 +355,8 @@ typedef struct Record {
         uint64_t seed, generation;
         uint32_t blob_size;
         const uint8_t *blob;
-        size_t len; /* the whole record, digest included */
+        size_t head_len; /* the bytes before the blob */
+        size_t len;      /* the whole record, digest included */
 } Record;
 
 static int stream_defect(GError **error, unsigned index, size_t off, const char *what)
@@ -363,13 +364,18 @@ static int stream_defect(GError **error, unsigned index, size_t off, const char 
         return sim_error(error, -EINVAL, "record %u at byte %zu %s", index, off, what);
 }
 
+/* The most bytes a record has before its blob: the fixed part, the driver, seed, generation
+ * and blob length. */
+#define RECORD_HEAD_MAX (RECORD_FIXED_LEN + RECORD_DRIVER_MAX + 8 + 8 + 4)
+
 /* Structure first (magic, version, lengths), then the checksum, so a flipped bit reads as
- * corruption rather than as a foreign device. */
-static int record_parse(const uint8_t *p, size_t left, unsigned index, size_t off, Record *rec,
-                        GError **error)
+ * corruption rather than as a foreign device. p holds the record's head (at least
+ * MIN(left, RECORD_HEAD_MAX) bytes); left is what the stream has from there on. Sets
+ * rec->head_len; rec->blob is left to the caller. */
+static int record_parse_head(const uint8_t *p, size_t left, unsigned index, size_t off,
+                             Record *rec, GError **error)
 {
         size_t dlen, need;
-        uint8_t digest[SIM_DIGEST_LEN];
 
         if (left < RECORD_FIXED_LEN)
                 return stream_defect(error, index, off, "is truncated (stream incomplete)");
@@ -393,14 +399,26 @@ static int record_parse(const uint8_t *p, size_t left, unsigned index, size_t of
         rec->seed = get_le64(p + RECORD_FIXED_LEN + dlen);
         rec->generation = get_le64(p + RECORD_FIXED_LEN + dlen + 8);
         rec->blob_size = get_le32(p + RECORD_FIXED_LEN + dlen + 16);
-        rec->blob = p + need;
+        rec->head_len = need;
         if (!sim_blob_size_valid(rec->blob_size))
                 return stream_defect(error, index, off, "has a blob length out of range");
         if (left - need < (size_t)rec->blob_size + SIM_DIGEST_LEN)
                 return stream_defect(error, index, off, "is truncated (stream incomplete)");
         rec->len = need + rec->blob_size + SIM_DIGEST_LEN;
-        sha256(p, need + rec->blob_size, digest);
-        if (memcmp(digest, p + need + rec->blob_size, SIM_DIGEST_LEN) != 0)
+        return 0;
+}
+
+static int record_parse(const uint8_t *p, size_t left, unsigned index, size_t off, Record *rec,
+                        GError **error)
+{
+        uint8_t digest[SIM_DIGEST_LEN];
+        int r = record_parse_head(p, left, index, off, rec, error);
+
+        if (r < 0)
+                return r;
+        rec->blob = p + rec->head_len;
+        sha256(p, rec->head_len + rec->blob_size, digest);
+        if (memcmp(digest, p + rec->head_len + rec->blob_size, SIM_DIGEST_LEN) != 0)
                 return stream_defect(error, index, off, "fails its SHA-256 (data corrupted)");
         return 0;
 }
@@ -451,12 +469,214 @@ int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self, Si
         return 0;
 }
 
+/* The chunk the fd-based functions below hold: the whole of their memory, whatever the size
+ * of the blob or the stream (a multiple of the page size, for the page digests). */
+#define CHUNK_SIZE (64u * SIM_PAGE_SIZE)
+
+int sim_stream_check_fd(int fd, const SimIdentity *self, SimStreamFinalRef *ret, GError **error)
+{
+        g_autofree uint8_t *chunk = g_malloc(CHUNK_SIZE);
+        Record rec = {0};
+        struct stat st;
+        size_t off = 0, len;
+        unsigned index = 0;
+        int r;
+
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0)
+                return sim_error(error, -EINVAL, "stream is empty (nothing was written)");
+        len = (size_t)st.st_size;
+        for (; off < len; off += rec.len, index++) {
+                size_t head = MIN(len - off, (size_t)RECORD_HEAD_MAX);
+                uint8_t digest[SIM_DIGEST_LEN], want[SIM_DIGEST_LEN];
+                gsize dlen = sizeof(digest);
+                GChecksum *c;
+
+                if (rec.kind == SIM_RECORD_FINAL)
+                        return sim_error(error, -EINVAL,
+                                         "%zu trailing bytes follow the FINAL record at byte %zu",
+                                         len - off, off);
+                r = pread_all(fd, chunk, head, (off_t)off);
+                if (r < 0)
+                        return sim_error(error, r, "record %u at byte %zu cannot be read: %s",
+                                         index, off, g_strerror(-r));
+                r = record_parse_head(chunk, len - off, index, off, &rec, error);
+                if (r >= 0)
+                        r = record_check_identity(&rec, self, index, off, error);
+                if (r < 0)
+                        return r;
+                /* The digest covers head and blob: hash the blob a chunk at a time. */
+                c = g_checksum_new(G_CHECKSUM_SHA256);
+                g_checksum_update(c, chunk, rec.head_len);
+                for (size_t done = 0; r >= 0 && done < rec.blob_size;) {
+                        size_t n = MIN((size_t)CHUNK_SIZE, rec.blob_size - done);
+                        r = pread_all(fd, chunk, n, (off_t)(off + rec.head_len + done));
+                        if (r >= 0)
+                                g_checksum_update(c, chunk, n);
+                        done += n;
+                }
+                g_checksum_get_digest(c, digest, &dlen);
+                g_checksum_free(c);
+                if (r >= 0)
+                        r = pread_all(fd, want, sizeof(want),
+                                      (off_t)(off + rec.head_len + rec.blob_size));
+                if (r < 0)
+                        return sim_error(error, r, "record %u at byte %zu cannot be read: %s",
+                                         index, off, g_strerror(-r));
+                if (memcmp(digest, want, sizeof(want)) != 0)
+                        return stream_defect(error, index, off,
+                                             "fails its SHA-256 (data corrupted)");
+                ret->blob_offset = (uint64_t)(off + rec.head_len);
+        }
+        if (rec.kind != SIM_RECORD_FINAL)
+                return sim_error(error, -EINVAL,
+                                 "stream ends without a FINAL record (the save never reached "
+                                 "STOP_COPY)");
+        ret->seed = rec.seed;
+        ret->generation = rec.generation;
+        ret->blob_size = rec.blob_size;
+        ret->n_records = index;
+        return 0;
+}
+
+typedef struct BlobCopy {
+        int from;
+        uint64_t offset;
+        uint32_t size;
+        char *hex;
+} BlobCopy;
+
+/* Writes the blob from the data fd, then its page digests, a chunk at a time. */
+static int blob_copy_write(int to, void *userdata)
+{
+        BlobCopy *bc = userdata;
+        uint32_t n_pages = sim_blob_n_pages(bc->size);
+        g_autofree uint8_t *digests = g_malloc((size_t)n_pages * SIM_DIGEST_LEN);
+        g_autofree uint8_t *chunk = g_malloc(CHUNK_SIZE);
+        int r = 0;
+
+        for (uint32_t done = 0; r >= 0 && done < bc->size;) {
+                uint32_t n = MIN(CHUNK_SIZE, bc->size - done);
+
+                r = pread_all(bc->from, chunk, n, (off_t)(bc->offset + done));
+                if (r >= 0)
+                        r = pwrite_all(to, chunk, n, (off_t)done);
+                for (uint32_t p = 0; r >= 0 && p < n; p += SIM_PAGE_SIZE)
+                        sha256(chunk + p, MIN(SIM_PAGE_SIZE, n - p),
+                               digests + (size_t)((done + p) / SIM_PAGE_SIZE) * SIM_DIGEST_LEN);
+                done += n;
+        }
+        if (r >= 0)
+                r = pwrite_all(to, digests, (size_t)n_pages * SIM_DIGEST_LEN, bc->size);
+        if (r >= 0 && ftruncate(to, (off_t)bc->size + (off_t)n_pages * SIM_DIGEST_LEN) < 0)
+                r = -errno;
+        if (r >= 0)
+                top_digest_hex(bc->size, digests, n_pages, bc->hex);
+        return r;
+}
+
+static int file_replace_with(const char *path, int (*write_fn)(int fd, void *userdata),
+                             void *userdata, GError **error);
+
+int sim_blob_write_file_from_fd(const char *path, int fd, uint64_t offset, uint32_t size,
+                                char hex[2 * SIM_DIGEST_LEN + 1], GError **error)
+{
+        BlobCopy bc = {fd, offset, size, hex};
+
+        return file_replace_with(path, blob_copy_write, &bc, error);
+}
+
+int sim_record_append_from_state(int fd, enum sim_record_kind kind, const SimIdentity *id,
+                                 uint64_t seed, uint64_t generation, const char *state_path,
+                                 uint32_t blob_size, GError **error)
+{
+        uint8_t hdr[RECORD_HEAD_MAX];
+        size_t dlen = strlen(id->driver), n = 0;
+        g_autofree uint8_t *chunk = NULL;
+        uint8_t digest[SIM_DIGEST_LEN];
+        gsize clen = sizeof(digest);
+        g_autoptr(GChecksum) c = NULL;
+        _cleanup_close_ int state = -1;
+        struct stat st;
+        off_t at;
+        int r;
+
+        if (dlen == 0 || dlen > RECORD_DRIVER_MAX)
+                return sim_error(error, -EINVAL, "Driver name '%s' cannot go into a record",
+                                 id->driver);
+        state = state_file_open(state_path, O_RDONLY, blob_size, error);
+        if (state < 0)
+                return state;
+        n += put_bytes(hdr, RECORD_MAGIC, RECORD_MAGIC_LEN);
+        n += put_le32(hdr + n, RECORD_VERSION);
+        n += put_le32(hdr + n, kind);
+        n += put_le16(hdr + n, id->vendor_id);
+        n += put_le16(hdr + n, id->device_id);
+        n += put_le16(hdr + n, (uint16_t)dlen);
+        n += put_bytes(hdr + n, id->driver, dlen);
+        n += put_le64(hdr + n, seed);
+        n += put_le64(hdr + n, generation);
+        n += put_le32(hdr + n, blob_size);
+
+        /* pwrite at the end: the reader's offset (shared with the caller's fd) must not move. */
+        if (fstat(fd, &st) < 0)
+                return sim_error(error, -errno, "Cannot stat the data fd: %s", g_strerror(errno));
+        at = st.st_size;
+        c = g_checksum_new(G_CHECKSUM_SHA256);
+        g_checksum_update(c, hdr, n);
+        r = pwrite_all(fd, hdr, n, at);
+        at += (off_t)n;
+        chunk = g_malloc(CHUNK_SIZE);
+        for (uint32_t done = 0; r >= 0 && done < blob_size;) {
+                uint32_t len = MIN(CHUNK_SIZE, blob_size - done);
+
+                r = pread_all(state, chunk, len, done);
+                if (r < 0)
+                        return sim_error(error, r, "Cannot read state file %s: %s", state_path,
+                                         g_strerror(-r));
+                g_checksum_update(c, chunk, len);
+                r = pwrite_all(fd, chunk, len, at);
+                at += len;
+                done += len;
+        }
+        g_checksum_get_digest(c, digest, &clen);
+        if (r >= 0)
+                r = pwrite_all(fd, digest, sizeof(digest), at);
+        if (r < 0)
+                return sim_error(error, r, "Cannot write a record to the data fd: %s",
+                                 g_strerror(-r));
+        return 0;
+}
+
 static int flock_retry(int fd, int op)
 {
         while (flock(fd, op) < 0)
                 if (errno != EINTR)
                         return -errno;
         return 0;
+}
+
+typedef struct BufferWrite {
+        const void *data;
+        size_t len;
+} BufferWrite;
+
+/* Overwrite, then cut to length: ext4 flushes a file truncated to zero when it is closed
+ * (auto_da_alloc), which would put a disk write into every arc. */
+static int buffer_write(int fd, void *userdata)
+{
+        BufferWrite *bw = userdata;
+        int r = pwrite_all(fd, bw->data, bw->len, 0);
+
+        if (r >= 0 && ftruncate(fd, (off_t)bw->len) < 0)
+                r = -errno;
+        return r;
+}
+
+int sim_file_replace(const char *path, const void *data, size_t len, GError **error)
+{
+        BufferWrite bw = {data, len};
+
+        return file_replace_with(path, buffer_write, &bw, error);
 }
 
 /*
@@ -466,8 +686,11 @@ static int flock_retry(int fd, int op)
  * (the allocator skips recently deleted inodes). A reader may still be reading that old
  * version, so readers hold a shared flock on the file they read (sim_file_read) and the
  * writer an exclusive one while it rewrites: a reader sees one whole version.
+ *
+ * write_fn fills the locked temporary file (and cuts it to length); then the atomic swap.
  */
-int sim_file_replace(const char *path, const void *data, size_t len, GError **error)
+static int file_replace_with(const char *path, int (*write_fn)(int fd, void *userdata),
+                             void *userdata, GError **error)
 {
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
@@ -482,12 +705,8 @@ int sim_file_replace(const char *path, const void *data, size_t len, GError **er
                                  "and free space",
                                  tmp, g_strerror(errno));
         r = flock_retry(fd, LOCK_EX);
-        /* Overwrite, then cut to length: ext4 flushes a file truncated to zero when it is
-         * closed (auto_da_alloc), which would put a disk write into every arc. */
         if (r >= 0)
-                r = pwrite_all(fd, data, len, 0);
-        if (r >= 0 && ftruncate(fd, (off_t)len) < 0)
-                r = -errno;
+                r = write_fn(fd, userdata);
         if (r < 0)
                 return sim_error(error, r, "Cannot write %s: %s; check free space", tmp,
                                  g_strerror(-r));

@@ -93,6 +93,27 @@ int sim_stream_parse(const uint8_t *buf, size_t len, const SimIdentity *self, Si
 /* Reads fd from offset 0 to its end with pread (the shared offset is left alone). */
 int sim_fd_read_all(int fd, uint8_t **ret_buf, size_t *ret_len);
 
+/*
+ * The same, without holding a whole blob or stream in memory (what the backend uses): each
+ * works through its fds one 256 KiB chunk at a time, whatever the blob or stream size.
+ */
+/* As sim_record_append, the blob read from the state file (checked against blob_size). */
+int sim_record_append_from_state(int fd, enum sim_record_kind kind, const SimIdentity *id,
+                                 uint64_t seed, uint64_t generation, const char *state_path,
+                                 uint32_t blob_size, GError **error);
+typedef struct SimStreamFinalRef {
+        uint64_t seed, generation;
+        uint64_t blob_offset; /* where the FINAL record's blob starts in the fd */
+        uint32_t blob_size;
+        unsigned n_records;
+} SimStreamFinalRef;
+/* As sim_stream_parse, on the whole of fd (pread from offset 0; -1 reads as empty). */
+int sim_stream_check_fd(int fd, const SimIdentity *self, SimStreamFinalRef *ret, GError **error);
+/* Writes the state file from the blob at offset in fd (page digests computed on the way)
+ * through a temporary file and an atomic replace; hex is the new blob digest. */
+int sim_blob_write_file_from_fd(const char *path, int fd, uint64_t offset, uint32_t size,
+                                char hex[2 * SIM_DIGEST_LEN + 1], GError **error);
+
 /* Writes data to path through a temporary file and an atomic replace; readers that use
  * sim_file_read (no device lock needed) see the old or the new version, never a mix. */
 int sim_file_replace(const char *path, const void *data, size_t len, GError **error);

@@ -1527,13 +1527,10 @@ static int session_record(SimHandle *h, SimDevice *d, int fd, enum sim_record_ki
 {
         g_autofree char *path = state_path(h->dir, h->name);
         SimIdentity id = {d->driver, d->vendor_id, d->device_id};
-        SimBlob blob = {0};
         int r;
 
-        r = sim_blob_read_file(path, d->blob_size, &blob, error);
-        if (r >= 0)
-                r = sim_record_append(fd, kind, &id, d->seed, d->generation, &blob, error);
-        sim_blob_clear(&blob);
+        r = sim_record_append_from_state(fd, kind, &id, d->seed, d->generation, path,
+                                         d->blob_size, error);
         if (r >= 0 && kind == SIM_RECORD_FINAL) {
                 d->saves++;
                 g_free(d->saved_sha256);
@@ -1542,17 +1539,41 @@ static int session_record(SimHandle *h, SimDevice *d, int fd, enum sim_record_ki
         return r;
 }
 
-/* A new data session: a memfd for the caller, our dup kept for later records and the load. */
+/*
+ * The data fd of a session: an unlinked file in the device directory, the simulated device's
+ * own storage, as a real device keeps its state in its own memory. Not a memfd: a stream of
+ * any size would then sit in the daemon's memory (issue 11, reproduction 9).
+ */
+static int session_file(SimHandle *h, GError **error)
+{
+        g_autofree char *tmpl = NULL;
+        int fd = open(h->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+        if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+                goto out;
+        /* A file system without O_TMPFILE: a unique name, unlinked at once. */
+        tmpl = g_strdup_printf("%s/.%s.session-XXXXXX", h->dir, h->name);
+        fd = g_mkstemp_full(tmpl, O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                unlink(tmpl);
+out:
+        if (fd < 0)
+                return sim_error(error, -errno,
+                                 "Cannot create a data fd for %s in %s: %s; check the "
+                                 "directory's permissions and free space",
+                                 h->name, h->dir, g_strerror(errno));
+        return fd;
+}
+
+/* A new data session: a file for the caller, our dup kept for later records and the load. */
 static int session_open(SimHandle *h, SimDevice *d, enum sim_record_kind kind, int *ret_fd,
                         GError **error)
 {
-        g_autofree char *label = g_strdup_printf("vfio-migsim:%s", h->name);
-        _cleanup_close_ int fd = memfd_create(label, MFD_CLOEXEC);
+        _cleanup_close_ int fd = session_file(h, error);
         int keep, r;
 
         if (fd < 0)
-                return sim_error(error, -errno, "Cannot create a data fd (memfd) for %s: %s",
-                                 h->name, g_strerror(errno));
+                return fd;
         if (kind != SIM_RECORD_NONE) {
                 r = session_record(h, d, fd, kind, error);
                 if (r < 0)
@@ -1595,27 +1616,25 @@ static int session_step(SimHandle *h, SimDevice *d, enum mig_state from, enum mi
 static int resume_load(SimHandle *h, SimDevice *d, GError **error)
 {
         g_autofree char *path = state_path(h->dir, h->name);
-        g_autofree uint8_t *buf = NULL;
         g_autoptr(GError) defect = NULL;
         SimIdentity id = {d->driver, d->vendor_id, d->device_id};
-        SimStreamFinal fin = {0};
-        SimBlob blob = {0};
+        SimStreamFinalRef fin = {0};
         char hex[2 * SIM_DIGEST_LEN + 1];
-        size_t len = 0;
         int r;
 
-        if (h->session_fd >= 0 && (r = sim_fd_read_all(h->session_fd, &buf, &len)) < 0)
-                return sim_error(error, r, "RESUMING>STOP cannot read the data fd: %s",
-                                 g_strerror(-r));
-        if (sim_stream_parse(buf, len, &id, &fin, &defect) < 0)
+        /* Checked, then copied into the state file, a chunk at a time: the stream is never
+         * in memory whole, whatever its size. */
+        r = sim_stream_check_fd(h->session_fd, &id, &fin, &defect);
+        if (r == -EINVAL)
                 return sim_error(error, -EINVAL,
                                  "RESUMING>STOP rejected the migration stream: %s; the device "
                                  "stays RESUMING until reset",
                                  defect->message);
-        sim_blob_adopt(&blob, g_steal_pointer(&fin.blob), fin.blob_size);
-        r = sim_blob_write_file(path, &blob, error);
-        sim_blob_digest_hex(&blob, hex);
-        sim_blob_clear(&blob);
+        if (r < 0)
+                return sim_error(error, r, "RESUMING>STOP cannot read the data fd: %s",
+                                 defect->message);
+        r = sim_blob_write_file_from_fd(path, h->session_fd, fin.blob_offset, fin.blob_size, hex,
+                                        error);
         if (r < 0)
                 return r;
         d->seed = fin.seed;

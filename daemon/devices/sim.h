@@ -13,9 +13,11 @@
  *   after each arc; faults are matched per arc.
  * - The internal state changes (generation++, blob mutated) on every arc that leaves a
  *   running state, so a late stop is visible.
- * - Data fds are real fds (memfd): save streams carry records of header, blob and SHA-256;
- *   RESUMING->STOP validates what was written and fails with -EINVAL on a truncated,
- *   corrupted or foreign (other vendor:device or driver) stream, leaving the device RESUMING.
+ * - Data fds are real fds, unlinked files in the device directory (the device's storage, not
+ *   the daemon's memory): save streams carry records of header, blob and SHA-256, written
+ *   and read a chunk at a time; RESUMING->STOP validates what was written and fails with
+ *   -EINVAL on a truncated, corrupted or foreign (other vendor:device or driver) stream,
+ *   leaving the device RESUMING.
  * - Devices with the same non-empty p2p_group are peers with P2P mappings: a device that is
  *   stopped (STOP, STOP_COPY, RESUMING) while a peer is RUNNING or PRE_COPY (able to initiate
  *   P2P DMA) records a corruption event on the stopped device.

@@ -373,6 +373,7 @@ static int device_learn_flags(Device *d)
         kd->flags_known = true;
         /* Readers on other threads see the old or the new value, never a torn one. */
         __atomic_store_n(&d->info.migration_flags, flags, __ATOMIC_RELEASE);
+        __atomic_store_n(&d->info.flags_unknown, false, __ATOMIC_RELEASE);
         log_debug("Device %s: VFIO migration flags %s.", d->info.name, mig_flags_to_string(flags));
         return 0;
 }
@@ -721,8 +722,7 @@ int vfio_kernel_iova_ranges(Device *d, GArray **ret, GError **error)
 
 static bool host_device_is_ours(const HostDevice *hd)
 {
-        /* As host_scan() decides: whatever drives an mdev drives it through VFIO. */
-        return hd->driver && (g_strcmp0(hd->bus, "mdev") == 0 || host_driver_is_vfio(hd->driver));
+        return host_device_is_vfio(hd->bus, hd->driver);
 }
 
 static int compare_strings(gconstpointer a, gconstpointer b)
@@ -799,6 +799,7 @@ static int kernel_open_device(Backend *b, const char *name, Device **ret)
             .iommu_group = g_strdup(hd->group),
             .vendor_id = hd->vendor_id,
             .device_id = hd->device_id,
+            .flags_unknown = true,
         };
         g_mutex_unlock(&kb->lock);
         *ret = d;
@@ -1029,6 +1030,7 @@ int vfio_kernel_backend_new(const char *sysfs_root, const char *dev_root, Backen
         kb->groups =
             g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)kernel_group_free);
         b->name = "kernel";
+        b->open_claims_device = true;
         b->data = kb;
         b->enumerate = kernel_enumerate;
         b->open_device = kernel_open_device;

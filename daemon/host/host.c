@@ -86,6 +86,11 @@ bool host_driver_is_vfio(const char *driver)
                g_str_has_suffix(driver, "_vfio_pci") || g_strv_contains(mdev_samples, driver);
 }
 
+bool host_device_is_vfio(const char *bus, const char *driver)
+{
+        return driver && (g_strcmp0(bus, "mdev") == 0 || host_driver_is_vfio(driver));
+}
+
 /* Group ids are decimal: "2" before "10". */
 static gint compare_group_ids(const char *a, const char *b)
 {

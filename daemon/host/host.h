@@ -59,6 +59,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(HostSnapshot, host_snapshot_free)
 
 /* A driver name that means the device is driven through VFIO. */
 bool host_driver_is_vfio(const char *driver);
+/*
+ * The one answer to "is this a VFIO device", used by discovery, the kernel backend and the
+ * libvirt checks alike: an mdev (bus "mdev") whatever its vendor driver (mtty, mdpy, mbochs,
+ * a vendor's vGPU driver: an mdev exists to be driven through VFIO), any other device when
+ * its driver is a VFIO driver (host_driver_is_vfio()). No driver: false.
+ */
+bool host_device_is_vfio(const char *bus, const char *driver);
 
 /*
  * The IOMMU context of a set of devices: their groups, the members of those groups that are

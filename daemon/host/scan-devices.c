@@ -98,8 +98,7 @@ static int scan_device_cdev(Scan *s, const char *dir, char **ret)
 
 static bool device_driven_by_vfio(const HostDevice *d)
 {
-        /* Whatever drives an mdev drives it through VFIO: that is what an mdev is for. */
-        return d->driver && (strcmp(d->bus, "mdev") == 0 || host_driver_is_vfio(d->driver));
+        return host_device_is_vfio(d->bus, d->driver);
 }
 
 /* What PCI devices and mdevs share: driver, IOMMU group, cdev and the VFIO group node. */

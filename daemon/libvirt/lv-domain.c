@@ -16,6 +16,7 @@
 typedef struct NsBinding {
         char *prefix, *uri;
         int depth;
+        int prev; /* index of the binding of the same prefix it hides, or -1 */
 } NsBinding;
 
 /* A <hostdev> of <metadata>, matched to the domain's hostdevs once everything is read. */
@@ -28,14 +29,18 @@ typedef struct Declared {
 typedef struct Parser {
         LvDomain *d;
         GArray *hostdevs;   /* LvHostdev */
+        GHashTable *kept;   /* hostdev name -> index+1 in hostdevs: each name kept once */
         GArray *declared;   /* Declared */
-        GArray *ns;         /* NsBinding */
+        GHashTable *declared_by_name; /* name -> index+1 in declared (the first wins) */
+        GArray *ns;                   /* NsBinding, in the order declared */
+        GHashTable *ns_top;           /* prefix -> index+1 in ns of the binding in scope */
         GPtrArray *path;    /* local names of the open elements, root first */
         int hostdev;        /* index of the open VFIO hostdev, or -1 */
         int metadata_depth; /* depth of our <hostdevs> under <metadata>, or 0 */
         GString *text;      /* character data of <name>, <uuid>, <memory>, <maxMemory> */
         char *memory_unit, *max_memory_unit;
         bool has_name;
+        size_t n_over; /* hostdevs past LV_DOMAIN_HOSTDEVS_MAX */
 } Parser;
 
 static void ns_binding_clear(gpointer p)
@@ -58,6 +63,23 @@ static void hostdev_clear(LvHostdev *h)
         g_free(h->alias);
         g_free(h->problem);
         g_free(h->declared_driver);
+}
+
+char *lv_echo(const char *s, size_t max)
+{
+        const char *end;
+
+        if (!s)
+                return g_strdup("");
+        if (!g_utf8_validate(s, -1, &end) || g_utf8_strlen(s, -1) > (glong)max) {
+                /* Invalid UTF-8 is cut where it starts; the rest would be escaped anyway. */
+                size_t valid = (size_t)(end - s);
+                const char *cut = s;
+                for (size_t n = 0; n < max && (size_t)(cut - s) < valid && *cut; n++)
+                        cut = g_utf8_next_char(cut);
+                return g_strdup_printf("%.*s...", (int)(cut - s), s);
+        }
+        return g_strdup(s);
 }
 
 /* An error in the XML's content, at the position GMarkup has reached. */
@@ -83,18 +105,15 @@ static const char *local_name(const char *qname)
         return colon ? colon + 1 : qname;
 }
 
-/* The namespace URI of an element name ("" when it has none). */
+/* The namespace URI of an element name ("" when it has none): one hash lookup, however
+ * many declarations are in scope. */
 static const char *namespace_of(const Parser *p, const char *qname)
 {
         const char *colon = strchr(qname, ':');
-        size_t plen = colon ? (size_t)(colon - qname) : 0;
+        g_autofree char *prefix = g_strndup(qname, colon ? (size_t)(colon - qname) : 0);
+        guint top = GPOINTER_TO_UINT(g_hash_table_lookup(p->ns_top, prefix));
 
-        for (guint i = p->ns->len; i > 0; i--) {
-                const NsBinding *b = &g_array_index(p->ns, NsBinding, i - 1);
-                if (strlen(b->prefix) == plen && strncmp(b->prefix, qname, plen) == 0)
-                        return b->uri;
-        }
-        return "";
+        return top ? g_array_index(p->ns, NsBinding, top - 1).uri : "";
 }
 
 static const char *attr(const char **names, const char **values, const char *name)
@@ -198,9 +217,10 @@ static void read_pci_address(LvHostdev *h, const char **names, const char **valu
                         return;
                 }
                 if (!parse_number(s, fields[i].max, &v[i])) {
+                        g_autofree char *echo = lv_echo(s, LV_DOMAIN_ECHO_MAX);
                         set_problem(h, g_strdup_printf("<source><address %s='%s'> is not a number "
                                                        "from 0 to 0x%lx",
-                                                       fields[i].attr, s, fields[i].max));
+                                                       fields[i].attr, echo, fields[i].max));
                         return;
                 }
         }
@@ -234,14 +254,16 @@ static void read_mdev_address(LvHostdev *h, const char **names, const char **val
                 set_problem(h, g_strdup("has more than one <source><address>"));
                 return;
         }
-        if (!uuid)
+        if (!uuid) {
                 set_problem(h, g_strdup("<source><address> has no uuid= attribute"));
-        else if (!uuid_valid(uuid))
+        } else if (!uuid_valid(uuid)) {
+                g_autofree char *echo = lv_echo(uuid, LV_DOMAIN_ECHO_MAX);
                 set_problem(h, g_strdup_printf("<source><address uuid='%s'> is not a UUID "
                                                "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
-                                               uuid));
-        else
+                                               echo));
+        } else {
                 h->name = g_ascii_strdown(uuid, -1);
+        }
 }
 
 /* <hostdev mode='subsystem' type='pci'|'mdev'> and <interface type='hostdev'> are VFIO. */
@@ -265,8 +287,35 @@ static void open_hostdev(Parser *p, const char *element, const char **names, con
                         return;
                 h.type = LV_HOSTDEV_PCI;
         }
+        h.copies = 1;
         g_array_append_val(p->hostdevs, h);
         p->hostdev = (int)p->hostdevs->len - 1;
+}
+
+/*
+ * The open hostdev is complete: a name seen before is counted on the hostdev that has it, a
+ * hostdev past the limit only counted; either way it is not kept. Hashing keeps this O(1).
+ */
+static void close_hostdev(Parser *p)
+{
+        guint i = (guint)p->hostdev;
+        LvHostdev *h = &g_array_index(p->hostdevs, LvHostdev, i);
+        guint first = h->name ? GPOINTER_TO_UINT(g_hash_table_lookup(p->kept, h->name)) : 0;
+
+        if (!h->name && !h->problem)
+                h->problem = g_strdup("has no <source><address>");
+        p->hostdev = -1;
+        if (first) {
+                g_array_index(p->hostdevs, LvHostdev, first - 1).copies++;
+                hostdev_clear(h);
+                g_array_remove_index(p->hostdevs, i);
+        } else if (p->hostdevs->len > LV_DOMAIN_HOSTDEVS_MAX) {
+                p->n_over++;
+                hostdev_clear(h);
+                g_array_remove_index(p->hostdevs, i);
+        } else if (h->name) {
+                g_hash_table_insert(p->kept, h->name, GUINT_TO_POINTER(i + 1));
+        }
 }
 
 static bool parse_hex(const char *s, size_t len, uint64_t max, uint64_t *ret)
@@ -295,6 +344,15 @@ static void read_declared(GMarkupParseContext *ctx, Parser *p, const char **name
         uint64_t vendor, device, f;
         Declared x = {0};
 
+        if (p->declared->len >= LV_DOMAIN_HOSTDEVS_MAX) {
+                set_error(ctx, error,
+                          "the vfio-migd metadata declares more than %u hostdevs, more than a "
+                          "VM holds; vfio-migd writes one per device of the VM (remove the "
+                          "metadata with 'virsh metadata DOMAIN --uri %s --remove' and let the "
+                          "source's vfio-migd write it again)",
+                          LV_DOMAIN_HOSTDEVS_MAX, LV_METADATA_NS);
+                return;
+        }
         if (!name || !id || !flags) {
                 set_error(ctx, error,
                           "the vfio-migd metadata has a <hostdev> without %s=; vfio-migd "
@@ -309,18 +367,22 @@ static void read_declared(GMarkupParseContext *ctx, Parser *p, const char **name
         }
         if (strlen(id) != 9 || id[4] != ':' || !parse_hex(id, 4, 0xffff, &vendor) ||
             !parse_hex(id + 5, 4, 0xffff, &device)) {
+                g_autofree char *n = lv_echo(name, LV_DOMAIN_ECHO_MAX);
+                g_autofree char *i = lv_echo(id, LV_DOMAIN_ECHO_MAX);
                 set_error(ctx, error,
                           "the vfio-migd metadata gives hostdev '%s' the id '%s'; an id is "
                           "vvvv:dddd in hex",
-                          name, id);
+                          n, i);
                 return;
         }
         if (!(flags[0] == '0' && (flags[1] == 'x' || flags[1] == 'X')) ||
             !parse_hex(flags + 2, strlen(flags + 2), UINT32_MAX, &f)) {
+                g_autofree char *n = lv_echo(name, LV_DOMAIN_ECHO_MAX);
+                g_autofree char *fl = lv_echo(flags, LV_DOMAIN_ECHO_MAX);
                 set_error(ctx, error,
                           "the vfio-migd metadata gives hostdev '%s' the flags '%s'; flags are "
                           "0x followed by hex digits",
-                          name, flags);
+                          n, fl);
                 return;
         }
         x.name = g_ascii_strdown(name, -1);
@@ -329,6 +391,9 @@ static void read_declared(GMarkupParseContext *ctx, Parser *p, const char **name
         x.device = (uint16_t)device;
         x.flags = (uint32_t)f;
         g_array_append_val(p->declared, x);
+        if (!g_hash_table_contains(p->declared_by_name, x.name))
+                g_hash_table_insert(p->declared_by_name, x.name,
+                                    GUINT_TO_POINTER(p->declared->len));
 }
 
 static void push_namespaces(Parser *p, const char **names, const char **values)
@@ -343,7 +408,23 @@ static void push_namespaces(Parser *p, const char **names, const char **values)
                         continue;
                 b.uri = g_strdup(values[i]);
                 b.depth = depth(p);
+                b.prev = (int)GPOINTER_TO_UINT(g_hash_table_lookup(p->ns_top, b.prefix)) - 1;
                 g_array_append_val(p->ns, b);
+                g_hash_table_insert(p->ns_top, g_strdup(b.prefix), GUINT_TO_POINTER(p->ns->len));
+        }
+}
+
+/* The bindings of the element being closed go out of scope; the ones they hid come back. */
+static void pop_namespaces(Parser *p, int d)
+{
+        while (p->ns->len && g_array_index(p->ns, NsBinding, p->ns->len - 1).depth == d) {
+                const NsBinding *b = &g_array_index(p->ns, NsBinding, p->ns->len - 1);
+                if (b->prev >= 0)
+                        g_hash_table_insert(p->ns_top, g_strdup(b->prefix),
+                                            GUINT_TO_POINTER((guint)b->prev + 1));
+                else
+                        g_hash_table_remove(p->ns_top, b->prefix);
+                g_array_remove_index(p->ns, p->ns->len - 1);
         }
 }
 
@@ -483,15 +564,11 @@ static void on_end(GMarkupParseContext *ctx, const char *element, gpointer user_
                 parse_size(ctx, p->text->str, p->max_memory_unit, &p->d->max_memory_bytes, error,
                            "maxMemory");
         } else if (d == 3 && p->hostdev >= 0) {
-                LvHostdev *h = &g_array_index(p->hostdevs, LvHostdev, p->hostdev);
-                if (!h->name && !h->problem)
-                        h->problem = g_strdup("has no <source><address>");
-                p->hostdev = -1;
+                close_hostdev(p);
         }
         if (d == p->metadata_depth)
                 p->metadata_depth = 0;
-        while (p->ns->len && g_array_index(p->ns, NsBinding, p->ns->len - 1).depth == d)
-                g_array_remove_index(p->ns, p->ns->len - 1);
+        pop_namespaces(p, d);
         g_ptr_array_remove_index(p->path, p->path->len - 1);
         (void)ctx;
         (void)element;
@@ -512,22 +589,27 @@ static void apply_declared(Parser *p)
 {
         for (guint i = 0; i < p->hostdevs->len; i++) {
                 LvHostdev *h = &g_array_index(p->hostdevs, LvHostdev, i);
-                for (guint j = 0; h->name && j < p->declared->len; j++) {
-                        const Declared *x = &g_array_index(p->declared, Declared, j);
-                        if (strcmp(x->name, h->name) != 0)
-                                continue;
-                        h->has_declared = true;
-                        h->declared_driver = g_strdup(x->driver);
-                        h->declared_vendor = x->vendor;
-                        h->declared_device = x->device;
-                        h->declared_flags = x->flags;
-                        break;
-                }
+                guint j = h->name
+                              ? GPOINTER_TO_UINT(g_hash_table_lookup(p->declared_by_name, h->name))
+                              : 0;
+                const Declared *x;
+
+                if (!j)
+                        continue;
+                x = &g_array_index(p->declared, Declared, j - 1);
+                h->has_declared = true;
+                h->declared_driver = g_strdup(x->driver);
+                h->declared_vendor = x->vendor;
+                h->declared_device = x->device;
+                h->declared_flags = x->flags;
         }
 }
 
 static void parser_clear(Parser *p)
 {
+        g_hash_table_unref(p->kept);
+        g_hash_table_unref(p->declared_by_name);
+        g_hash_table_unref(p->ns_top);
         g_array_unref(p->declared);
         g_array_unref(p->ns);
         g_ptr_array_unref(p->path);
@@ -562,8 +644,11 @@ int lv_domain_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
         Parser p = {
             .d = g_new0(LvDomain, 1),
             .hostdevs = g_array_new(FALSE, TRUE, sizeof(LvHostdev)),
+            .kept = g_hash_table_new(g_str_hash, g_str_equal),
             .declared = g_array_new(FALSE, TRUE, sizeof(Declared)),
+            .declared_by_name = g_hash_table_new(g_str_hash, g_str_equal),
             .ns = g_array_new(FALSE, TRUE, sizeof(NsBinding)),
+            .ns_top = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
             .path = g_ptr_array_new_with_free_func(g_free),
             .hostdev = -1,
             .text = g_string_new(NULL),
@@ -607,6 +692,7 @@ int lv_domain_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
                 return -EINVAL;
         }
         apply_declared(&p);
+        p.d->n_over = p.n_over;
         p.d->n_hostdevs = p.hostdevs->len;
         p.d->hostdevs = (LvHostdev *)(void *)g_array_free(g_steal_pointer(&p.hostdevs), FALSE);
         *ret = g_steal_pointer(&p.d);
@@ -626,6 +712,54 @@ void lv_domain_free(LvDomain *d)
         g_free(d->machine);
         g_free(d->arch);
         g_free(d);
+}
+
+int lv_domain_check_bounds(const LvDomain *d, GError **error)
+{
+        g_autofree char *name = lv_echo(d->name, LV_DOMAIN_ECHO_MAX);
+        g_autofree char *more = NULL;
+        const LvHostdev *first = NULL;
+        size_t copies = 0, others = 0;
+
+        if (d->n_over > 0) {
+                g_set_error(error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT,
+                            "Domain %s lists %zu VFIO hostdevs; a VM holds at most %u (the "
+                            "first %u were read, %zu more were not): give the domain fewer "
+                            "hostdevs.",
+                            name, d->n_hostdevs + d->n_over, LV_DOMAIN_HOSTDEVS_MAX,
+                            LV_DOMAIN_HOSTDEVS_MAX, d->n_over);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < d->n_hostdevs; i++) {
+                const LvHostdev *h = &d->hostdevs[i];
+                if (h->copies <= 1)
+                        continue;
+                if (!first)
+                        first = h;
+                else
+                        others++;
+                copies += h->copies - 1;
+        }
+        if (!first)
+                return 0;
+        more = others ? g_strdup_printf(" (and %zu more hostdevs more than once)", others)
+                      : g_strdup("");
+        g_set_error(error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT,
+                    "Domain %s lists hostdev %s %zu times%s, %zu copies in all: libvirt gives "
+                    "a device to a domain once; list each hostdev once.",
+                    name, first->name, first->copies, more, copies);
+        return -EINVAL;
+}
+
+char *lv_hostdev_label(const LvDomain *d, size_t i)
+{
+        const LvHostdev *h = &d->hostdevs[i];
+
+        if (h->name)
+                return g_strdup(h->name);
+        if (h->alias)
+                return g_strdup(h->alias);
+        return g_strdup_printf("%zu of %zu", i + 1, d->n_hostdevs);
 }
 
 size_t lv_domain_n_usable(const LvDomain *d)

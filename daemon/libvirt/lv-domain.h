@@ -20,6 +20,13 @@
  * error; one with a malformed address is kept with ->problem set (the daemon reports it,
  * never drops it silently).
  *
+ * Bounded: a hostdev listed again (same name) is kept once and counted (->copies); at most
+ * LV_DOMAIN_HOSTDEVS_MAX hostdevs are kept, the rest only counted (->n_over), so memory and
+ * the work of every caller stay bounded whatever the XML holds; lv_domain_check_bounds()
+ * turns either into the caller's error. Every step is O(1) per element or attribute (the
+ * namespace in scope and the declarations are hashed), values echoed in problems are cut to
+ * LV_DOMAIN_ECHO_MAX characters.
+ *
  * Errors: -EINVAL with a GError sentence naming what is wrong in the XML (line and column
  * when GMarkup gives them) and what would fix it. Inputs of any size and content are safe
  * (fuzzed); XML over LV_DOMAIN_XML_MAX bytes, or with a NUL byte, is refused.
@@ -30,6 +37,13 @@
 #include <stdint.h>
 
 #define LV_DOMAIN_XML_MAX (16u << 20)
+/* = VM_DEVICES_MAX: a VM holds no more devices (lv-xml.c checks they agree) */
+#define LV_DOMAIN_HOSTDEVS_MAX 256u
+#define LV_DOMAIN_ECHO_MAX     64u
+/* What fixes a domain whose name cannot be a VM name (vm_name_problem()). */
+#define LV_DOMAIN_RENAME_FIX                                                                       \
+        "rename the domain ('virsh domrename'): a VM name is 1 to 1024 bytes of UTF-8 without "    \
+        "control characters or '/'"
 #define LV_METADATA_NS    "https://vfio-migd.org/xmlns/hostdevs/1"
 #define LV_METADATA_KEY   "vfiomig"
 
@@ -50,6 +64,7 @@ typedef struct LvHostdev {
         char *declared_driver;
         uint16_t declared_vendor, declared_device;
         uint32_t declared_flags; /* MIG_FLAG_* */
+        size_t copies;           /* how often the XML lists this name: 1, or more (an error) */
 } LvHostdev;
 
 typedef struct LvDomain {
@@ -59,14 +74,28 @@ typedef struct LvDomain {
         uint64_t max_memory_bytes; /* <maxMemory>, 0 when absent */
         char *machine;          /* <os><type machine=...>, or NULL */
         char *arch;             /* <os><type arch=...>, or NULL */
-        LvHostdev *hostdevs;
+        LvHostdev *hostdevs;    /* at most LV_DOMAIN_HOSTDEVS_MAX, each name once */
         size_t n_hostdevs;
+        size_t n_over;          /* VFIO hostdevs past LV_DOMAIN_HOSTDEVS_MAX, not kept */
         bool has_metadata;      /* the vfio-migd metadata element was present */
 } LvDomain;
 
 int lv_domain_parse(const char *xml, size_t len, LvDomain **ret, GError **error);
 void lv_domain_free(LvDomain *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvDomain, lv_domain_free)
+
+/*
+ * -EINVAL with a sentence when the XML lists a hostdev more than once or more VFIO hostdevs
+ * than LV_DOMAIN_HOSTDEVS_MAX: the first duplicate named, the others summarized ("and 131068
+ * more copies"), so the sentence stays short whatever the XML holds.
+ */
+int lv_domain_check_bounds(const LvDomain *d, GError **error);
+
+/* At most max characters of s (UTF-8 kept whole, "..." appended when cut); NULL: "". New. */
+char *lv_echo(const char *s, size_t max);
+/* How messages name hostdev i: its device name, else its alias, else its position among the
+ * domain's VFIO hostdevs ("3 of 8", counted from 1); callers say "hostdev %s". */
+char *lv_hostdev_label(const LvDomain *d, size_t i);
 
 /* Number of hostdevs with a name (no problem). */
 size_t lv_domain_n_usable(const LvDomain *d);

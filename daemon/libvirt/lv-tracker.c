@@ -219,7 +219,8 @@ static LvDomainReport *reconcile_domain(LvTracker *t, virDomainPtr dom)
                                lv_conn_last_error());
                 return rep;
         }
-        if (lv_domain_parse(xml, strlen(xml), &d, &gerr) < 0) {
+        if (lv_domain_parse(xml, strlen(xml), &d, &gerr) < 0 ||
+            lv_domain_check_bounds(d, &gerr) < 0) {
                 lv_problem_add(rep->problems, "bad-xml", "", "%s", gerr->message);
                 return rep;
         }
@@ -240,11 +241,10 @@ static LvDomainReport *reconcile_domain(LvTracker *t, virDomainPtr dom)
         if (rep->problems->len > 0 || !resolve_hostdevs(t, d, rep))
                 return rep;
         if (!vm_name_is_valid(d->name)) {
+                g_autoptr(GError) error = NULL;
+                vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, &error);
                 rep->status = LV_DOMAIN_REFUSED;
-                lv_problem_add(rep->problems, "invalid-name", "",
-                               "Domain name '%s' cannot be a VM name: use 1 to 64 characters "
-                               "from A-Z a-z 0-9 _ . : + - (rename the domain).",
-                               d->name);
+                lv_problem_add(rep->problems, "invalid-name", "", "%s", error->message);
                 return rep;
         }
         track(t, dom, d, (const char *const *)devices->pdata, devices->len, rep);

@@ -6,39 +6,70 @@
 
 #include "core/iova.h"
 #include "core/mig-state.h"
+#include "host/host.h"
 
-static const char *hostdev_label(const LvHostdev *h)
-{
-        return h->name ? h->name : h->alias ? h->alias : "(no address)";
-}
+G_STATIC_ASSERT(LV_DOMAIN_HOSTDEVS_MAX == VM_DEVICES_MAX);
 
-int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
-                   GError **error)
+
+int lv_xml_parse(const char *xml, size_t len, LvDomain **ret, GError **error)
 {
         g_autoptr(LvDomain) d = NULL;
-        g_autoptr(GPtrArray) devices = g_ptr_array_new();
         int r;
 
         r = lv_domain_parse(xml, len, &d, error);
         if (r < 0)
                 return r;
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
+        /* Before any per-hostdev work: a caller-sized list is refused in O(n). */
+        r = lv_domain_check_bounds(d, error);
+        if (r < 0)
+                return r;
+        *ret = g_steal_pointer(&d);
+        return 0;
+}
+
+int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
+                   GError **error)
+{
+        LvDomain *d = NULL;
+        int r;
+
+        r = lv_xml_parse(xml, len, &d, error);
+        if (r < 0)
+                return r;
+        return lv_xml_vm_args_of(d, ret_domain, ret_devices, error);
+}
+
+int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_devices,
+                      GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
+        g_autoptr(GPtrArray) devices = g_ptr_array_new();
+        g_autoptr(GString) problems = NULL;
+        int r;
+
+
+        r = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < d->n_hostdevs; i++) {
                 const LvHostdev *h = &d->hostdevs[i];
+                g_autofree char *label = NULL;
 
-                if (h->problem) {
-                        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                                    "Domain %s: hostdev %s: %s", d->name, hostdev_label(h),
-                                    h->problem);
-                        return -EINVAL;
+                if (!h->problem) {
+                        g_ptr_array_add(devices, h->name);
+                        continue;
                 }
-                g_ptr_array_add(devices, h->name);
+                /* Every broken hostdev, so that one edit fixes them all. */
+                label = lv_hostdev_label(d, i);
+                if (!problems)
+                        problems = g_string_new(NULL);
+                g_string_append_printf(problems, "%shostdev %s: %s", problems->len ? "; " : "",
+                                       label, h->problem);
+        }
+        if (problems) {
+                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL), "Domain %s: %s",
+                            d->name, problems->str);
+                return -EINVAL;
         }
         if (devices->len == 0) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
@@ -55,10 +86,15 @@ int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray
 
 bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n)
 {
+        g_autoptr(GHashTable) held = g_hash_table_new(g_str_hash, g_str_equal);
+
         if (vm_n_devices(vm) != n)
                 return false;
+        /* A hash, not vm_device_index() per name: O(n) for a caller's list. */
         for (size_t i = 0; i < n; i++)
-                if (vm_device_index(vm, names[i]) < 0)
+                g_hash_table_add(held, vm_device(vm, i)->info.name);
+        for (size_t i = 0; i < n; i++)
+                if (!g_hash_table_contains(held, names[i]))
                         return false;
         return true;
 }
@@ -71,6 +107,15 @@ char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const
             h->name, domain, backend,
             h->type == LV_HOSTDEV_MDEV ? "create the mdev (mdevctl start)"
                                        : "bind it to vfio-pci or its vendor's VFIO variant driver");
+}
+
+char *lv_hostdev_not_vfio_sentence(const LvHostdev *h, const DeviceInfo *info)
+{
+        if (host_device_is_vfio(h->type == LV_HOSTDEV_MDEV ? "mdev" : "pci", info->driver))
+                return NULL;
+        return g_strdup_printf("Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
+                               "vfio-pci (or its vendor's VFIO variant driver).",
+                               h->name, info->driver ? info->driver : "no driver");
 }
 
 void lv_problem_free(LvProblem *p)
@@ -100,11 +145,12 @@ void lv_incoming_free(LvIncoming *c)
 {
         if (!c)
                 return;
-        g_ptr_array_unref(c->problems);
-        g_ptr_array_unref(c->warnings);
-        g_array_unref(c->guest_ram);
-        g_array_unref(c->iova);
-        g_ptr_array_unref(c->devices);
+        /* A check refused before it began (malformed XML) has none of them. */
+        g_clear_pointer(&c->problems, g_ptr_array_unref);
+        g_clear_pointer(&c->warnings, g_ptr_array_unref);
+        g_clear_pointer(&c->guest_ram, g_array_unref);
+        g_clear_pointer(&c->iova, g_array_unref);
+        g_clear_pointer(&c->devices, g_ptr_array_unref);
         g_free(c);
 }
 
@@ -134,7 +180,16 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
                                "Point the hostdev at a %04x:%04x device.",
                                h->name, h->declared_vendor, h->declared_device, info->vendor_id,
                                info->device_id, h->declared_vendor, h->declared_device);
-        if (h->declared_flags != info->migration_flags) {
+        if (__atomic_load_n(&info->flags_unknown, __ATOMIC_ACQUIRE)) {
+                g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
+                g_ptr_array_add(c->warnings,
+                                g_strdup_printf("Hostdev %s: this host's migration flags are not "
+                                                "known yet (reading them would open the "
+                                                "device's VFIO group, which the VMM needs), so "
+                                                "the source's %s are assumed; they are compared "
+                                                "when vfio-migd opens the device.",
+                                                h->name, src));
+        } else if (h->declared_flags != info->migration_flags) {
                 g_autofree char *src = g_strdup(mig_flags_to_string(h->declared_flags));
 
                 lv_problem_add(c->problems, "flags-mismatch", h->name,
@@ -145,16 +200,19 @@ static void check_declared(LvIncoming *c, const char *domain, const LvHostdev *h
         }
 }
 
-static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const LvHostdev *h)
+static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, size_t i)
 {
+        const LvHostdev *h = &d->hostdevs[i];
         g_autoptr(GError) gerr = NULL;
+        g_autofree char *not_vfio = NULL;
         Device *dev;
         Vm *holder;
         int err;
 
         if (h->problem) {
-                lv_problem_add(c->problems, "bad-hostdev", hostdev_label(h), "Hostdev %s: %s",
-                               hostdev_label(h), h->problem);
+                g_autofree char *label = lv_hostdev_label(d, i);
+                lv_problem_add(c->problems, "bad-hostdev", label, "Hostdev %s: %s", label,
+                               h->problem);
                 return;
         }
         if (!registry_has_device(r, h->name)) {
@@ -170,11 +228,9 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
                 return;
         }
         g_ptr_array_add(c->devices, g_strdup(h->name));
-        if (!dev->info.driver || !strstr(dev->info.driver, "vfio"))
-                lv_problem_add(c->problems, "not-vfio", h->name,
-                               "Hostdev %s is bound to %s, not to a VFIO driver; bind it to "
-                               "vfio-pci (or its vendor's VFIO variant driver).",
-                               h->name, dev->info.driver ? dev->info.driver : "no driver");
+        not_vfio = lv_hostdev_not_vfio_sentence(h, &dev->info);
+        if (not_vfio)
+                lv_problem_add(c->problems, "not-vfio", h->name, "%s", not_vfio);
         holder = registry_device_vm(r, h->name);
         if (holder && strcmp(vm_name(holder), d->name) != 0)
                 lv_problem_add(c->problems, "device-busy", h->name,
@@ -187,10 +243,20 @@ static void check_hostdev(Registry *r, LvIncoming *c, const LvDomain *d, const L
 static void check_policy(Registry *r, LvIncoming *c, const LvDomain *d)
 {
         g_autoptr(GError) gerr = NULL;
+        g_autoptr(GHashTable) by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autofree uint32_t *assumed = g_new(uint32_t, c->devices->len + 1);
         PolicyDecision *dec = NULL;
 
+        /* Flags this host has not read yet are taken as the source declares them. */
+        for (size_t i = 0; i < d->n_hostdevs; i++)
+                if (d->hostdevs[i].name && d->hostdevs[i].has_declared)
+                        g_hash_table_insert(by_name, d->hostdevs[i].name, &d->hostdevs[i]);
+        for (guint i = 0; i < c->devices->len; i++) {
+                const LvHostdev *h = g_hash_table_lookup(by_name, c->devices->pdata[i]);
+                assumed[i] = h ? h->declared_flags : UINT32_MAX;
+        }
         if (registry_decide_devices(r, d->name, (const char *const *)c->devices->pdata,
-                                    c->devices->len, &dec, &gerr) < 0) {
+                                    c->devices->len, assumed, &dec, &gerr) < 0) {
                 lv_problem_add(c->problems, "no-device", "", "%s", gerr->message);
                 return;
         }
@@ -235,21 +301,25 @@ static void check_iova(Registry *r, LvIncoming *c, const LvDomain *d)
 
 int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret, GError **error)
 {
-        g_autoptr(LvDomain) d = NULL;
+        LvDomain *d = NULL;
+        int err;
+
+        err = lv_xml_parse(xml, len, &d, error);
+        if (err < 0)
+                return err;
+        return lv_check_incoming_of(r, d, ret, error);
+}
+
+int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError **error)
+{
+        g_autoptr(LvDomain) d = parsed;
         g_autoptr(LvIncoming) c = g_new0(LvIncoming, 1);
         bool unknown = false;
         int err;
 
-        err = lv_domain_parse(xml, len, &d, error);
+        err = vm_name_check(d->name, "domain name", LV_DOMAIN_RENAME_FIX, error);
         if (err < 0)
                 return err;
-        if (!vm_name_is_valid(d->name)) {
-                g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(EINVAL),
-                            "Domain name '%s' cannot be a VM name: use 1 to 64 characters from "
-                            "A-Z a-z 0-9 _ . : + - (rename the domain).",
-                            d->name ? d->name : "");
-                return -EINVAL;
-        }
         c->problems = g_ptr_array_new_with_free_func((GDestroyNotify)lv_problem_free);
         c->warnings = g_ptr_array_new_with_free_func(g_free);
         c->devices = g_ptr_array_new_with_free_func(g_free);
@@ -263,7 +333,7 @@ int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret
         if (unknown)
                 (void)registry_rescan(r, NULL);
         for (size_t i = 0; i < d->n_hostdevs; i++)
-                check_hostdev(r, c, d, &d->hostdevs[i]);
+                check_hostdev(r, c, d, i);
         if (d->n_hostdevs == 0)
                 g_ptr_array_add(c->warnings, g_strdup_printf("Domain %s has no VFIO hostdev; "
                                                              "vfio-migd has nothing to check.",

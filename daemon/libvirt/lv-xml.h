@@ -19,17 +19,31 @@
 #include "registry.h"
 
 /*
+ * The parse both methods start with: lv_domain_parse() and lv_domain_check_bounds(). Pure and
+ * thread-safe, so the daemon runs it off the event loop (a 16 MiB XML takes half a second);
+ * the *_of() functions below take its result over and do the rest on the loop.
+ */
+int lv_xml_parse(const char *xml, size_t len, LvDomain **ret, GError **error);
+
+/*
  * Parses xml (len bytes) and checks that it makes a VM. *ret_devices holds the hostdev names
- * in XML order (borrowed from *ret_domain, char*).
+ * in XML order (borrowed from *ret_domain, char*). _of: from a parsed domain (taken over).
  */
 int lv_xml_vm_args(const char *xml, size_t len, LvDomain **ret_domain, GPtrArray **ret_devices,
                    GError **error);
+int lv_xml_vm_args_of(LvDomain *parsed, LvDomain **ret_domain, GPtrArray **ret_devices,
+                      GError **error);
 
 /* The VM's devices are exactly names (same order not required). */
 bool lv_vm_has_devices(const Vm *vm, const char *const *names, size_t n);
 
 /* "hostdev H of domain D: the B backend knows no such device; bind it to vfio-pci ..." */
 char *lv_hostdev_unknown_sentence(const char *backend, const char *domain, const LvHostdev *h);
+
+/* NULL when the device behind hostdev h is a VFIO device (host_device_is_vfio(): an mdev of any
+ * vendor driver, a PCI device on a VFIO driver), else "Hostdev H is bound to D, not to a VFIO
+ * driver; bind it to vfio-pci ...". */
+char *lv_hostdev_not_vfio_sentence(const LvHostdev *h, const DeviceInfo *info);
 
 typedef struct LvProblem {
         char *id;      /* "no-device", "not-vfio", "device-busy", "driver-mismatch",
@@ -65,3 +79,5 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(LvIncoming, lv_incoming_free)
  * an invalid name; an XML without VFIO hostdevs is allowed, with a warning.
  */
 int lv_check_incoming(Registry *r, const char *xml, size_t len, LvIncoming **ret, GError **error);
+/* The same from a parsed domain (lv_xml_parse(), taken over): the part that needs the loop. */
+int lv_check_incoming_of(Registry *r, LvDomain *parsed, LvIncoming **ret, GError **error);

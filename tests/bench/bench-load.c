@@ -626,6 +626,13 @@ int main(int argc, char **argv)
         t_dev = now_usec();
         bench_start_bus(&h, argv[2]);
         /* The host's own policy must not decide: no files, built-in defaults (require-p2p). */
+        policy = g_strdup_printf("%s/policy.json", h.dir);
+        /* --policy must name an existing file: an empty policy, every setting a default. */
+        if (!g_file_set_contents(policy, "{}", -1, NULL)) {
+                fprintf(stderr, "bench-load: cannot write %s\n", policy);
+                return 1;
+        }
+        g_free(policy);
         policy = g_strdup_printf("--policy=%s/policy.json", h.dir);
         policy_dir = g_strdup_printf("--policy-dir=%s/policy.d", h.dir);
         bench_start_daemon(&h, argv[1], (const char *const[]){policy, policy_dir, NULL},

@@ -329,6 +329,8 @@ class Host:
         os.chmod(self.workdir, 0o755)  # the socket must be reachable by other users
         self.bus = Bus(self.workdir)
         self.sim = Sim(os.path.join(self.workdir, "sim"))
+        # the daemon's --policy must exist: an empty policy (every setting a default)
+        self.write_policy({})
         self.daemon_args = list(daemon_args)
         self.daemon = None
         self.ctl_tool = binary("MIGCTL")

@@ -80,7 +80,7 @@ class UnprivilegedTest(AccessTest):
 
     def test_arguments_are_validated_before_the_caller(self):
         """A malformed call from nobody is InvalidArgs, not AccessDenied."""
-        r = self.h.ctl("register", "bad name", "nic0", user="nobody")
+        r = self.h.ctl("register", "bad/name", "nic0", user="nobody")
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
         r = self.h.ctl("register", "vm2", "spare0", "--strategy", "random", user="nobody")
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
@@ -135,7 +135,7 @@ MUTATING_METHODS = {
     (MANAGER, "RegisterVM"), (MANAGER, "RegisterVMFromXML"), (MANAGER, "UnregisterVM"),
     (MANAGER, "Rescan"), (MANAGER, "AttachDeviceFd"), (MANAGER, "ReloadPolicy"),
     (VM_IFACE, "PreCopy"), (VM_IFACE, "Quiesce"), (VM_IFACE, "Save"), (VM_IFACE, "Resume"),
-    (VM_IFACE, "Start"), (VM_IFACE, "Abort"),
+    (VM_IFACE, "ResumeWithOptions"), (VM_IFACE, "Start"), (VM_IFACE, "Abort"),
 }
 # Methods whose arguments cannot be valid on the test's sim backend: validation (which needs
 # no privilege and changes nothing) refuses first with this text. The bus policy still
@@ -238,7 +238,7 @@ class CatalogTest(AccessTest):
         if type_ in "ynqiuxtd":
             return f"@{type_} 0", []
         if type_ == "h":
-            if method.name == "Resume":
+            if method.name in ("Resume", "ResumeWithOptions"):
                 fd = os.open(self.stream, os.O_RDONLY | os.O_CLOEXEC)
             else:
                 fd = os.open(os.path.join(self.drop, f"{method.name}.out"),

@@ -258,20 +258,37 @@ class QuiesceCrashTest(CrashTestCase):
 class StreamCrashTest(CrashTestCase):
     """Save with its stream open, Resume on a destination."""
 
-    def test_killed_during_save_with_the_stream_open(self):
-        """finish cannot finish a Save (its stream died): it rolls back, state kept."""
+    def test_killed_during_save_before_the_commit_rolls_back(self):
+        """Cut while the stream is written, before its commit: no destination can have a
+        complete stream, so finish (which cannot finish a Save) rolls back, state kept."""
         self.policy("finish")
         for n in NAMES:
-            self.h.sim.latency(n, SLOW_MS, arc="STOP_COPY>STOP")
+            self.h.sim.latency(n, SLOW_MS, arc="STOP>STOP_COPY")
         self.background("save", "vm1", os.path.join(self.workdir, "vm1.mig"))
-        self.sig.progress("stopped", "started", "save")
+        self.sig.progress("stop-copy", "started", "save")
         found = self.crash_and_restart()
-        self.assertEqual(found, {n: "STOP_COPY" for n in NAMES})
+        self.assertEqual(set(found.values()) - {"STOP", "STOP_COPY"}, set(), found)
         for n in NAMES:
-            self.h.sim.latency(n, 0, arc="STOP_COPY>STOP")
+            self.h.sim.latency(n, 0, arc="STOP>STOP_COPY")
         e = self.assertRecovered("rollback", "ok", "save", found)
         self.assertIn("Save cannot be finished", e["message"])
         self.assertStates(self.h, NAMES, "RUNNING")
+        self.assertIntact()
+
+    def test_killed_during_save_after_the_commit_stays_handed_off(self):
+        """Reproduction 1: cut in the stopped phase, the stream complete: the destination
+        may run the VM, so the source stays stopped whatever after-crash says."""
+        stream = os.path.join(self.workdir, "vm1.mig")
+        for n in NAMES:
+            self.h.sim.latency(n, SLOW_MS, arc="STOP_COPY>STOP")
+        self.background("save", "vm1", stream)
+        self.sig.progress("stopped", "started", "save")
+        found = self.crash_and_restart()
+        self.assertEqual(found, {n: "STOP_COPY" for n in NAMES})
+        sig = self.sig.recovered("vm1")
+        self.assertEqual(sig["args"], ["vm1", "none", "handed-off"])
+        self.assertEqual(self.h.sim.states(NAMES), found)
+        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "handed-off")
         self.assertIntact()
 
     def test_killed_while_resuming_loses_the_loading_state_and_says_so(self):
@@ -374,6 +391,7 @@ class JournalTest(CrashTestCase):
         """The record goes to disk before any device moves, or nothing moves."""
         state_dir = self.h.daemon.state_dir
         os.unlink(os.path.join(state_dir, "journal.json"))
+        os.unlink(os.path.join(state_dir, "lock"))
         os.rmdir(state_dir)
         r = self.h.ctl("quiesce", "vm1")
         self.assertNotEqual(r.returncode, 0)

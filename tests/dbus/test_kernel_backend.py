@@ -121,10 +121,43 @@ class KernelBackendTest(MigdTestCase):
         self.assertEqual(self.h.busctl_get(device_path(NIC), DEVICE_IFACE, "DeviceId"), 0x101e)
         self.assertEqual(self.h.busctl_get(device_path(NIC), DEVICE_IFACE, "Driver"), "vfio-pci")
 
-    def test_reading_the_state_fails_with_the_reason(self):
-        """A device whose /dev/vfio/N is no character device: its State names the file."""
+    def test_reads_of_a_free_device_open_nothing(self):
+        """A free device's State is "unknown" to anyone, in ListDevices too: reading it would
+        open its VFIO group, which the VMM starting now needs (issue 12). Nothing is opened,
+        so the broken /dev/vfio/5 goes unnoticed."""
         r = self.h.busctl("get-property", "org.vfiomig.Coordinator1", device_path(NIC),
-                          DEVICE_IFACE, "State")
+                          DEVICE_IFACE, "State", user="nobody")
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(r.stdout.strip(), 's "unknown"')
+        self.assertEqual(self.devices()[NIC]["state"], "unknown")
+        self.assertNotIn("not a character device", self.h.daemon.read_log())
+
+    def test_check_incoming_opens_nothing(self):
+        """CheckIncomingMigration as nobody for a domain holding NIC: answered from sysfs, the
+        VFIO group untouched (a VMM about to start the domain needs it). The flags this host
+        has not read are taken as the source declares them, with a warning saying so."""
+        xml = os.path.join(self.workdir, "incoming.xml")
+        with open(xml, "w") as f:
+            f.write("<domain type='kvm'><name>web</name><memory unit='KiB'>1048576</memory>"
+                    "<metadata><v:hostdevs xmlns:v='https://vfio-migd.org/xmlns/hostdevs/1'>"
+                    f"<v:hostdev name='{NIC}' driver='vfio-pci' id='15b3:101e' flags='0x3'/>"
+                    "</v:hostdevs></metadata>"
+                    "<devices><hostdev mode='subsystem' type='pci'><source><address "
+                    "domain='0' bus='0' slot='3' function='0'/></source></hostdev></devices>"
+                    "</domain>")
+        os.chmod(xml, 0o644)
+        r = self.h.ctl("--json", "check-incoming", xml, user="nobody")
+        self.assertOk(r)
+        self.assertTrue(r.json["allowed"], str(r))
+        self.assertEqual(r.json["details"]["devices"], [NIC], str(r))
+        self.assertIn("migration flags are not known yet", r.json["details"]["warnings"][0])
+        self.assertNotIn("not a character device", self.h.daemon.read_log())
+
+    def test_a_sequence_names_why_the_state_cannot_be_read(self):
+        """A device whose /dev/vfio/N is no character device: the sequence names the file."""
+        self.assertOk(self.h.ctl("register", "vm1", NIC))
+        # Abort needs no migration support: it gets as far as reading the device's state
+        r = self.h.ctl("abort", "vm1")
         self.assertNotEqual(r.returncode, 0, r)
         self.assertIn("vfio/5 is not a character device", r.stderr)
 

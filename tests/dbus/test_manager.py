@@ -151,7 +151,7 @@ class ManagerTest(MigdTestCase):
 
     def test_register_and_unregister_with_migctl(self):
         """register with every option, show reflects it, unregister frees the devices."""
-        r = self.h.ctl("register", "vm1", "nic0", "gpu0", "--strategy", "serial",
+        r = self.h.ctl("register", "vm1", "nic0", "gpu0", "--strategy", "qemu",
                        "--p2p-mode", "p2p-blocked", "--phase-deadline-ms", "5000",
                        "--parallelism", "2")
         self.assertOk(r)
@@ -161,7 +161,7 @@ class ManagerTest(MigdTestCase):
         self.assertEqual(j["DeviceNames"], ["nic0", "gpu0"])
         self.assertEqual(j["Devices"], [device_path("nic0"), device_path("gpu0")])
         self.assertEqual((j["Strategy"], j["P2PMode"], j["PhaseDeadlineMs"], j["Parallelism"]),
-                         ("serial", "p2p-blocked", 5000, 2))
+                         ("qemu", "p2p-blocked", 5000, 2))
         self.assertEqual(j["State"], "running")
         self.assertIs(j["Migratable"], True)
         self.assertEqual(j["Blockers"], [])
@@ -199,7 +199,9 @@ class ManagerTest(MigdTestCase):
         p = vm_path("vm1")
         self.assertEqual(self.h.busctl_get(p, VM_IFACE, "Name"), "vm1")
         self.assertEqual(self.h.busctl_get(p, VM_IFACE, "DeviceNames"), ["nic0", "vio0"])
-        self.assertEqual(self.h.busctl_get(p, VM_IFACE, "Strategy"), "serial")
+        # serial is naive's old name: taken, shown under the new name, and warned about
+        self.assertEqual(self.h.busctl_get(p, VM_IFACE, "Strategy"), "naive")
+        self.assertIn("strategy 'serial' is deprecated", self.h.daemon.read_log())
         self.assertEqual(self.h.busctl_get(p, VM_IFACE, "PhaseDeadlineMs"), 5000)
         self.assertEqual(self.h.busctl_get(p, VM_IFACE, "Parallelism"), 1)
         self.assertEqual(self.h.busctl_get(p, VM_IFACE, "LastSequence"), {})
@@ -291,14 +293,53 @@ class ManagerTest(MigdTestCase):
         self.assertEqual(self.vm_count(), 0)
 
     def test_register_bad_names_are_invalid_args(self):
-        """VM names outside 1-64 bytes of [A-Za-z0-9_.:+-]: InvalidArgs."""
-        for name in ("bad name", "vm/1", "x" * 65, "caf\u00e9"):
+        """VM names libvirt would refuse too ('/', control characters) or over 1024 bytes:
+        InvalidArgs naming the name and the rule; nothing is registered."""
+        for name, why in (("vm/1", "contains '/'"), ("a\tb", "control character"),
+                          ("x" * 1025, "longer than 1024 bytes")):
             r = self.h.ctl("register", name, "nic0")
             self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+            self.assertIn(why, r.stderr)
+            self.assertIn("cannot be a VM name", r.stderr)
         self.assertBusctlFails(self.h.busctl_call(ROOT, MANAGER, "RegisterVM", "sasa{sv}", "",
-                                                  1, "nic0", 0))
-        self.assertOk(self.h.ctl("register", "x" * 64, "nic0"))
-        self.assertEqual(self.vm_count(), 1)
+                                                  1, "nic0", 0), "The VM name is empty")
+        self.assertEqual(self.vm_count(), 0)
+
+    def test_every_name_libvirt_accepts_is_a_vm_name(self):
+        """Spaces, parentheses, UTF-8 and names over 64 bytes, up to 1024: registered, shown and
+        unregistered by name, at their path-encoded object path."""
+        for name in ("Win10 Pro (copy)", "vm-\u00e9", "caf\u00e9:1", "x" * 1024):
+            r = self.register(name, "nic0")
+            self.assertIn(vm_path(name), r.stdout)
+            r = self.h.busctl_call(ROOT, MANAGER, "GetVM", "s", name)
+            self.assertEqual(r.json["data"], [vm_path(name)])
+            r = self.h.ctl("--json", "show", name)
+            self.assertOk(r)
+            self.assertEqual(r.json["Name"], name)
+            self.assertOk(self.h.ctl("unregister", name))
+        self.assertEqual(self.vm_count(), 0)
+
+    def test_errors_echo_a_bad_name_bounded_and_as_utf8(self):
+        """A 100 KiB name is echoed as its first 64 characters and an ellipsis; UTF-8 stays
+        UTF-8; an empty name is called empty."""
+        r = self.h.ctl("register", "\u00e9" * 100 + "/" + "y" * 100000, "nic0")
+        self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertIn("'" + "\u00e9" * 64 + "\u2026'", r.stderr)
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        r = self.h.ctl("show", "z" * 100000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchVM")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        self.assertIn("z" * 64 + "\u2026", r.stderr)
+        r = self.h.ctl("show", "")
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchVM")
+        self.assertIn("The VM name is empty", r.stderr)
+        r = self.h.ctl("show-device", "d" * 100000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        r = self.h.ctl("register", "vm9", "\u00e9" * 50000)
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertLess(len(r.stderr), 1024, r.stderr[:2000])
+        self.assertIn("\u00e9" * 64 + "\u2026", r.stderr)
 
     def test_register_without_devices_is_invalid_args(self):
         """An empty device list: InvalidArgs."""
@@ -331,7 +372,8 @@ class ManagerTest(MigdTestCase):
 
     def test_register_bad_option_values_are_invalid_args(self):
         """Values out of the contract's range: InvalidArgs, exit 6, nothing registered."""
-        for args in (["--strategy", "random"], ["--p2p-mode", "anything-goes"],
+        for args in (["--strategy", "random"], ["--strategy", "QEMU"],
+                     ["--p2p-mode", "anything-goes"],
                      ["--phase-deadline-ms", "0"], ["--phase-deadline-ms", "3600001"]):
             r = self.h.ctl("register", "vm1", "nic0", *args)
             self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
@@ -362,7 +404,7 @@ class ManagerTest(MigdTestCase):
         """Setting a property is refused; the value stays."""
         self.register("vm1", "nic0")
         r = self.h.busctl("set-property", BUS_NAME, vm_path("vm1"), VM_IFACE, "Strategy", "s",
-                          "serial")
+                          "qemu")
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "parallel")
         self.assertNotIn(ACCESS_DENIED, r.stderr)

@@ -72,10 +72,12 @@ class MigrationTest(MigdTestCase):
         self.assertGreater(os.path.getsize(self.stream), 0)
         self.assertEqual(os.stat(self.stream).st_mode & 0o777, 0o600)
         self.assertStates(self.src, SRC, "STOP")
-        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "stopped")
+        # the stream is complete: the source is handed off until Start or UnregisterVM
+        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "handed-off")
 
         r = self.assertOk(self.dst.ctl("resume", "vm1", self.stream))
         self.assertIn("VM vm1: resume (parallel): ok", r.stdout)
+        self.assertIn(f"migration id: {report['migration-id']}, saved by VM vm1", r.stdout)
         last = self.dst.busctl_get(vm_path("vm1"), VM_IFACE, "LastSequence")
         self.assertEqual((last["operation"], last["result"]), ("resume", "ok"))
         self.assertEqual(self.dst.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "running")
@@ -191,25 +193,89 @@ class MigrationTest(MigdTestCase):
         self.save()
         self.assertOk(self.dst.ctl("unregister", "vm1"))
         self.assertOk(self.dst.ctl("register", "vm2", *reversed(DST)))
-        r = self.dst.ctl("resume", "vm2", self.stream)
+        r = self.dst.ctl("--renamed-from", "vm1", "resume", "vm2", self.stream)
         self.assertExit(r, EXIT_ROLLED_BACK, "StreamInvalid")
         self.assertStates(self.dst, DST, "RUNNING")
 
     def test_failed_save_rolls_the_source_back_and_removes_the_file(self):
         """A device failing STOP>STOP_COPY: save exits 7, the source runs again and the
-        incomplete stream file is removed."""
+        incomplete stream (a temporary file) is removed."""
         self.src.sim.fault("gpu0", "STOP>STOP_COPY", "fail")
         r = self.src.ctl("save", "vm1", self.stream)
         self.assertExit(r, EXIT_ROLLED_BACK, "SequenceFailed")
         self.assertIn("gpu0", r.stderr)
         self.assertFalse(os.path.exists(self.stream))
+        self.assertEqual([n for n in os.listdir(self.workdir) if n.startswith(".vm1.mig")], [])
         self.assertStates(self.src, SRC, "RUNNING")
+
+    def test_failed_save_keeps_an_earlier_good_file(self):
+        """Issue 11, reproduction 8: 'save nosuch FILE' and a failing save both leave an
+        earlier good stream in FILE as it was, and no temporary file behind."""
+        keep = b"an earlier good stream"
+        with open(self.stream, "wb") as f:
+            f.write(keep)
+        r = self.src.ctl("save", "nosuch", self.stream)
+        self.assertExit(r, 4, "NoSuchVM")
+        with open(self.stream, "rb") as f:
+            self.assertEqual(f.read(), keep)
+        self.src.sim.fault("gpu0", "STOP>STOP_COPY", "fail")
+        r = self.src.ctl("save", "vm1", self.stream)
+        self.assertExit(r, EXIT_ROLLED_BACK, "SequenceFailed")
+        self.assertIn("was left as it was", r.stderr)
+        with open(self.stream, "rb") as f:
+            self.assertEqual(f.read(), keep)
+        self.assertEqual([n for n in os.listdir(self.workdir) if n.startswith(".vm1.mig")], [])
+
+    def test_successful_save_replaces_the_file_and_names_the_migration(self):
+        """A good save renames its complete stream over FILE; the report carries the
+        migration id, and the destination's Resume reports the same id and the VM."""
+        with open(self.stream, "wb") as f:
+            f.write(b"old")
+        report = self.save()
+        self.assertRegex(report["migration-id"], r"^[0-9a-f]{32}$")
+        self.assertGreater(os.path.getsize(self.stream), 3)
+        r = self.assertOk(self.dst.ctl("--json", "resume", "vm1", self.stream))
+        self.assertEqual(r.json["migration-id"], report["migration-id"])
+        self.assertEqual(r.json["stream-vm"], "vm1")
+        self.assertNotEqual(self.save_again_id(), report["migration-id"])
+
+    def save_again_id(self):
+        self.assertOk(self.src.ctl("start", "vm1"))
+        return self.save()["migration-id"]
+
+    def test_stream_of_another_vm_is_refused(self):
+        """Issue 11, reproduction 7: 'save vm1' then 'resume beta' with the same devices:
+        StreamInvalid naming both VMs; destination RUNNING; --renamed-from vm1 accepts it."""
+        self.save()
+        self.assertOk(self.dst.ctl("unregister", "vm1"))
+        self.assertOk(self.dst.ctl("register", "beta", *DST))
+        r = self.dst.ctl("resume", "beta", self.stream)
+        self.assertExit(r, EXIT_ROLLED_BACK, "StreamInvalid")
+        self.assertIn("saved by VM 'vm1', not VM 'beta'", r.stderr)
+        self.assertIn("renamed-from", r.stderr)
+        self.assertStates(self.dst, DST, "RUNNING")
+        r = self.dst.ctl("--renamed-from", "other", "resume", "beta", self.stream)
+        self.assertExit(r, EXIT_ROLLED_BACK, "StreamInvalid")
+        self.assertStates(self.dst, DST, "RUNNING")
+        r = self.assertOk(self.dst.ctl("--json", "--renamed-from", "vm1", "resume", "beta",
+                                       self.stream))
+        self.assertEqual((r.json["result"], r.json["stream-vm"]), ("ok", "vm1"))
+        self.assertStates(self.dst, DST, "RUNNING")
+
+    def test_renamed_from_is_validated(self):
+        """A bad renamed-from is InvalidArgs before anything moves; only resume takes it."""
+        r = self.dst.busctl_call(vm_path("vm1"), VM_IFACE, "ResumeWithOptions", "ha{sv}", "0",
+                                 "1", "bogus", "s", "x")
+        self.assertNotEqual(r.returncode, 0)
+        r = self.dst.ctl("--renamed-from", "vm1", "start", "vm1")
+        self.assertExit(r, 2)
+        self.assertStates(self.dst, DST, "RUNNING")
 
     def test_save_to_an_unwritable_path_moves_nothing(self):
         """save into a missing directory: exit 1 before any call; devices untouched."""
         r = self.src.ctl("save", "vm1", os.path.join(self.workdir, "no", "such", "dir"))
         self.assertExit(r, EXIT_FAILURE)
-        self.assertIn("cannot open", r.stderr)
+        self.assertIn("cannot create a temporary file beside", r.stderr)
         self.assertStates(self.src, SRC, "RUNNING")
         self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "LastSequence"), {})
 
@@ -218,6 +284,65 @@ class MigrationTest(MigdTestCase):
         r = self.dst.ctl("resume", "vm1", self.stream + ".missing")
         self.assertExit(r, EXIT_FAILURE)
         self.assertStates(self.dst, DST, "RUNNING")
+
+    def register_with_deadline(self, host, names, ms):
+        self.assertOk(host.ctl("unregister", "vm1"))
+        self.assertOk(host.ctl("register", "--phase-deadline-ms", str(ms), "vm1", *names))
+
+    def fifo(self):
+        path = os.path.join(self.workdir, "stream.fifo")
+        os.mkfifo(path)
+        return path
+
+    def assertDaemonServes(self, host, names):
+        self.assertIsNone(host.daemon.proc.poll(), "the daemon died")
+        self.assertEqual(host.busctl_get(vm_path("vm1"), VM_IFACE, "State"), "running")
+        self.assertStates(host, names, "RUNNING")
+
+    def test_save_into_a_fifo_nobody_reads_fails_at_the_deadline(self):
+        """Issue 11, reproduction 3: a reader that opens the FIFO and never reads: the Save
+        fails at the phase deadline naming the VM's stream and the bytes that went through;
+        the source runs again and the daemon takes the next call."""
+        self.register_with_deadline(self.src, SRC, 500)
+        fifo = self.fifo()
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        r = self.src.ctl("save", "vm1", fifo)
+        self.assertExit(r, EXIT_ROLLED_BACK, "Timeout")
+        self.assertIn("the migration stream of VM 'vm1' accepted no data for 500 ms after", r.stderr)
+        self.assertDaemonServes(self.src, SRC)
+        self.assertEqual(self.src.busctl_get(vm_path("vm1"), VM_IFACE, "LastSequence")["result"],
+                         "rolled-back")
+
+    def test_reader_dying_mid_save_is_broken_pipe_not_a_dead_daemon(self):
+        """Issue 11, reproduction 3: the reader reads a little and goes away mid-write: the
+        Save fails with "broken pipe", the daemon lives (SIGPIPE ignored)."""
+        fifo = self.fifo()
+        save = subprocess.Popen([self.src.ctl_tool, "save", "vm1", fifo], env=self.src.bus.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(fifo, "rb", buffering=0) as reader:
+            got = 0
+            while got < 10000:
+                chunk = reader.read(4096)
+                self.assertTrue(chunk, "the stream ended early")
+                got += len(chunk)
+        out, err = save.communicate(timeout=60)
+        self.assertEqual(save.returncode, EXIT_ROLLED_BACK, err)
+        self.assertIn("broken pipe", err)
+        self.assertDaemonServes(self.src, SRC)
+
+    def test_resume_from_a_silent_writer_fails_at_the_deadline(self):
+        """Issue 11, reproduction 3: a writer that opens the pipe and sends nothing, not even
+        the header: Timeout at the phase deadline; the destination is reset and serves."""
+        self.register_with_deadline(self.dst, DST, 500)
+        fifo = self.fifo()
+        writer = os.open(fifo, os.O_RDWR)  # holds a writer end open, sends nothing
+        self.addCleanup(os.close, writer)
+        r = self.dst.ctl("resume", "vm1", fifo)
+        self.assertExit(r, EXIT_ROLLED_BACK, "Timeout")
+        self.assertIn("the migration stream of VM 'vm1' sent nothing for 500 ms after 0 bytes",
+                      r.stderr)
+        self.assertDaemonServes(self.dst, DST)
 
     def test_save_refuses_a_terminal(self):
         """save VM - with stdout on a terminal is a usage error (exit 2)."""

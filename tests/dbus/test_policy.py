@@ -8,8 +8,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from migdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_REFUSED,  # noqa: E402
-                      EXIT_ROLLED_BACK, MANAGER, ROOT, MigdTestCase, binary, main, run, seconds)
+from migdtest import (BUS_NAME, DEVICE_IFACE, EXIT_DENIED, EXIT_FAILURE, EXIT_NOT_FOUND,  # noqa: E402
+                      EXIT_REFUSED, EXIT_ROLLED_BACK, MANAGER, ROOT, VM_IFACE, MigdTestCase,
+                      binary, device_path, main, run, seconds, vm_path,
+                      wait_for)
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -57,6 +59,24 @@ class CheckTest(MigdTestCase):
         self.assertIs(r.json["data"][0], False)
         self.assertStates(self.h, ["acc0", "nic0"], "RUNNING")
 
+    def test_a_device_in_error_is_a_blocker_naming_it_and_abort(self):
+        """nic1 in ERROR: check refuses (exit 6) with blocker device-error naming nic1 and
+        Abort; after abort the VM is allowed again."""
+        self.assertOk(self.h.ctl("register", "vm1", "nic0", "nic1"))
+        self.h.sim.set_state("nic1", "ERROR")
+        # the daemon serves cached states, refreshed off the loop: wait until it has seen it
+        wait_for(lambda: self.h.busctl_get(device_path("nic1"), DEVICE_IFACE, "State")
+                 == "ERROR", seconds(10), "the daemon to see nic1 in ERROR")
+        r = self.h.ctl("check", "vm1")
+        self.assertExit(r, EXIT_REFUSED)
+        self.assertRegex(r.stdout, r"device-error\s+nic1\s+.*ERROR.*vfio-migctl abort vm1")
+        j = self.h.ctl("--json", "check", "vm1").json
+        self.assertEqual([(b["id"], b["device"]) for b in j["blockers"]], [("device-error", "nic1")])
+        self.assertEqual(j["plan"], [])
+        self.assertIs(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Migratable"), False)
+        self.assertOk(self.h.ctl("abort", "vm1"))
+        self.assertOk(self.h.ctl("check", "vm1"))
+
     def test_check_of_an_unknown_vm_is_no_such_vm(self):
         """check nope: NoSuchVM, exit 4."""
         self.assertExit(self.h.ctl("check", "nope"), EXIT_NOT_FOUND, "NoSuchVM")
@@ -98,6 +118,31 @@ class PolicyFileTest(MigdTestCase):
         j = h.ctl("--json", "check", "storage-1").json
         self.assertEqual(j["settings"]["phase-deadline-ms"], 4000)
 
+    def test_check_and_policy_show_report_the_effective_settings_and_their_sources(self):
+        """A VM registered with --strategy serial --phase-deadline-ms 7000 under a policy that
+        sets 4000 and parallelism 2: check, policy show and CheckMigration show what its
+        sequences run with and where each setting came from."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5"), ("nic1", "pds")])
+        path = h.write_policy({"vms": [{"match": "db-*", "phase-deadline-ms": 4000,
+                                        "parallelism": 2}]})
+        h.start_daemon()
+        self.assertOk(h.ctl("register", "--strategy", "serial", "--phase-deadline-ms", "7000",
+                            "db-1", "nic0", "nic1"))
+        for args in (["check", "db-1"], ["policy", "show"]):
+            j = self.assertOk(h.ctl("--json", *args)).json
+            s = (j if args[0] == "check" else j["vms"][0])["settings"]
+            self.assertEqual((s["strategy"], s["phase-deadline-ms"], s["parallelism"],
+                              s["mode"]), ("naive", 7000, 2, "require-p2p"))
+            self.assertEqual(s["sources"]["strategy"], "VM registration")
+            self.assertEqual(s["sources"]["phase-deadline-ms"], "VM registration")
+            self.assertEqual(s["sources"]["parallelism"], f"{path}: vms[0]")
+            self.assertEqual(s["sources"]["mode"], "defaults")
+            self.assertEqual(s["on-start-unmigratable"], "allow")
+            r = self.assertOk(h.ctl(*args))
+            self.assertRegex(r.stdout, r"phase-deadline-ms\s+7000\s+VM registration")
+            self.assertRegex(r.stdout, r"parallelism\s+2\s+" + path + r": vms\[0\]")
+            self.assertRegex(r.stdout, r"mode\s+require-p2p\s+defaults")
+
     def test_status_names_the_policy_files(self):
         """PolicyFiles lists the files in force; status prints them."""
         h = self.new_host(start=False, devices=[("nic0", "mlx5")])
@@ -117,20 +162,48 @@ class ReloadTest(MigdTestCase):
     def allowed(self):
         return self.h.ctl("--json", "check", "vm1").json["allowed"]
 
+    def test_reload_emits_properties_changed_for_every_setting_and_the_verdict(self):
+        """ReloadPolicy: PropertiesChanged on the VM with the new P2PMode, PhaseDeadlineMs,
+        Strategy, Parallelism, and Migratable and Blockers invalidated; introspection marks
+        them emits-change, not const."""
+        r = self.h.busctl("introspect", BUS_NAME, vm_path("vm1"), VM_IFACE)
+        self.assertOk(r)
+        for prop in ("P2PMode", "Strategy", "PhaseDeadlineMs", "Parallelism"):
+            line = next(x for x in r.stdout.splitlines() if x.startswith("." + prop + " "))
+            self.assertIn("emits-change", line)
+            self.assertNotIn("const", line)
+        m = self.h.monitor()
+        self.h.write_policy({"vms": [{"match": "vm1", "phase-deadline-ms": 3000,
+                                      "parallelism": 1, "strategy": "serial",
+                                      "mode": "p2p-blocked", "migratable": False}]})
+        self.assertOk(self.h.ctl("policy", "reload"))
+
+        def changed():
+            return [s["args"] for s in m.lines() if s["signal"] == "PropertiesChanged"
+                    and s["path"] == vm_path("vm1")]
+        wait_for(changed, seconds(10), "PropertiesChanged for vm1")
+        args = changed()[0]
+        m.stop()
+        self.assertEqual(args[1], {"P2PMode": "p2p-blocked", "Strategy": "naive",
+                                   "PhaseDeadlineMs": 3000, "Parallelism": 1})
+        self.assertEqual(sorted(args[2]), ["Blockers", "Migratable"])
+        self.assertIs(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Migratable"), False)
+
     def test_reload_applies_new_files(self):
         """A drop-in written after start takes effect on policy reload (and busctl)."""
         self.assertIs(self.allowed(), True)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
+        main = os.path.join(self.h.workdir, "policy.json")
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main])
         path = self.h.write_policy({"vms": [{"match": "vm1", "migratable": False}]},
                                    dropin="50-hold.json")
         r = self.assertOk(self.h.ctl("policy", "reload"))
-        self.assertIn("policy reloaded from 1 file", r.stdout)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [path])
+        self.assertIn("policy reloaded from 2 files", r.stdout)
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main, path])
         self.assertIs(self.allowed(), False)
         os.unlink(path)
         r = self.h.busctl_call(ROOT, MANAGER, "ReloadPolicy")
         self.assertOk(r)
-        self.assertEqual(r.json, {"type": "u", "data": [0]})
+        self.assertEqual(r.json, {"type": "u", "data": [1]})
         self.assertIs(self.allowed(), True)
 
     def test_invalid_files_keep_the_policy_in_force(self):
@@ -144,7 +217,8 @@ class ReloadTest(MigdTestCase):
         self.assertExit(r, EXIT_REFUSED, "PolicyInvalid")
         self.assertIn(f"{bad}:1:", r.stderr)
         self.assertIn('"mod"', r.stderr)
-        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [good])
+        self.assertEqual(self.h.busctl_get(ROOT, MANAGER, "PolicyFiles"),
+                         [os.path.join(self.h.workdir, "policy.json"), good])
         self.assertIs(self.allowed(), False)
 
     def test_reload_is_denied_to_nobody(self):
@@ -176,6 +250,24 @@ class ValidateTest(MigdTestCase):
         r = self.validate(bad)
         self.assertEqual(r.returncode, EXIT_FAILURE, r)
         self.assertRegex(r.stderr, rf"^{bad}:2:\d+: .*\"mod\"")
+
+    def test_every_invalid_file_is_reported_and_the_schema_skipped(self):
+        """validate a b c: every file is reported, not only the first invalid one; the shipped
+        schema.json (installed beside the examples) is skipped with a note."""
+        bad1, good, bad2 = (os.path.join(self.workdir, n) for n in ("a.json", "b.json", "c.json"))
+        for path, text in ((bad1, '{"defaults": {"mod": 1}}'), (good, "{}"),
+                           (bad2, '{"vms": 3}')):
+            with open(path, "w") as f:
+                f.write(text)
+        schema = os.path.join(SOURCE_ROOT, "policy", "schema.json")
+        r = self.validate(bad1, good, bad2, schema)
+        self.assertEqual(r.returncode, EXIT_FAILURE, r)
+        self.assertIn(f"{bad1}:1:", r.stderr)
+        self.assertIn(f"{bad2}:1:", r.stderr)
+        self.assertIn("2 of 4 policy files invalid", r.stderr)
+        self.assertIn(f"{schema}: skipped: a JSON schema", r.stdout)
+        r = self.validate(*sorted(glob.glob(os.path.join(SOURCE_ROOT, "policy", "*.json"))))
+        self.assertEqual(r.returncode, 0, r)
 
     def test_a_missing_file_is_an_error(self):
         """A file that does not exist: exit 1 naming it."""
@@ -308,15 +400,46 @@ class StartupTest(MigdTestCase):
         h.start_daemon("--allow-default-policy")
         self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
         self.assertIn("built-in default policy", h.daemon.read_log())
+        self.assertNotIn("the policy in force stays", p.stderr)
+        self.assertIn("vfio-migd does not start with it", p.stderr)
+
+    def test_a_policy_file_given_that_does_not_exist_stops_the_daemon_with_78(self):
+        """--policy=FILE names a file that must exist: exit 78 with a sentence naming it."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5")])
+        missing = os.path.join(h.workdir, "polcy.json")
+        argv = [binary("MIGD"), "--backend=sim", f"--sim-dir={h.sim.dir}",
+                f"--policy={missing}", f"--policy-dir={h.workdir}/policy.d"]
+        p = subprocess.run(argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(10))
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn(f"--policy={missing}: no such file", p.stderr)
+        self.assertFalse(h.bus.has_owner())
+
+    def test_strategy_option_names(self):
+        """--strategy: an unknown name exits 2 naming it and the three strategies; serial, naive's
+        old name, starts the daemon with naive as the default and a warning in the log."""
+        h = self.new_host(start=False, devices=[("nic0", "mlx5"), ("nic1", "pds")])
+        argv = [binary("MIGD"), "--backend=sim", f"--sim-dir={h.sim.dir}", "--strategy=QEMU",
+                f"--policy={h.workdir}/policy.json", f"--policy-dir={h.workdir}/policy.d"]
+        p = subprocess.run(argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(10))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--strategy: 'QEMU' is not parallel, qemu or naive.", p.stderr)
+        self.assertFalse(h.bus.has_owner())
+        h.start_daemon("--strategy=serial")
+        self.assertIn("strategy 'serial' is deprecated", h.daemon.read_log())
+        self.assertOk(h.ctl("register", "vm1", "nic0", "nic1"))
+        self.assertEqual(h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "naive")
 
     def test_sighup_reloads_the_policy(self):
         """SIGHUP (systemctl reload) reads the files again, as ReloadPolicy does."""
         h = self.new_host(devices=[("nic0", "mlx5")])
-        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [])
-        path = h.write_policy({"defaults": {"phase-deadline-ms": 1234}})
+        main = os.path.join(h.workdir, "policy.json")
+        self.assertEqual(h.busctl_get(ROOT, MANAGER, "PolicyFiles"), [main])
+        path = h.write_policy({"defaults": {"phase-deadline-ms": 1234}}, dropin="10-sighup.json")
         h.daemon.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + seconds(5)
-        while h.busctl_get(ROOT, MANAGER, "PolicyFiles") != [path]:
+        while h.busctl_get(ROOT, MANAGER, "PolicyFiles") != [main, path]:
             self.assertLess(time.monotonic(), deadline, "SIGHUP did not reload the policy")
             time.sleep(0.05)
         self.assertOk(h.ctl("register", "vm1", "nic0"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The VM methods on one host: PreCopy, Quiesce, Start, Abort through vfio-migctl and busctl,
 the reports they return, the refusals before anything moves (InvalidState, NotMigratable,
-Busy), the signals and property changes, and the serial strategy's corruption."""
+Busy), the signals and property changes, and the strategies: naive corrupts P2P peers, qemu
+(QEMU 8.1's order) and parallel do not."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from migdtest import (BUS_NAME, DEVICE_IFACE, EXIT_REFUSED, VM_IFACE, MigdTestCase,  # noqa: E402
-                      SLOW, Monitor, device_path, main, seconds, unvariant, vm_path, wait_for)
+                      Monitor, device_path, main, seconds, unvariant, vm_path, wait_for)
 
 # Four devices with P2P, two of them with PRE_COPY as well.
 DEVICES = [("nic0", "mlx5"), ("nic1", "pds"), ("gpu0", "xe"), ("vio0", "virtio")]
@@ -112,8 +113,6 @@ class SequenceTest(MigdTestCase):
             steps = steps_of(report, phase)
             self.assertLess(max(s["start-us"] for s in steps), min(end(s) for s in steps),
                             f"the {phase} steps did not overlap: {steps}")
-        # one at a time would take 4 devices x 2 arcs x 200 ms
-        self.assertLess(report["total-us"], 1_200_000)
 
     def test_quiesce_twice_second_is_a_no_op(self):
         """A second Quiesce on a stopped VM succeeds and moves nothing."""
@@ -219,13 +218,17 @@ class SequenceTest(MigdTestCase):
         last = self.h.busctl_get(self.path, VM_IFACE, "LastSequence")
         self.assertEqual(last["operation"], "quiesce", "a refused call is not a sequence")
 
-    def test_quiesce_with_a_device_in_error_is_invalid_state(self):
-        """A device in ERROR: Quiesce refused naming it; the other devices stay RUNNING."""
+    def test_quiesce_with_a_device_in_error_is_refused_naming_it_and_abort(self):
+        """A device in ERROR is a blocker (device-error): Quiesce is NotMigratable naming it
+        and Abort; the other devices stay RUNNING."""
         self.h.sim.set_state("gpu0", "ERROR")
+        # the daemon serves cached states, refreshed off the loop: wait until it has seen it
+        wait_for(lambda: self.h.busctl_get(device_path("gpu0"), DEVICE_IFACE, "State")
+                 == "ERROR", seconds(10), "the daemon to see gpu0 in ERROR")
         r = self.h.ctl("quiesce", "vm1")
-        self.assertExit(r, EXIT_REFUSED, "InvalidState")
-        self.assertIn("gpu0", r.stderr)
-        self.assertIn("ERROR", r.stderr)
+        self.assertExit(r, EXIT_REFUSED, "NotMigratable")
+        self.assertIn("device-error: device 'gpu0' is in ERROR", r.stderr)
+        self.assertIn("vfio-migctl abort vm1", r.stderr)
         self.assertStates(self.h, ["nic0", "nic1", "vio0"], "RUNNING")
         self.assertEqual(self.h.sim.state("gpu0"), "ERROR")
 
@@ -263,12 +266,11 @@ class SequenceTest(MigdTestCase):
             self.assertExit(r, EXIT_REFUSED, "Busy")
             self.assertExit(self.h.ctl("start", "vm1"), EXIT_REFUSED, "Busy")
             self.assertExit(self.h.ctl("unregister", "vm1"), EXIT_REFUSED, "Busy")
-            self.assertBusctlFails(self.h.busctl_call(self.path, VM_IFACE, "Abort"))
+            # Abort is the exception: it preempts the sequence (test_abort.py)
             self.assertGdbusError(self.h.gdbus_call(self.path, VM_IFACE + ".Quiesce"), "Busy")
             r = self.assertOk(self.h.ctl("--json", "show", "vm1"))
+            # Answered while the sequence runs: the read did not wait for it.
             self.assertEqual(r.json["State"], "sequencing:quiesce")
-            if SLOW == 1:
-                self.assertLess(r.elapsed, 0.3, "reads must not wait for the sequence")
         finally:
             out, err = first.communicate(timeout=seconds(30))
         self.assertEqual(first.returncode, 0, err)
@@ -400,7 +402,8 @@ class PolicyTest(MigdTestCase):
 
 
 class StrategyTest(MigdTestCase):
-    """Peers (one --p2p-group): one device at a time corrupts state, vfio-migd's phases do not."""
+    """Peers (one --p2p-group): each device's whole journey alone (naive) corrupts state; QEMU
+    8.1's order (qemu) and vfio-migd's phases (parallel) do not."""
 
     def setUp(self):
         super().setUp()
@@ -413,15 +416,46 @@ class StrategyTest(MigdTestCase):
         self.assertStates(self.h, NAMES, "STOP")
         return report, {n: len(self.h.sim.events(n)) for n in NAMES}
 
-    def test_serial_strategy_records_corruption_between_peers(self):
-        """serial: a device stops while a peer still runs; the sim records corruption."""
-        report, events = self.quiesce_and_count_events("serial")
-        self.assertGreater(sum(events.values()), 0, events)
-        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "serial")
-        # one device at a time: no two steps overlap
+    def assertOneStepAtATime(self, report):
         steps = sorted(report["steps"], key=lambda s: s["start-us"])
         for a, b in zip(steps, steps[1:]):
             self.assertLessEqual(end(a), b["start-us"])
+
+    def test_naive_strategy_records_corruption_between_peers(self):
+        """naive: a device stops while a peer still runs; the sim records corruption."""
+        report, events = self.quiesce_and_count_events("naive")
+        self.assertGreater(sum(events.values()), 0, events)
+        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "naive")
+        self.assertEqual(phase_names(report), [f"device {n}" for n in NAMES])
+        self.assertOneStepAtATime(report)
+
+    def test_qemu_strategy_records_no_corruption_one_device_at_a_time(self):
+        """qemu: each device to RUNNING_P2P in turn, then each to STOP; no corruption events."""
+        report, events = self.quiesce_and_count_events("qemu")
+        self.assertEqual(sum(events.values()), 0, events)
+        self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "qemu")
+        self.assertEqual(phase_names(report),
+                         [f"p2p {n}" for n in NAMES] + [f"stop {n}" for n in NAMES])
+        self.assertOneStepAtATime(report)
+        p2p = [s for s in report["steps"] if s["phase"].startswith("p2p ")]
+        stop = [s for s in report["steps"] if s["phase"].startswith("stop ")]
+        self.assertEqual([s["target"] for s in p2p], ["RUNNING_P2P"] * len(NAMES))
+        self.assertEqual([s["reached"] for s in stop], ["STOP"] * len(NAMES))
+        self.assertLessEqual(max(end(s) for s in p2p), min(s["start-us"] for s in stop))
+
+    def test_qemu_strategy_refuses_a_device_without_p2p_among_several(self):
+        """qemu follows QEMU, which refuses several devices unless every one has P2P, even where
+        p2p-blocked would let parallel migrate them; nothing moves."""
+        self.h.sim.create("ap0", "ap")
+        self.assertOk(self.h.ctl("rescan"))
+        self.assertOk(self.h.ctl("register", "vm2", "nic0", "ap0", "--strategy", "qemu",
+                                 "--p2p-mode", "p2p-blocked"))
+        r = self.h.ctl("quiesce", "vm2")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("device ap0", r.stderr)
+        self.assertIn("the qemu strategy follows QEMU", r.stderr)
+        self.assertIn("strategy parallel", r.stderr)
+        self.assertStates(self.h, ["nic0", "ap0"], "RUNNING")
 
     def test_parallel_strategy_records_no_corruption(self):
         """parallel: every device quiesces P2P before any stops; no corruption events."""

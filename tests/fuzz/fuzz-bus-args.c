@@ -78,7 +78,8 @@ static char *take_string(Input *in)
 
 static const char *const known_keys[] = {"strategy", "p2p-mode", "phase-deadline-ms",
                                          "parallelism"};
-static const char *const known_values[] = {"parallel", "serial", "require-p2p", "p2p-blocked", ""};
+static const char *const known_values[] = {"parallel",    "qemu",        "naive", "serial",
+                                           "require-p2p", "p2p-blocked", ""};
 
 static char *take_key(Input *in)
 {

@@ -106,10 +106,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!d || error || !d->name || !d->name[0])
                 __builtin_trap();
         for (size_t i = 0; i < d->n_hostdevs; i++)
-                if (!d->hostdevs[i].name == !d->hostdevs[i].problem)
+                if (!d->hostdevs[i].name == !d->hostdevs[i].problem || d->hostdevs[i].copies < 1)
                         __builtin_trap();
-        if (lv_domain_n_usable(d) > d->n_hostdevs)
+        if (lv_domain_n_usable(d) > d->n_hostdevs || d->n_hostdevs > LV_DOMAIN_HOSTDEVS_MAX)
                 __builtin_trap();
+        /* The bounds check names the problem in a short sentence, or passes. */
+        {
+                g_autoptr(GError) bounds = NULL;
+                r = lv_domain_check_bounds(d, &bounds);
+                if ((r < 0) != (bounds != NULL) || (bounds && strlen(bounds->message) > 512))
+                        __builtin_trap();
+        }
         check_ram(d);
         check_metadata_round_trip(d);
         return 0;

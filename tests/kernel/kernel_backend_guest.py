@@ -115,6 +115,8 @@ class Host:
         self.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
         self.log_path = os.path.join(work, "vfio-migd.log")
         self.log_file = open(self.log_path, "w")
+        with open(os.path.join(work, "policy.json"), "w") as f:
+            f.write("{}")  # --policy must name an existing file: an empty policy
         self.daemon = subprocess.Popen(
             [*shlex.split(os.environ.get("MIGD_WRAPPER", "")), os.environ["MIGD"],
              "--backend=kernel", f"--policy={work}/policy.json",

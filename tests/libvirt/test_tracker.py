@@ -22,8 +22,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dbus"))
-from migdtest import (ACCESS_DENIED, EXIT_REFUSED, INVALID_ARGS, MANAGER, ROOT, VM_IFACE,  # noqa: E402
-                      MigdTestCase, main, seconds, vm_path, wait_for)
+from migdtest import (ACCESS_DENIED, EXIT_NOT_FOUND, EXIT_REFUSED, INVALID_ARGS,  # noqa: E402
+                      MANAGER, ROOT, VM_IFACE, MigdTestCase, main, seconds, vm_path, wait_for)
 
 NS = "https://vfio-migd.org/xmlns/hostdevs/1"
 PCI_A, PCI_B, PCI_C = "0000:03:00.1", "0000:04:00.0", "0000:05:00.0"
@@ -158,6 +158,9 @@ class NoLibvirtTest(LibvirtCase):
         h = self.libvirt_host(uri)
         self.assertIs(self.connected(h), False)
         self.assertEqual(h.busctl_get(ROOT, MANAGER, "LibvirtURI"), uri)
+        r = self.assertOk(h.ctl("libvirt-domains"))
+        self.assertIn("Not connected to libvirt", r.stdout)
+        self.assertNotIn("No running domain", r.stdout)
         time.sleep(3.5)  # attempts at 0, 1, 3 s: one warning, then debug lines
         log = h.daemon.read_log()
         self.assertEqual(log.count(f"libvirt: cannot connect to {uri}"), 1, log)
@@ -325,7 +328,7 @@ class XmlTest(LibvirtCase):
 
     def test_register_from_stdin_with_options(self):
         xml = domain_xml("web", pci_hostdev(PCI_A))
-        r = self.h.ctl("--json", "register-xml", "-", "--strategy", "serial", input=xml)
+        r = self.h.ctl("--json", "register-xml", "-", "--strategy", "qemu", input=xml)
         self.assertOk(r)
         self.assertEqual(r.json["path"], vm_path("web"))
 
@@ -394,10 +397,31 @@ class XmlTest(LibvirtCase):
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
         self.assertIn("Domain web: hostdev", r.stderr)
 
-    def test_invalid_vm_name_is_invalid_args(self):
-        r = self.register(domain_xml("bad name", pci_hostdev(PCI_A)))
+    def test_every_broken_hostdev_is_named_by_alias_or_position(self):
+        bad = ("<hostdev mode='subsystem' type='mdev'><source><address uuid='nope'/></source>"
+               "</hostdev>")
+        bad_alias = ("<hostdev mode='subsystem' type='mdev'><source><address uuid='no'/>"
+                     "</source><alias name='hostdev7'/></hostdev>")
+        xml = domain_xml("web", pci_hostdev(PCI_A), bad, bad_alias)
+        r = self.register(xml)
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
-        self.assertIn("cannot be a VM name", r.stderr)
+        self.assertIn("hostdev 2 of 3", r.stderr)
+        self.assertIn("hostdev hostdev7", r.stderr)
+        ids = self.problem_ids(xml)
+        self.assertEqual(sorted(ids), [("bad-hostdev", "2 of 3"), ("bad-hostdev", "hostdev7")])
+
+    def test_every_domain_name_is_a_vm_name(self):
+        for name in ("Win10 Pro (copy)", "vm-\u00e9", "w" * 200):
+            r = self.register(domain_xml(name, pci_hostdev(PCI_A)))
+            self.assertOk(r)
+            self.assertOk(self.h.ctl("unregister", name))
+
+    def test_name_over_1024_bytes_is_invalid_args_with_the_fix(self):
+        r = self.register(domain_xml("w" * 1025, pci_hostdev(PCI_A)))
+        self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertIn("cannot be a VM name: it is longer than 1024 bytes", r.stderr)
+        self.assertIn("virsh domrename", r.stderr)
+        self.assertLess(len(r.stderr), 1024)
 
     def test_validation_comes_before_authorization(self):
         r = self.register(domain_xml("web"), user="nobody")
@@ -417,6 +441,7 @@ class XmlTest(LibvirtCase):
         r = self.h.ctl("check-incoming", self.write(xml))
         self.assertOk(r)
         self.assertIn("allowed", r.stdout)
+        self.assertIn("IOVA space:  0x0-0xffffffffffffffff", r.stdout)
         j = self.check(xml)
         self.assertTrue(j["allowed"])
         self.assertEqual(j["details"]["devices"], [PCI_A, PCI_B])
@@ -437,6 +462,25 @@ class XmlTest(LibvirtCase):
     def test_host_driver_is_not_vfio(self):
         ids = self.problem_ids(domain_xml("web", pci_hostdev(PCI_C)))
         self.assertIn(("not-vfio", PCI_C), ids)
+
+    def test_mdev_of_any_vendor_driver_is_a_vfio_device(self):
+        """mtty, mdpy, mbochs: the check and RegisterVMFromXML give the one answer discovery
+        gives (an mdev is driven through VFIO whatever its vendor driver)."""
+        for i, driver in enumerate(("mtty", "mdpy", "mbochs")):
+            uuid = f"{i}2177883-f1bb-47f0-914d-32a22e3a8804"
+            self.h.sim("create", uuid, "--driver", driver, "--flags", "SC")
+            xml = domain_xml(f"gfx-{driver}", mdev_hostdev(uuid))
+            j = self.check(xml)
+            self.assertNotIn("not-vfio", [p["id"] for p in j["problems"]], j)
+            self.assertTrue(j["allowed"], j)
+            self.assertOk(self.register(xml))
+        self.assertEqual(self.vms(self.h), {"gfx-mtty", "gfx-mdpy", "gfx-mbochs"})
+
+    def test_register_from_xml_refuses_a_pci_device_not_on_a_vfio_driver(self):
+        r = self.register(domain_xml("web", pci_hostdev(PCI_C)))
+        self.assertExit(r, EXIT_NOT_FOUND, "NoSuchDevice")
+        self.assertIn(f"Hostdev {PCI_C} is bound to e1000e, not to a VFIO driver", r.stderr)
+        self.assertEqual(self.vms(self.h), set())
 
     def test_device_of_another_vm_is_device_busy_but_same_name_is_fine(self):
         self.assertOk(self.h.ctl("register", "other", PCI_A))
@@ -470,6 +514,7 @@ class XmlTest(LibvirtCase):
         self.assertBusctlFails(r)
         r = self.h.ctl("check-incoming", self.write("<domain>"))
         self.assertExit(r, EXIT_REFUSED, INVALID_ARGS)
+        self.assertNotIn("CRITICAL", self.h.daemon.read_log())
 
     def test_check_is_open_to_everyone_and_changes_nothing(self):
         r = self.h.ctl("check-incoming", self.write(domain_xml("web", pci_hostdev(PCI_A))),

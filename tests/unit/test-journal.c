@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "journal.h"
 #include "recovery.h"
@@ -127,6 +128,45 @@ static void test_unusable_dir_is_refused_by_name(void)
         g_assert_nonnull(strstr(error->message, "--state-dir"));
         g_unlink(file);
         g_rmdir(dir);
+}
+
+/* ---- one daemon per state directory ---- */
+
+/* Reproduction 6: a second daemon on the same --state-dir rewrote the first one's journal. */
+static void test_second_lock_is_refused_naming_the_holder(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *pid = g_strdup_printf("pid %ld", (long)getpid());
+        g_autofree char *lock = g_build_filename(f->state, JOURNAL_LOCK_FILE, NULL);
+        int fd = -1, fd2 = -1;
+        struct stat st;
+
+        g_assert_cmpint(journal_lock_dir(f->state, &fd, NULL), ==, 0);
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(lstat(lock, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(journal_lock_dir(f->state, &fd2, &error), ==, -EWOULDBLOCK);
+        g_assert_cmpint(fd2, ==, -1);
+        g_assert_nonnull(strstr(error->message, pid));
+        g_assert_nonnull(strstr(error->message, "--state-dir"));
+        close(fd);
+        /* Released with the holder's fd: the next daemon takes it. */
+        g_assert_cmpint(journal_lock_dir(f->state, &fd2, NULL), ==, 0);
+        close(fd2);
+}
+
+/* A lock file that is a symlink is not followed (someone else's file). */
+static void test_lock_symlink_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autofree char *lock = g_build_filename(f->state, JOURNAL_LOCK_FILE, NULL);
+        g_autofree char *target = g_build_filename(f->dir, "elsewhere", NULL);
+        int fd = -1;
+
+        g_assert_cmpint(symlink(target, lock), ==, 0);
+        g_assert_cmpint(journal_lock_dir(f->state, &fd, &error), ==, -ELOOP);
+        g_assert_nonnull(strstr(error->message, lock));
+        g_assert_false(g_file_test(target, G_FILE_TEST_EXISTS));
 }
 
 /* ---- round trip ---- */
@@ -360,6 +400,149 @@ static void test_quarantine_moves_the_file_aside(Fixture *f, gconstpointer data)
         g_assert_cmpint(journal_quarantine(f->j, NULL, &error), ==, -ENOENT);
 }
 
+/* ---- a failed write drops nothing ---- */
+
+/* Reproduction 1: on ENOSPC the end record was dropped and a restart rolled a finished Save
+ * back. The end stays in memory, dirty, and the next write carries it. */
+static void test_failed_end_is_kept_for_the_next_write(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) before = NULL, after = NULL;
+
+        put_vm1(f);
+        begin_quiesce(f, NULL, 0);
+        signal(SIGXFSZ, SIG_IGN);
+        fsize_limit(10);
+        g_assert_cmpint(journal_end(f->j, "vm1", &error), ==, -EFBIG);
+        g_assert_true(journal_dirty(f->j));
+        g_assert_null(journal_get_vm(f->j, "vm1")->seq);
+        g_assert_cmpint(journal_flush(f->j, NULL), ==, -EFBIG); /* still full: still dirty */
+        g_assert_true(journal_dirty(f->j));
+        fsize_limit(RLIM_INFINITY);
+        g_assert_cmpint(reload(f, &before, NULL), ==, 0);
+        g_assert_nonnull(((JournalVm *)before->pdata[0])->seq); /* the old file, as on disk */
+        g_assert_cmpint(journal_flush(f->j, NULL), ==, 0);
+        g_assert_false(journal_dirty(f->j));
+        g_assert_cmpint(reload(f, &after, NULL), ==, 0);
+        g_assert_null(((JournalVm *)after->pdata[0])->seq);
+}
+
+/* Any later write carries an earlier change whose own write failed. */
+static void test_next_write_carries_a_failed_change(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GPtrArray) vms = NULL;
+        VmOptions o;
+
+        put_vm1(f);
+        begin_quiesce(f, NULL, 0);
+        signal(SIGXFSZ, SIG_IGN);
+        fsize_limit(10);
+        g_assert_cmpint(journal_end(f->j, "vm1", NULL), ==, -EFBIG);
+        fsize_limit(RLIM_INFINITY);
+        vm_options_init(&o);
+        g_assert_cmpint(journal_put_vm(f->j, "vm2", "dbus", DEVICES, 1, &o, NULL), ==, 0);
+        g_assert_cmpint(reload(f, &vms, NULL), ==, 0);
+        g_assert_cmpuint(vms->len, ==, 2);
+        g_assert_null(((JournalVm *)vms->pdata[0])->seq);
+}
+
+/* Reproduction 1, UnregisterVM on a full disk: refused, and the VM stays recorded. */
+static void test_failed_remove_keeps_the_vm(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) vms = NULL;
+
+        put_vm1(f);
+        signal(SIGXFSZ, SIG_IGN);
+        fsize_limit(10);
+        g_assert_cmpint(journal_remove_vm(f->j, "vm1", &error), ==, -EFBIG);
+        fsize_limit(RLIM_INFINITY);
+        g_assert_nonnull(strstr(error->message, journal_path(f->j)));
+        g_assert_nonnull(journal_get_vm(f->j, "vm1"));
+        g_assert_cmpuint(journal_n_vms(f->j), ==, 1);
+        g_assert_cmpint(journal_flush(f->j, NULL), ==, 0);
+        g_assert_cmpint(reload(f, &vms, NULL), ==, 0);
+        g_assert_cmpuint(vms->len, ==, 1);
+        g_assert_cmpint(journal_remove_vm(f->j, "vm1", NULL), ==, 0);
+}
+
+/* ---- the Save hand-off ---- */
+
+static void begin_save(Fixture *f)
+{
+        enum mig_state states[] = {MIG_STATE_RUNNING, MIG_STATE_RUNNING};
+        char *phases[] = {"p2p", "stop", "stop-copy", "save", "stopped", NULL};
+        JournalSequence seq = {.op = PLAN_OP_SAVE,
+                               .begin_states = states,
+                               .phases = phases,
+                               .phase_index = -1,
+                               .started_us = 1};
+
+        g_assert_cmpint(journal_begin(f->j, "vm1", &seq, NULL), ==, 0);
+}
+
+static JournalHandoff handoff_on_disk(Fixture *f)
+{
+        g_autoptr(GPtrArray) vms = NULL;
+
+        g_assert_cmpint(reload(f, &vms, NULL), ==, 0);
+        return ((JournalVm *)vms->pdata[0])->handoff;
+}
+
+static void test_commit_is_durable_and_outlives_the_save(Fixture *f, gconstpointer data)
+{
+        uint64_t syncs;
+
+        put_vm1(f);
+        begin_save(f);
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_NONE);
+        syncs = journal_n_syncs(f->j);
+        g_assert_cmpint(journal_commit(f->j, "vm1", NULL), ==, 0);
+        g_assert_cmpuint(journal_n_syncs(f->j), ==, syncs + 1);
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_COMMITTING);
+        g_assert_cmpint(journal_set_handoff(f->j, "vm1", JOURNAL_HANDOFF_HANDED_OFF, NULL), ==, 0);
+        g_assert_cmpint(journal_end(f->j, "vm1", NULL), ==, 0);
+        g_assert_cmpuint(journal_n_syncs(f->j), ==, syncs + 1); /* the end: no fsync */
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_HANDED_OFF);
+        /* Registered again (libvirt, a restart): still handed off. */
+        put_vm1(f);
+        g_assert_cmpint(journal_get_vm(f->j, "vm1")->handoff, ==, JOURNAL_HANDOFF_HANDED_OFF);
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_HANDED_OFF);
+        g_assert_cmpint(journal_set_handoff(f->j, "vm1", JOURNAL_HANDOFF_NONE, NULL), ==, 0);
+        g_assert_cmpint(journal_flush(f->j, NULL), ==, 0);
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_NONE);
+        g_assert_null(strstr(file_text(f), "handoff")); /* absent when none */
+        g_assert_cmpint(journal_commit(f->j, "nope", NULL), ==, -ENOENT);
+}
+
+static void test_failed_commit_keeps_the_old_record(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+
+        put_vm1(f);
+        begin_save(f);
+        signal(SIGXFSZ, SIG_IGN);
+        fsize_limit(10);
+        g_assert_cmpint(journal_commit(f->j, "vm1", &error), ==, -EFBIG);
+        fsize_limit(RLIM_INFINITY);
+        g_assert_nonnull(strstr(error->message, journal_path(f->j)));
+        g_assert_cmpint(journal_get_vm(f->j, "vm1")->handoff, ==, JOURNAL_HANDOFF_NONE);
+        g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_NONE);
+}
+
+static void test_unknown_handoff_is_refused(Fixture *f, gconstpointer data)
+{
+        const char *payload = "{\"vms\":{\"vm1\":{\"devices\":[\"nic0\"],\"handoff\":\"maybe\","
+                              "\"options\":{},\"origin\":\"dbus\"}}}";
+        g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256, payload, -1);
+        g_autofree char *text = g_strdup_printf("{\"format\":\"vfio-migd-journal\","
+                                                "\"version\":1,\"checksum\":\"%s\","
+                                                "\"payload\":%s}",
+                                                sum, payload);
+
+        assert_refused(f, text, -EBADMSG, "VM 'vm1' has an unknown hand-off state");
+}
+
 /* ---- the recovery decision ---- */
 
 typedef struct ChooseCase {
@@ -461,6 +644,9 @@ int main(int argc, char **argv)
         ADD("/journal/load/no-file-is-enoent", test_no_file_is_enoent);
         g_test_add_func("/journal/dir/unusable-is-refused-by-name",
                         test_unusable_dir_is_refused_by_name);
+        ADD("/journal/dir/second-lock-is-refused-naming-the-holder",
+            test_second_lock_is_refused_naming_the_holder);
+        ADD("/journal/dir/lock-symlink-is-refused", test_lock_symlink_is_refused);
         ADD("/journal/round-trip", test_round_trip);
         ADD("/journal/round-trip-before-the-first-phase",
             test_sequence_before_its_first_phase_loads);
@@ -474,6 +660,16 @@ int main(int argc, char **argv)
         ADD("/journal/load/other-format-is-refused", test_other_format_is_refused);
         ADD("/journal/load/malformed-record-is-refused", test_malformed_record_is_refused);
         ADD("/journal/quarantine/moves-the-file-aside", test_quarantine_moves_the_file_aside);
+        ADD("/journal/write/failed-end-is-kept-for-the-next-write",
+            test_failed_end_is_kept_for_the_next_write);
+        ADD("/journal/write/next-write-carries-a-failed-change",
+            test_next_write_carries_a_failed_change);
+        ADD("/journal/write/failed-remove-keeps-the-vm", test_failed_remove_keeps_the_vm);
+        ADD("/journal/handoff/commit-is-durable-and-outlives-the-save",
+            test_commit_is_durable_and_outlives_the_save);
+        ADD("/journal/handoff/failed-commit-keeps-the-old-record",
+            test_failed_commit_keeps_the_old_record);
+        ADD("/journal/load/unknown-handoff-is-refused", test_unknown_handoff_is_refused);
         for (size_t i = 0; i < G_N_ELEMENTS(choose_cases); i++) {
                 g_autofree char *path =
                     g_strdup_printf("/recovery/choose/%s", choose_cases[i].name);

@@ -557,6 +557,128 @@ static void test_max_size_accepted(void)
         g_assert_cmpstr(d->name, ==, "big");
 }
 
+/* ---- bounds: what a caller-sized XML can make the parser keep ---- */
+
+/* n copies of one PCI hostdev (bus 0x03) and distinct ones on buses 0x10.. */
+static char *hostdevs_xml(size_t copies, size_t distinct)
+{
+        g_autoptr(GString) devs = g_string_new(NULL);
+
+        for (size_t i = 0; i < copies; i++)
+                g_string_append(devs, PCI_HOSTDEV("0x03", "0x00", "0x0", "hostdev0"));
+        for (size_t i = 0; i < distinct; i++)
+                g_string_append_printf(devs,
+                                       "<hostdev mode='subsystem' type='pci'><source><address "
+                                       "domain='0x%04zx' bus='0x%02zx' slot='0x00' "
+                                       "function='0x0'/></source></hostdev>\n",
+                                       i / 256, i % 256);
+        return domain_xml("", devs->str);
+}
+
+static void test_duplicate_hostdev_kept_once(void)
+{
+        g_autofree char *xml = hostdevs_xml(5000, 1);
+        g_autoptr(LvDomain) d = parse_ok(xml);
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpuint(d->n_hostdevs, ==, 2);
+        g_assert_cmpuint(d->hostdevs[0].copies, ==, 5000);
+        g_assert_cmpuint(d->hostdevs[1].copies, ==, 1);
+        g_assert_cmpint(lv_domain_check_bounds(d, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "lists hostdev 0000:03:00.0 5000 times"));
+        g_assert_nonnull(strstr(error->message, "4999 copies"));
+        g_assert_cmpuint(strlen(error->message), <, 300);
+}
+
+static void test_hostdevs_past_the_limit_counted(void)
+{
+        g_autofree char *xml = hostdevs_xml(0, LV_DOMAIN_HOSTDEVS_MAX + 1000);
+        g_autoptr(LvDomain) d = parse_ok(xml);
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpuint(d->n_hostdevs, ==, LV_DOMAIN_HOSTDEVS_MAX);
+        g_assert_cmpuint(d->n_over, ==, 1000);
+        g_assert_cmpint(lv_domain_check_bounds(d, &error), ==, -EINVAL);
+        g_assert_nonnull(strstr(error->message, "lists 1256 VFIO hostdevs"));
+        g_assert_nonnull(strstr(error->message, "at most 256"));
+}
+
+static void test_hostdevs_at_the_limit_accepted(void)
+{
+        g_autofree char *xml = hostdevs_xml(0, LV_DOMAIN_HOSTDEVS_MAX);
+        g_autoptr(LvDomain) d = parse_ok(xml);
+        g_autoptr(GError) error = NULL;
+
+        g_assert_cmpuint(d->n_hostdevs, ==, LV_DOMAIN_HOSTDEVS_MAX);
+        g_assert_cmpint(lv_domain_check_bounds(d, &error), ==, 0);
+        g_assert_no_error(error);
+}
+
+static void test_declarations_past_the_limit_refused(void)
+{
+        g_autoptr(GString) meta =
+            g_string_new("<metadata><v:hostdevs xmlns:v='" LV_METADATA_NS "'>");
+        g_autofree char *xml = NULL;
+
+        for (unsigned i = 0; i <= LV_DOMAIN_HOSTDEVS_MAX; i++)
+                g_string_append_printf(meta,
+                                       "<v:hostdev name='0000:%02x:00.0' id='1234:5678' "
+                                       "flags='0x1'/>",
+                                       i);
+        g_string_append(meta, "</v:hostdevs></metadata>");
+        xml = domain_xml(meta->str, "");
+        parse_fails(xml, strlen(xml), (const char *const[]){"declares more than 256", NULL});
+}
+
+/* An attribute of 100 KiB is echoed as its first characters, not whole. */
+static void test_problem_echo_bounded(void)
+{
+        g_autofree char *uuid = g_strnfill(100 * 1024, 'z');
+        g_autofree char *dev = g_strdup_printf("<hostdev mode='subsystem' type='mdev'><source>"
+                                               "<address uuid='%s'/></source></hostdev>",
+                                               uuid);
+        g_autofree char *xml = domain_xml("", dev);
+        g_autoptr(LvDomain) d = parse_ok(xml);
+
+        g_assert_cmpuint(d->n_hostdevs, ==, 1);
+        g_assert_nonnull(d->hostdevs[0].problem);
+        g_assert_nonnull(strstr(d->hostdevs[0].problem, "zzz..."));
+        g_assert_cmpuint(strlen(d->hostdevs[0].problem), <, 200);
+}
+
+/* Hundreds of namespace declarations in scope (GMarkup allows a thousand attributes per
+ * element) cost one lookup per element, and scope still works. */
+static void test_many_namespaces_in_scope(void)
+{
+        g_autoptr(GString) top = g_string_new("<metadata");
+        g_autofree char *xml = NULL;
+
+        for (unsigned i = 0; i < 900; i++)
+                g_string_append_printf(top, " xmlns:n%u='urn:x:%u'", i, i);
+        g_string_append(top, " xmlns:v='" LV_METADATA_NS "'>");
+        for (unsigned i = 0; i < 20000; i++)
+                g_string_append(top, "<n7:hostdevs xmlns:n7='urn:other'/>");
+        g_string_append(top, "<v:hostdevs><v:hostdev name='0000:03:00.0' driver='vfio-pci' "
+                             "id='1234:5678' flags='0x1'/></v:hostdevs></metadata>");
+        xml = domain_xml(top->str, PCI_HOSTDEV("0x03", "0x00", "0x0", "hostdev0"));
+        g_autoptr(LvDomain) d = parse_ok(xml);
+
+        g_assert_true(d->has_metadata);
+        g_assert_true(d->hostdevs[0].has_declared);
+        g_assert_cmpuint(d->hostdevs[0].declared_vendor, ==, 0x1234);
+}
+
+static void test_echo_cuts_utf8_whole(void)
+{
+        g_autofree char *short_one = lv_echo("vm-\u00e9", 8);
+        g_autofree char *cut = lv_echo("\u00e9\u00e9\u00e9\u00e9", 2);
+        g_autofree char *none = lv_echo(NULL, 4);
+
+        g_assert_cmpstr(short_one, ==, "vm-\u00e9");
+        g_assert_cmpstr(cut, ==, "\u00e9\u00e9...");
+        g_assert_cmpstr(none, ==, "");
+}
+
 /* ---- guest RAM layout ---- */
 
 typedef struct RamCase {
@@ -728,6 +850,18 @@ int main(int argc, char **argv)
         g_test_add_func("/lv-domain/name-elsewhere-ignored", test_name_in_other_places_ignored);
         g_test_add_func("/lv-domain/error/oversize", test_oversize_refused);
         g_test_add_func("/lv-domain/max-size-accepted", test_max_size_accepted);
+        g_test_add_func("/lv-domain/bounds/duplicate-hostdev-kept-once",
+                        test_duplicate_hostdev_kept_once);
+        g_test_add_func("/lv-domain/bounds/hostdevs-past-the-limit-counted",
+                        test_hostdevs_past_the_limit_counted);
+        g_test_add_func("/lv-domain/bounds/hostdevs-at-the-limit-accepted",
+                        test_hostdevs_at_the_limit_accepted);
+        g_test_add_func("/lv-domain/bounds/declarations-past-the-limit-refused",
+                        test_declarations_past_the_limit_refused);
+        g_test_add_func("/lv-domain/bounds/problem-echo-bounded", test_problem_echo_bounded);
+        g_test_add_func("/lv-domain/bounds/many-namespaces-in-scope",
+                        test_many_namespaces_in_scope);
+        g_test_add_func("/lv-domain/bounds/echo-cuts-utf8-whole", test_echo_cuts_utf8_whole);
 
         ADD_TABLE("/lv-domain/guest-ram", ram_cases, test_guest_ram);
         g_test_add_func("/lv-domain/guest-ram/from-xml", test_guest_ram_from_xml);

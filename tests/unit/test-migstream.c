@@ -4,7 +4,10 @@
 #include <glib.h>
 #include <poll.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "migstream.h"
@@ -14,6 +17,9 @@ static const MigStreamDevice two_devices[] = {
     {"nic0", 7, 0x15b3, 0x101e},
     {"nic1", 3, 0x1dd8, 0x1002},
 };
+
+static const uint8_t test_id[MIGSTREAM_ID_SIZE] = {0, 1, 2,  3,  4,  5,  6,  7,
+                                                   8, 9, 10, 11, 12, 13, 14, 15};
 
 static int memfd_with(const void *data, size_t len)
 {
@@ -55,7 +61,8 @@ static int stream_of(const MigStreamDevice *devices, GBytes **data, size_t n)
         g_autoptr(GError) error = NULL;
         int out = memfd_create("stream", MFD_CLOEXEC);
 
-        g_assert_cmpint(migstream_writer_new(out, devices, n, &w, &error), ==, 0);
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, devices, n, NULL, &w, &error), ==,
+                        0);
         for (size_t i = 0; i < n; i++) {
                 _cleanup_close_ int in =
                     memfd_with(g_bytes_get_data(data[i], NULL), g_bytes_get_size(data[i]));
@@ -80,7 +87,7 @@ static int load_bytes(GBytes *stream, size_t n, GBytes **ret_data, GError **ret_
         int k;
 
         g_assert_cmpuint(n, <=, G_N_ELEMENTS(fds));
-        k = migstream_reader_new(in, &r, ret_error);
+        k = migstream_reader_new(in, NULL, &r, ret_error);
         if (k < 0)
                 return k;
         for (size_t i = 0; i < n; i++)
@@ -107,7 +114,7 @@ static GBytes *good_stream(void)
 /* Offset of the first frame: the header of two_devices. */
 static size_t header_size(void)
 {
-        return 8 + 4 + 4 + (2 + 4 + 4 + 2 + 2) * 2;
+        return 8 + 4 + 2 + 3 + MIGSTREAM_ID_SIZE + 4 + (2 + 4 + 4 + 2 + 2) * 2;
 }
 
 static void test_round_trip(void)
@@ -121,7 +128,7 @@ static void test_round_trip(void)
         int fds[2] = {memfd_create("a", 0), memfd_create("b", 0)};
         uint64_t bytes[2];
 
-        g_assert_cmpint(migstream_reader_new(in, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(in, NULL, &r, &error), ==, 0);
         g_assert_cmpuint(migstream_reader_n_devices(r), ==, 2);
         for (size_t i = 0; i < 2; i++) {
                 const MigStreamDevice *d = migstream_reader_device(r, i);
@@ -145,8 +152,12 @@ static void test_round_trip(void)
 static void test_header_layout(void)
 {
         static const uint8_t want[] = {
-            'V', 'F', 'I', 'O', 'M', 'I', 'G', '1', 1, 0, 0,    0,    2,    0,    0,
-            0,   4,   0,   'n', 'i', 'c', '0', 7,   0, 0, 0,    0xb3, 0x15, 0x1e, 0x10,
+            'V', 'F', 'I', 'O', 'M', 'I', 'G', '1', 2, 0, 0,    0, /* magic, version 2 */
+            3,   0,   'v', 'm', '1',                               /* the VM's name */
+            0,   1,   2,   3,   4,   5,   6,   7,   8, 9, 10,   11,   12,   13,
+            14,  15,          /* migration id */
+            2,   0,   0,   0, /* device count */
+            4,   0,   'n', 'i', 'c', '0', 7,   0,   0, 0, 0xb3, 0x15, 0x1e, 0x10,
             4,   0,   'n', 'i', 'c', '1', 3,   0,   0, 0, 0xd8, 0x1d, 0x02, 0x10,
         };
         static const uint8_t trailer[] = {0x56, 0x4d, 0x46, 0x52, 0xff, 0xff, 0xff, 0xff,
@@ -210,7 +221,10 @@ static GByteArray *hand_header(const MigStreamDevice *d, size_t n)
         GByteArray *b = g_byte_array_new();
 
         g_byte_array_append(b, (const uint8_t *)"VFIOMIG1", 8);
-        put32(b, 1);
+        put32(b, 2);
+        put16(b, 3);
+        g_byte_array_append(b, (const uint8_t *)"vm1", 3);
+        g_byte_array_append(b, test_id, sizeof(test_id));
         put32(b, (uint32_t)n);
         for (size_t i = 0; i < n; i++) {
                 put16(b, (uint16_t)strlen(d[i].name));
@@ -299,9 +313,9 @@ static void test_truncated_inside_data(void)
 static void test_truncated_inside_header(void)
 {
         g_autoptr(GBytes) s = good_stream();
-        g_autoptr(GBytes) t = cut(s, 20);
+        g_autoptr(GBytes) t = cut(s, 41);
 
-        expect_bad(t, "stream truncated at byte 20 inside the header (device 1 of 2)");
+        expect_bad(t, "stream truncated at byte 41 inside the header (device 1 of 2)");
 }
 
 static void test_truncated_inside_frame_header(void)
@@ -381,10 +395,23 @@ static void test_unknown_version(void)
         g_autoptr(GBytes) s = NULL;
 
         g_byte_array_append(b, (const uint8_t *)"VFIOMIG1", 8);
-        put32(b, 2);
+        put32(b, 3);
         put32(b, 0);
         s = g_byte_array_free_to_bytes(b);
-        expect_bad(s, "unsupported stream version 2");
+        expect_bad(s, "unsupported stream version 3");
+}
+
+/* Issue 11, reproduction 7: a version 1 stream names no VM, so it cannot be checked. */
+static void test_version_1_is_refused(void)
+{
+        GByteArray *b = g_byte_array_new();
+        g_autoptr(GBytes) s = NULL;
+
+        g_byte_array_append(b, (const uint8_t *)"VFIOMIG1", 8);
+        put32(b, 1);
+        put32(b, 0);
+        s = g_byte_array_free_to_bytes(b);
+        expect_bad(s, "format version 1");
 }
 
 static void test_unknown_device_index(void)
@@ -467,7 +494,7 @@ static void test_reader_fd_count_must_match(void)
         g_autoptr(GError) error = NULL;
         int fds[1] = {-1};
 
-        g_assert_cmpint(migstream_reader_new(in, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(in, NULL, &r, &error), ==, 0);
         g_assert_cmpint(migstream_reader_pump(r, fds, 1, NULL, &error), ==, -EINVAL);
         g_assert_nonnull(strstr(error->message, "carries 2 devices"));
 }
@@ -534,7 +561,8 @@ static void test_concurrent_pumps(void)
         size_t off, switches = 0;
         uint32_t last = UINT32_MAX;
 
-        g_assert_cmpint(migstream_writer_new(out, devs, 4, &w, &error), ==, 0);
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, devs, 4, NULL, &w, &error), ==,
+                        0);
         for (size_t i = 0; i < 4; i++) {
                 int pfd[2];
                 g_assert_cmpint(pipe(pfd), ==, 0);
@@ -553,7 +581,7 @@ static void test_concurrent_pumps(void)
 
         /* count how often consecutive frames change device: interleaved means > 3 */
         p = g_bytes_get_data(s, NULL);
-        off = 16 + 4 * (2 + 1 + 8);
+        off = 16 + 2 + 3 + MIGSTREAM_ID_SIZE + 4 * (2 + 1 + 8);
         while (off + 16 <= g_bytes_get_size(s)) {
                 uint32_t index =
                     p[off + 4] | p[off + 5] << 8 | p[off + 6] << 16 | (uint32_t)p[off + 7] << 24;
@@ -568,7 +596,7 @@ static void test_concurrent_pumps(void)
         g_assert_cmpuint(switches, >, 3);
 
         in = memfd_with(g_bytes_get_data(s, NULL), g_bytes_get_size(s));
-        g_assert_cmpint(migstream_reader_new(in, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(in, NULL, &r, &error), ==, 0);
         for (size_t i = 0; i < 4; i++)
                 fds[i] = memfd_create("dev", 0);
         g_assert_cmpint(migstream_reader_pump(r, fds, 4, NULL, &error), ==, 0);
@@ -588,7 +616,8 @@ static void test_pump_twice_refused(void)
         _cleanup_close_ int out = memfd_create("s", 0);
         _cleanup_close_ int in = memfd_with("x", 1);
 
-        g_assert_cmpint(migstream_writer_new(out, two_devices, 2, &w, &error), ==, 0);
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, two_devices, 2, NULL, &w, &error),
+                        ==, 0);
         g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, 0);
         g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -EALREADY);
         g_assert_nonnull(strstr(error->message, "'nic0' was already streamed"));
@@ -603,7 +632,8 @@ static void test_finish_needs_every_device(void)
         _cleanup_close_ int out = memfd_create("s", 0);
         _cleanup_close_ int in = memfd_with("x", 1);
 
-        g_assert_cmpint(migstream_writer_new(out, two_devices, 2, &w, &error), ==, 0);
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, two_devices, 2, NULL, &w, &error),
+                        ==, 0);
         g_assert_cmpint(migstream_writer_pump(w, 1, in, NULL, &error), ==, 0);
         g_assert_cmpint(migstream_writer_finish(w, &error), ==, -EINVAL);
         g_assert_nonnull(strstr(error->message, "device 'nic0' was not streamed"));
@@ -619,7 +649,8 @@ static void test_reader_gone_is_epipe(void)
         int pfd[2];
 
         g_assert_cmpint(pipe(pfd), ==, 0);
-        g_assert_cmpint(migstream_writer_new(pfd[1], two_devices, 2, &w, &error), ==, 0);
+        g_assert_cmpint(
+            migstream_writer_new(pfd[1], "vm1", test_id, two_devices, 2, NULL, &w, &error), ==, 0);
         close(pfd[0]);
         g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -EPIPE);
         g_assert_nonnull(strstr(error->message, "broken pipe"));
@@ -640,7 +671,8 @@ static void test_disk_full_is_enospc(void)
                 g_test_skip("no /dev/full");
                 return;
         }
-        g_assert_cmpint(migstream_writer_new(out, two_devices, 2, &w, &error), ==, -ENOSPC);
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, two_devices, 2, NULL, &w, &error),
+                        ==, -ENOSPC);
         g_assert_nonnull(strstr(error->message, "no space left for the migration stream"));
 }
 
@@ -690,7 +722,8 @@ static void test_writer_short_writes(void)
         fcntl(pfd[1], F_SETPIPE_SZ, 4096);
         dr.fd = pfd[0];
         t = g_thread_new("drain", drain, &dr);
-        g_assert_cmpint(migstream_writer_new(pfd[1], two_devices, 2, &w, &error), ==, 0);
+        g_assert_cmpint(
+            migstream_writer_new(pfd[1], "vm1", test_id, two_devices, 2, NULL, &w, &error), ==, 0);
         g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, 0);
         g_assert_cmpint(migstream_writer_pump(w, 1, in2, NULL, &error), ==, 0);
         g_assert_cmpint(migstream_writer_finish(w, &error), ==, 0);
@@ -722,7 +755,7 @@ static void test_reader_partial_device_writes(void)
         dr.fd = pfd[0];
         fds[0] = pfd[1];
         t = g_thread_new("drain", drain, &dr);
-        g_assert_cmpint(migstream_reader_new(in, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_new(in, NULL, &r, &error), ==, 0);
         g_assert_cmpint(migstream_reader_pump(r, fds, 2, NULL, &error), ==, 0);
         close(pfd[1]);
         close(fds[1]);
@@ -738,22 +771,255 @@ static void test_reader_stall_timeout(void)
         g_autoptr(GError) error = NULL;
         GByteArray *b = hand_header(two_devices, 2);
         int pfd[2], fds[2] = {memfd_create("a", 0), memfd_create("b", 0)};
+        MigStreamIo io = {.stall_us = 50000, .abort_fd = -1};
         uint64_t t0;
 
         g_assert_cmpint(pipe(pfd), ==, 0);
         g_assert_cmpint(write(pfd[1], b->data, b->len), ==, (ssize_t)b->len);
         g_byte_array_unref(b);
-        g_assert_cmpint(migstream_reader_new(pfd[0], &r, &error), ==, 0);
-        migstream_reader_set_stall_timeout(r, 50000);
+        g_assert_cmpint(migstream_reader_new(pfd[0], &io, &r, &error), ==, 0);
         t0 = now_usec();
         g_assert_cmpint(migstream_reader_pump(r, fds, 2, NULL, &error), ==, -ETIMEDOUT);
         g_assert_cmpuint(now_usec() - t0, >=, 45000);
-        g_assert_cmpuint(now_usec() - t0, <, 1000000);
-        g_assert_nonnull(strstr(error->message, "sent nothing for too long"));
+        g_assert_nonnull(strstr(error->message, "sent nothing for 50 ms after "));
         for (int i = 0; i < 2; i++) {
                 close(pfd[i]);
                 close(fds[i]);
         }
+}
+
+/* Issue 11, reproduction 3: a writer that opens the pipe and sends nothing, not even the
+ * header, fails at the stall bound instead of holding the Resume forever. */
+static void test_reader_header_stall_times_out(void)
+{
+        g_autoptr(MigStreamReader) r = NULL;
+        g_autoptr(GError) error = NULL;
+        MigStreamIo io = {.stall_us = 50000, .abort_fd = -1, .vm_name = "vm1"};
+        int pfd[2];
+        uint64_t t0;
+
+        g_assert_cmpint(pipe(pfd), ==, 0);
+        t0 = now_usec();
+        g_assert_cmpint(migstream_reader_new(pfd[0], &io, &r, &error), ==, -ETIMEDOUT);
+        g_assert_cmpuint(now_usec() - t0, >=, 45000);
+        g_assert_cmpstr(error->message, ==,
+                        "the migration stream of VM 'vm1' sent nothing for 50 ms after 0 bytes; "
+                        "is its writer still sending?");
+        /* The caller's fd is given back as it came: blocking. */
+        g_assert_cmpint(fcntl(pfd[0], F_GETFL) & O_NONBLOCK, ==, 0);
+        close(pfd[0]);
+        close(pfd[1]);
+}
+
+typedef struct Later {
+        void *unused;
+        int fd;
+        unsigned delay_ms;
+} Later;
+
+/* Makes an eventfd readable after a delay, as an Abort does to a SeqAbort. */
+static void *signal_later(void *p)
+{
+        Later *l = p;
+        uint64_t one = 1;
+
+        g_usleep(l->delay_ms * 1000);
+        g_assert_cmpint(write(l->fd, &one, sizeof(one)), ==, sizeof(one));
+        return NULL;
+}
+
+/* With no stall bound at all, the abort fd still ends a read of a silent writer. */
+static void test_reader_abort_preempts_the_header(void)
+{
+        g_autoptr(MigStreamReader) r = NULL;
+        g_autoptr(GError) error = NULL;
+        Later later = {NULL, eventfd(0, EFD_CLOEXEC), 30};
+        MigStreamIo io = {.abort_fd = later.fd};
+        GThread *t;
+        int pfd[2];
+
+        g_assert_cmpint(pipe(pfd), ==, 0);
+        t = g_thread_new("abort", signal_later, &later);
+        g_assert_cmpint(migstream_reader_new(pfd[0], &io, &r, &error), ==, -ECANCELED);
+        g_assert_cmpstr(error->message, ==, "the migration stream was aborted after 0 bytes");
+        g_thread_join(t);
+        close(later.fd);
+        close(pfd[0]);
+        close(pfd[1]);
+}
+
+/* A reader that never reads: the writer fills the pipe, then waits in poll, not in writev. */
+static int stalled_pipe(int pfd[2])
+{
+        g_assert_cmpint(pipe(pfd), ==, 0);
+        g_assert_cmpint(fcntl(pfd[1], F_SETPIPE_SZ, 4096), >=, 4096);
+        return pfd[1];
+}
+
+/* Issue 11, reproduction 3: a Save into a FIFO nobody reads fails with the bytes that went
+ * through, instead of blocking a worker in a 1 MiB writev after POLLOUT. */
+static void test_writer_stall_names_the_stream_and_bytes(void)
+{
+        g_autoptr(MigStreamWriter) w = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GBytes) d = pattern(1500000, 4);
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(d, NULL), g_bytes_get_size(d));
+        MigStreamIo io = {.stall_us = 50000, .abort_fd = -1};
+        g_autofree char *want = NULL;
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        g_assert_cmpint(
+            migstream_writer_new(pfd[1], "vm1", test_id, two_devices, 2, &io, &w, &error), ==, 0);
+        g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -ETIMEDOUT);
+        want = g_strdup_printf("the migration stream of VM 'vm1' accepted no data for 50 ms "
+                               "after %" G_GUINT64_FORMAT " bytes while writing device 'nic0'",
+                               migstream_writer_offset(w));
+        g_assert_nonnull(strstr(error->message, want));
+        /* what went through is what the pipe holds: the header at least, not the device */
+        g_assert_cmpuint(migstream_writer_offset(w), >=, header_size());
+        g_assert_cmpuint(migstream_writer_offset(w), <, 1500000);
+        close(pfd[0]);
+        close(pfd[1]);
+}
+
+static void test_writer_abort_preempts_a_stalled_write(void)
+{
+        g_autoptr(MigStreamWriter) w = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GBytes) d = pattern(1500000, 4);
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(d, NULL), g_bytes_get_size(d));
+        Later later = {NULL, eventfd(0, EFD_CLOEXEC), 30};
+        MigStreamIo io = {.abort_fd = later.fd};
+        GThread *t;
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        g_assert_cmpint(
+            migstream_writer_new(pfd[1], "vm1", test_id, two_devices, 2, &io, &w, &error), ==, 0);
+        t = g_thread_new("abort", signal_later, &later);
+        g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -ECANCELED);
+        g_assert_nonnull(strstr(error->message, "the migration stream of VM 'vm1' was aborted"));
+        /* the stream is cut: nothing more is written to it */
+        g_clear_error(&error);
+        g_assert_cmpint(migstream_writer_finish(w, &error), <, 0);
+        g_thread_join(t);
+        close(later.fd);
+        close(pfd[0]);
+        close(pfd[1]);
+}
+
+typedef struct Quitter {
+        int fd;
+        size_t after;
+} Quitter;
+
+/* Reads a little, then goes away in the middle of the writer's frame. */
+static void *read_then_quit(void *p)
+{
+        Quitter *q = p;
+        uint8_t buf[4096];
+        size_t got = 0;
+
+        while (got < q->after) {
+                ssize_t n = read(q->fd, buf, sizeof(buf));
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        close(q->fd);
+        return NULL;
+}
+
+/* Issue 11, reproduction 3: a reader killed during a partial write is EPIPE for the Save,
+ * and no SIGPIPE is left pending to kill the process later (this test runs with SIGPIPE's
+ * default action: a leaked one would end it). */
+static void test_reader_dying_mid_write_is_epipe(void)
+{
+        g_autoptr(MigStreamWriter) w = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GBytes) d = pattern(3 * 1024 * 1024, 5);
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(d, NULL), g_bytes_get_size(d));
+        Quitter q;
+        sigset_t pending;
+        GThread *t;
+        int pfd[2];
+
+        stalled_pipe(pfd);
+        q = (Quitter){pfd[0], 100000};
+        g_assert_cmpint(
+            migstream_writer_new(pfd[1], "vm1", test_id, two_devices, 2, NULL, &w, &error), ==, 0);
+        t = g_thread_new("quitter", read_then_quit, &q);
+        g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -EPIPE);
+        g_thread_join(t);
+        g_assert_nonnull(strstr(error->message, "went away (broken pipe)"));
+        g_assert_cmpint(sigpending(&pending), ==, 0);
+        g_assert_false(sigismember(&pending, SIGPIPE));
+        close(pfd[1]);
+}
+
+/* Issue 11, reproduction 9: the policy's per-device bound, on both ends. */
+static void test_writer_refuses_a_device_over_the_limit(void)
+{
+        g_autoptr(MigStreamWriter) w = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GBytes) d = pattern(5000, 6);
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(d, NULL), g_bytes_get_size(d));
+        _cleanup_close_ int out = memfd_create("stream", MFD_CLOEXEC);
+        MigStreamIo io = {
+            .abort_fd = -1, .max_device_bytes = 4096, .setting = "max-device-state-bytes"};
+
+        g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, two_devices, 2, &io, &w, &error),
+                        ==, 0);
+        g_assert_cmpint(migstream_writer_pump(w, 0, in, NULL, &error), ==, -EFBIG);
+        g_assert_cmpstr(error->message, ==,
+                        "device 'nic0' carries at least 5000 bytes of migration data, more than "
+                        "max-device-state-bytes (4096 bytes); raise max-device-state-bytes in "
+                        "the policy if the device really holds that much");
+}
+
+static void test_reader_refuses_a_device_over_the_limit(void)
+{
+        g_autoptr(GBytes) s = good_stream(); /* nic0: 3 MiB + 17, nic1: 5000 bytes */
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(s, NULL), g_bytes_get_size(s));
+        g_autoptr(MigStreamReader) r = NULL;
+        g_autoptr(GError) error = NULL;
+        MigStreamIo io = {.abort_fd = -1,
+                          .max_device_bytes = 2 * 1024 * 1024,
+                          .setting = "max-device-state-bytes"};
+        int fds[2] = {memfd_create("a", MFD_CLOEXEC), memfd_create("b", MFD_CLOEXEC)};
+        struct stat st;
+
+        g_assert_cmpint(migstream_reader_new(in, &io, &r, &error), ==, 0);
+        g_assert_cmpint(migstream_reader_pump(r, fds, 2, NULL, &error), ==, -EFBIG);
+        g_assert_nonnull(strstr(error->message, "device 'nic0' carries at least 3145728 bytes"));
+        g_assert_nonnull(strstr(error->message, "max-device-state-bytes (2097152 bytes)"));
+        /* refused before the device was given more than the limit */
+        g_assert_cmpint(fstat(fds[0], &st), ==, 0);
+        g_assert_cmpint(st.st_size, <=, 2 * 1024 * 1024);
+        close(fds[0]);
+        close(fds[1]);
+}
+
+/* The header binds the stream to its VM and migration. */
+static void test_reader_reports_vm_and_migration_id(void)
+{
+        g_autoptr(GBytes) s = good_stream();
+        _cleanup_close_ int in = memfd_with(g_bytes_get_data(s, NULL), g_bytes_get_size(s));
+        g_autoptr(MigStreamReader) r = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *hex = NULL;
+        uint8_t a[MIGSTREAM_ID_SIZE], b[MIGSTREAM_ID_SIZE];
+
+        g_assert_cmpint(migstream_reader_new(in, NULL, &r, &error), ==, 0);
+        g_assert_cmpstr(migstream_reader_vm_name(r), ==, "vm1");
+        g_assert_cmpmem(migstream_reader_migration_id(r), MIGSTREAM_ID_SIZE, test_id,
+                        sizeof(test_id));
+        hex = migstream_id_to_string(test_id);
+        g_assert_cmpstr(hex, ==, "000102030405060708090a0b0c0d0e0f");
+        migstream_id_generate(a);
+        migstream_id_generate(b);
+        g_assert_true(memcmp(a, b, sizeof(a)) != 0);
 }
 
 int main(int argc, char **argv)
@@ -776,6 +1042,7 @@ int main(int argc, char **argv)
         g_test_add_func("/migstream/reader/wrong-magic", test_wrong_magic);
         g_test_add_func("/migstream/reader/short-foreign-stream", test_short_foreign_stream);
         g_test_add_func("/migstream/reader/unknown-version", test_unknown_version);
+        g_test_add_func("/migstream/reader/version-1-refused", test_version_1_is_refused);
         g_test_add_func("/migstream/reader/unknown-device-index", test_unknown_device_index);
         g_test_add_func("/migstream/reader/bad-frame-magic", test_bad_frame_magic);
         g_test_add_func("/migstream/reader/unknown-frame-kind", test_unknown_frame_kind);
@@ -793,5 +1060,21 @@ int main(int argc, char **argv)
         g_test_add_func("/migstream/writer/reader-gone-is-epipe", test_reader_gone_is_epipe);
         g_test_add_func("/migstream/writer/disk-full-is-enospc", test_disk_full_is_enospc);
         g_test_add_func("/migstream/writer/short-writes", test_writer_short_writes);
+        g_test_add_func("/migstream/reader/header-stall-times-out",
+                        test_reader_header_stall_times_out);
+        g_test_add_func("/migstream/reader/abort-preempts-the-header",
+                        test_reader_abort_preempts_the_header);
+        g_test_add_func("/migstream/writer/stall-names-the-stream-and-bytes",
+                        test_writer_stall_names_the_stream_and_bytes);
+        g_test_add_func("/migstream/writer/abort-preempts-a-stalled-write",
+                        test_writer_abort_preempts_a_stalled_write);
+        g_test_add_func("/migstream/writer/reader-dying-mid-write-is-epipe",
+                        test_reader_dying_mid_write_is_epipe);
+        g_test_add_func("/migstream/writer/device-over-the-limit",
+                        test_writer_refuses_a_device_over_the_limit);
+        g_test_add_func("/migstream/reader/device-over-the-limit",
+                        test_reader_refuses_a_device_over_the_limit);
+        g_test_add_func("/migstream/reader/vm-and-migration-id",
+                        test_reader_reports_vm_and_migration_id);
         return g_test_run();
 }

@@ -22,7 +22,8 @@ typedef struct PlanCase {
 } PlanCase;
 
 #define PAR     PLAN_STRATEGY_PARALLEL
-#define SER     PLAN_STRATEGY_SERIAL
+#define QEMU    PLAN_STRATEGY_QEMU
+#define NAIVE   PLAN_STRATEGY_NAIVE
 #define REQUIRE PLAN_P2P_REQUIRE
 #define BLOCKED PLAN_P2P_BLOCKED
 
@@ -47,7 +48,8 @@ static const PlanCase cases[] = {
     {"quiesce/parallel/non-p2p-pre-copy", PLAN_OP_QUIESCE, PAR, BLOCKED,
      "hisi:SC|PC:PRE_COPY mlx:SC|P2P|PC:RUNNING",
      "p2p: mlx=RUNNING>RUNNING_P2P | stop-no-p2p: hisi=PRE_COPY>STOP_COPY"
-     " | stop: mlx=RUNNING_P2P>STOP", 0, NULL},
+     " | stop: mlx=RUNNING_P2P>STOP",
+     0, NULL},
     {"quiesce/parallel/single-non-p2p-device", PLAN_OP_QUIESCE, PAR, REQUIRE, "hisi:SC|PC:RUNNING",
      "stop: hisi=RUNNING>STOP", 0, NULL},
     {"quiesce/parallel/single-vfio-ap", PLAN_OP_QUIESCE, PAR, REQUIRE, "ap:SC:RUNNING",
@@ -59,19 +61,37 @@ static const PlanCase cases[] = {
      0, NULL},
     {"quiesce/parallel/already-stopped", PLAN_OP_QUIESCE, PAR, REQUIRE,
      "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP_COPY", "", 0, NULL},
-    {"quiesce/serial/qemu-order", PLAN_OP_QUIESCE, SER, REQUIRE,
+    {"quiesce/naive/whole-journey-alone", PLAN_OP_QUIESCE, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING",
      "device mlx: mlx=RUNNING>RUNNING_P2P>STOP | device pds: pds=RUNNING>RUNNING_P2P>STOP", 0,
      NULL},
-    {"quiesce/serial/pre-copy", PLAN_OP_QUIESCE, SER, BLOCKED,
+    {"quiesce/naive/pre-copy", PLAN_OP_QUIESCE, NAIVE, BLOCKED,
      "mlx:SC|P2P|PC:PRE_COPY hisi:SC|PC:PRE_COPY ap:SC:STOP",
      "device mlx: mlx=PRE_COPY>PRE_COPY_P2P>STOP_COPY | device hisi: hisi=PRE_COPY>STOP_COPY", 0,
      NULL},
+    /* QEMU >= 8.1: one device per phase, every P2P quiesce before any stop */
+    {"quiesce/qemu/p2p-each-then-stop-each", PLAN_OP_QUIESCE, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING mlx2:SC|P2P|PC:PRE_COPY",
+     "p2p mlx: mlx=RUNNING>RUNNING_P2P | p2p pds: pds=RUNNING>RUNNING_P2P"
+     " | p2p mlx2: mlx2=PRE_COPY>PRE_COPY_P2P"
+     " | stop mlx: mlx=RUNNING_P2P>STOP | stop pds: pds=RUNNING_P2P>STOP"
+     " | stop mlx2: mlx2=PRE_COPY_P2P>STOP_COPY",
+     0, NULL},
+    {"quiesce/qemu/partly-quiesced", PLAN_OP_QUIESCE, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:RUNNING_P2P pds:SC|P2P:RUNNING",
+     "p2p pds: pds=RUNNING>RUNNING_P2P | stop mlx: mlx=RUNNING_P2P>STOP"
+     " | stop pds: pds=RUNNING_P2P>STOP",
+     0, NULL},
+    {"quiesce/qemu/single-non-p2p-device", PLAN_OP_QUIESCE, QEMU, BLOCKED, "hisi:SC|PC:RUNNING",
+     "stop hisi: hisi=RUNNING>STOP", 0, NULL},
     /* pre-copy */
+    {"precopy/qemu/one-device-at-a-time", PLAN_OP_PRECOPY, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING mlx2:SC|P2P|PC:RUNNING",
+     "pre-copy mlx: mlx=RUNNING>PRE_COPY | pre-copy mlx2: mlx2=RUNNING>PRE_COPY", 0, NULL},
     {"precopy/capable-devices-only", PLAN_OP_PRECOPY, PAR, BLOCKED,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING hisi:SC|PC:RUNNING mlx2:SC|P2P|PC:PRE_COPY",
      "pre-copy: mlx=RUNNING>PRE_COPY hisi=RUNNING>PRE_COPY", 0, NULL},
-    {"precopy/serial-is-one-phase", PLAN_OP_PRECOPY, SER, REQUIRE,
+    {"precopy/naive-is-one-phase", PLAN_OP_PRECOPY, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING mlx2:SC|P2P|PC:RUNNING",
      "pre-copy: mlx=RUNNING>PRE_COPY mlx2=RUNNING>PRE_COPY", 0, NULL},
     {"precopy/nothing-capable", PLAN_OP_PRECOPY, PAR, BLOCKED, "pds:SC|P2P:RUNNING ap:SC:RUNNING",
@@ -102,12 +122,25 @@ static const PlanCase cases[] = {
      "mlx:SC|P2P|PC:STOP_COPY pds:SC|P2P:STOP_COPY",
      "save<save>: mlx=STOP_COPY pds=STOP_COPY | stopped: mlx=STOP_COPY>STOP pds=STOP_COPY>STOP", 0,
      NULL},
-    {"save/serial/device-after-device", PLAN_OP_SAVE, SER, REQUIRE,
+    {"save/naive/device-after-device", PLAN_OP_SAVE, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:STOP",
      "device mlx: mlx=RUNNING>RUNNING_P2P>STOP>STOP_COPY | save mlx<save>: mlx=STOP_COPY"
      " | stopped mlx: mlx=STOP_COPY>STOP"
      " | device pds: pds=STOP>STOP_COPY | save pds<save>: pds=STOP_COPY"
      " | stopped pds: pds=STOP_COPY>STOP",
+     0, NULL},
+    {"save/qemu/stop-copy-and-save-each-then-stop-each", PLAN_OP_SAVE, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:PRE_COPY pds:SC|P2P:RUNNING",
+     "p2p mlx: mlx=PRE_COPY>PRE_COPY_P2P | p2p pds: pds=RUNNING>RUNNING_P2P"
+     " | stop mlx: mlx=PRE_COPY_P2P>STOP_COPY | stop pds: pds=RUNNING_P2P>STOP"
+     " | save mlx<save>: mlx=STOP_COPY"
+     " | stop-copy pds: pds=STOP>STOP_COPY | save pds<save>: pds=STOP_COPY"
+     " | stopped mlx: mlx=STOP_COPY>STOP | stopped pds: pds=STOP_COPY>STOP",
+     0, NULL},
+    {"save/qemu/after-quiesce", PLAN_OP_SAVE, QEMU, REQUIRE, "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP",
+     "stop-copy mlx: mlx=STOP>STOP_COPY | save mlx<save>: mlx=STOP_COPY"
+     " | stop-copy pds: pds=STOP>STOP_COPY | save pds<save>: pds=STOP_COPY"
+     " | stopped mlx: mlx=STOP_COPY>STOP | stopped pds: pds=STOP_COPY>STOP",
      0, NULL},
     {"save/single-non-p2p-device", PLAN_OP_SAVE, PAR, REQUIRE, "hisi:SC|PC:PRE_COPY",
      "stop: hisi=PRE_COPY>STOP_COPY | save<save>: hisi=STOP_COPY"
@@ -131,44 +164,85 @@ static const PlanCase cases[] = {
      " | validate: ap=RESUMING>STOP pds=RESUMING>STOP | p2p: pds=STOP>RUNNING_P2P"
      " | run-no-p2p: ap=STOP>RUNNING | run: pds=RUNNING_P2P>RUNNING",
      0, NULL},
-    {"resume/serial/qemu-order", PLAN_OP_RESUME, SER, REQUIRE, "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP",
+    {"resume/naive/whole-journey-alone", PLAN_OP_RESUME, NAIVE, REQUIRE,
+     "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP",
      "resuming mlx: mlx=STOP>RESUMING | resuming pds: pds=STOP>RESUMING"
      " | load<load>: mlx=RESUMING pds=RESUMING"
      " | device mlx: mlx=RESUMING>STOP>RUNNING_P2P>RUNNING"
      " | device pds: pds=RESUMING>STOP>RUNNING_P2P>RUNNING",
      0, NULL},
+    {"resume/qemu/resuming-each-load-p2p-each-run-each", PLAN_OP_RESUME, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:STOP pds:SC|P2P:STOP",
+     "resuming mlx: mlx=STOP>RESUMING | resuming pds: pds=STOP>RESUMING"
+     " | load<load>: mlx=RESUMING pds=RESUMING"
+     " | p2p mlx: mlx=RESUMING>STOP>RUNNING_P2P | p2p pds: pds=RESUMING>STOP>RUNNING_P2P"
+     " | run mlx: mlx=RUNNING_P2P>RUNNING | run pds: pds=RUNNING_P2P>RUNNING",
+     0, NULL},
+    /* QEMU takes a fresh device straight to RESUMING; qemu first quiesces it QEMU's way. */
+    {"resume/qemu/fresh-devices", PLAN_OP_RESUME, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING",
+     "quiesce-p2p mlx: mlx=RUNNING>RUNNING_P2P | quiesce-p2p pds: pds=RUNNING>RUNNING_P2P"
+     " | quiesce-stop mlx: mlx=RUNNING_P2P>STOP | quiesce-stop pds: pds=RUNNING_P2P>STOP"
+     " | resuming mlx: mlx=STOP>RESUMING | resuming pds: pds=STOP>RESUMING"
+     " | load<load>: mlx=RESUMING pds=RESUMING"
+     " | p2p mlx: mlx=RESUMING>STOP>RUNNING_P2P | p2p pds: pds=RESUMING>STOP>RUNNING_P2P"
+     " | run mlx: mlx=RUNNING_P2P>RUNNING | run pds: pds=RUNNING_P2P>RUNNING",
+     0, NULL},
+    {"resume/qemu/single-non-p2p-device", PLAN_OP_RESUME, QEMU, REQUIRE, "ap:SC:STOP",
+     "resuming ap: ap=STOP>RESUMING | load<load>: ap=RESUMING | run ap: ap=RESUMING>STOP>RUNNING",
+     0, NULL},
     /* start */
+    {"start/qemu/p2p-each-then-run-each", PLAN_OP_START, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:STOP_COPY pds:SC|P2P:STOP",
+     "p2p mlx: mlx=STOP_COPY>STOP>RUNNING_P2P | p2p pds: pds=STOP>RUNNING_P2P"
+     " | run mlx: mlx=RUNNING_P2P>RUNNING | run pds: pds=RUNNING_P2P>RUNNING",
+     0, NULL},
+    /* A device without P2P has no prepare handler: it runs before any P2P device leaves
+     * RUNNING_P2P, as under parallel. */
+    {"start/qemu/p2p-blocked-mix", PLAN_OP_START, QEMU, BLOCKED, "pds:SC|P2P:STOP ap:SC:STOP",
+     "p2p pds: pds=STOP>RUNNING_P2P | run ap: ap=STOP>RUNNING | run pds: pds=RUNNING_P2P>RUNNING",
+     0, NULL},
     {"start/p2p-then-run", PLAN_OP_START, PAR, BLOCKED,
      "mlx:SC|P2P|PC:STOP ap:SC:STOP_COPY pds:SC|P2P:RUNNING_P2P",
      "p2p: mlx=STOP>RUNNING_P2P | run-no-p2p: ap=STOP_COPY>STOP>RUNNING"
      " | run: mlx=RUNNING_P2P>RUNNING pds=RUNNING_P2P>RUNNING",
      0, NULL},
-    {"start/serial-takes-safe-order", PLAN_OP_START, SER, REQUIRE,
+    {"start/naive-takes-safe-order", PLAN_OP_START, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:STOP_COPY pds:SC|P2P:STOP",
      "p2p: mlx=STOP_COPY>STOP>RUNNING_P2P pds=STOP>RUNNING_P2P"
      " | run: mlx=RUNNING_P2P>RUNNING pds=RUNNING_P2P>RUNNING",
      0, NULL},
     /* abort and reset */
-    {"abort/from-anywhere", PLAN_OP_ABORT, SER, REQUIRE,
+    {"abort/from-anywhere", PLAN_OP_ABORT, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:ERROR pds:SC|P2P:RESUMING mlx2:SC|P2P|PC:STOP_COPY"
      " mlx3:SC|P2P|PC:PRE_COPY_P2P hisi:SC|PC:PRE_COPY ap:SC:STOP",
-     "reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
-     " | p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
+     "p2p: mlx2=STOP_COPY>STOP>RUNNING_P2P mlx3=PRE_COPY_P2P>RUNNING_P2P"
      " | run-no-p2p: hisi=PRE_COPY>RUNNING ap=STOP>RUNNING"
+     " | reset<reset>: mlx=ERROR>RUNNING pds=RESUMING>RUNNING"
      " | run: mlx2=RUNNING_P2P>RUNNING mlx3=RUNNING_P2P>RUNNING",
+     0, NULL},
+    /* One device per phase, in the invariant's order: peers that keep their state quiesce
+     * before any reset device runs again. */
+    {"abort/qemu/quiesce-then-reset-each-then-start", PLAN_OP_ABORT, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:ERROR pds:SC|P2P:RESUMING mlx2:SC|P2P|PC:STOP_COPY",
+     "p2p mlx2: mlx2=STOP_COPY>STOP>RUNNING_P2P | reset mlx<reset>: mlx=ERROR>RUNNING"
+     " | reset pds<reset>: pds=RESUMING>RUNNING | run mlx2: mlx2=RUNNING_P2P>RUNNING",
      0, NULL},
     {"abort/already-running", PLAN_OP_ABORT, PAR, REQUIRE, "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING",
      "", 0, NULL},
     {"abort/not-migratable-device", PLAN_OP_ABORT, PAR, REQUIRE, "plain:none:RUNNING", "", 0, NULL},
-    {"reset/every-device", PLAN_OP_RESET, SER, REQUIRE,
+    {"reset/every-device", PLAN_OP_RESET, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RESUMING ap:SC:ERROR",
      "reset<reset>: mlx=RUNNING pds=RESUMING>RUNNING ap=ERROR>RUNNING", 0, NULL},
+    {"reset/qemu-takes-parallel-order", PLAN_OP_RESET, QEMU, REQUIRE,
+     "mlx:SC|P2P|PC:RESUMING pds:SC|P2P:RESUMING",
+     "reset<reset>: mlx=RESUMING>RUNNING pds=RESUMING>RUNNING", 0, NULL},
     /* refusals: the multi-device rule */
     {"refuse/quiesce-non-p2p-among-several", PLAN_OP_QUIESCE, PAR, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING hisi:SC|PC:RUNNING", NULL, -EPERM,
      "device hisi (flags STOP_COPY|PRE_COPY) has no P2P quiesce; with several devices "
      "every device needs P2P, or the VM must be registered with p2p-mode p2p-blocked"},
-    {"refuse/save-non-p2p-among-several", PLAN_OP_SAVE, SER, REQUIRE,
+    {"refuse/save-non-p2p-among-several", PLAN_OP_SAVE, NAIVE, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING", NULL, -EPERM,
      "device ap (flags STOP_COPY) has no P2P quiesce; with several devices every device "
      "needs P2P, or the VM must be registered with p2p-mode p2p-blocked"},
@@ -184,6 +258,16 @@ static const PlanCase cases[] = {
      "ap:SC:STOP pds:SC|P2P:STOP", NULL, -EPERM,
      "device ap (flags STOP_COPY) has no P2P quiesce; with several devices every device "
      "needs P2P, or the VM must be registered with p2p-mode p2p-blocked"},
+    {"refuse/qemu-non-p2p-among-several-even-p2p-blocked", PLAN_OP_QUIESCE, QEMU, BLOCKED,
+     "mlx:SC|P2P|PC:RUNNING ap:SC:RUNNING", NULL, -EPERM,
+     "device ap (flags STOP_COPY) has no P2P quiesce; the qemu strategy follows QEMU, which "
+     "migrates several devices only if every one has P2P; register the VM with strategy "
+     "parallel (or naive) to migrate it in p2p-blocked mode"},
+    {"refuse/qemu-resume-non-p2p-among-several", PLAN_OP_RESUME, QEMU, BLOCKED,
+     "ap:SC:STOP pds:SC|P2P:STOP", NULL, -EPERM,
+     "device ap (flags STOP_COPY) has no P2P quiesce; the qemu strategy follows QEMU, which "
+     "migrates several devices only if every one has P2P; register the VM with strategy "
+     "parallel (or naive) to migrate it in p2p-blocked mode"},
     {"refuse/not-migratable", PLAN_OP_QUIESCE, PAR, BLOCKED,
      "mlx:SC|P2P|PC:RUNNING plain:none:RUNNING", NULL, -EPERM,
      "device plain (flags none) cannot migrate: it does not advertise STOP_COPY"},
@@ -314,33 +398,35 @@ static void test_case(const void *data)
         plan_free(plan);
 }
 
-static void test_safe_order_for_recovery(void)
+/* The strategy a plan really takes: naive only where it is the comparison (quiesce, save,
+ * resume), qemu for every operation but a destination's reset. */
+static void test_effective_strategy(void)
 {
-        static const enum plan_op ops[] = {PLAN_OP_START, PLAN_OP_ABORT, PLAN_OP_RESET,
-                                           PLAN_OP_PRECOPY};
-        PlanDevice d = {"mlx", MIG_FLAGS_KNOWN, MIG_STATE_RUNNING};
+        static const struct {
+                enum plan_op op;
+                enum plan_strategy asked, taken;
+        } rows[] = {
+            {PLAN_OP_PRECOPY, NAIVE, PAR}, {PLAN_OP_QUIESCE, NAIVE, NAIVE},
+            {PLAN_OP_SAVE, NAIVE, NAIVE},  {PLAN_OP_RESUME, NAIVE, NAIVE},
+            {PLAN_OP_START, NAIVE, PAR},   {PLAN_OP_ABORT, NAIVE, PAR},
+            {PLAN_OP_RESET, NAIVE, PAR},   {PLAN_OP_PRECOPY, QEMU, QEMU},
+            {PLAN_OP_QUIESCE, QEMU, QEMU}, {PLAN_OP_SAVE, QEMU, QEMU},
+            {PLAN_OP_RESUME, QEMU, QEMU},  {PLAN_OP_START, QEMU, QEMU},
+            {PLAN_OP_ABORT, QEMU, QEMU},   {PLAN_OP_RESET, QEMU, PAR},
+        };
 
-        for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
+        for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+                PlanDevice d = {"mlx", MIG_FLAGS_KNOWN, MIG_STATE_RUNNING};
                 Plan *p = NULL;
 
+                if (rows[i].op == PLAN_OP_RESUME)
+                        d.state = MIG_STATE_STOP;
                 g_assert_cmpint(
-                    plan_build(ops[i], PLAN_STRATEGY_SERIAL, PLAN_P2P_REQUIRE, &d, 1, &p, NULL), ==,
+                    plan_build(rows[i].op, rows[i].asked, PLAN_P2P_REQUIRE, &d, 1, &p, NULL), ==,
                     0);
-                g_assert_cmpint(p->strategy, ==, PLAN_STRATEGY_PARALLEL);
+                g_assert_cmpint(p->strategy, ==, rows[i].taken);
                 plan_free(p);
         }
-}
-
-static void test_serial_strategy_is_kept(void)
-{
-        PlanDevice d = {"mlx", MIG_FLAGS_KNOWN, MIG_STATE_RUNNING};
-        Plan *p = NULL;
-
-        g_assert_cmpint(
-            plan_build(PLAN_OP_QUIESCE, PLAN_STRATEGY_SERIAL, PLAN_P2P_REQUIRE, &d, 1, &p, NULL),
-            ==, 0);
-        g_assert_cmpint(p->strategy, ==, PLAN_STRATEGY_SERIAL);
-        plan_free(p);
 }
 
 static void test_refusal_without_reason_pointer(void)
@@ -409,12 +495,22 @@ static void test_strategy_and_mode_names(void)
         enum plan_p2p_mode m;
 
         g_assert_cmpstr(plan_strategy_to_string(PLAN_STRATEGY_PARALLEL), ==, "parallel");
-        g_assert_cmpstr(plan_strategy_to_string(PLAN_STRATEGY_SERIAL), ==, "serial");
-        g_assert_cmpint(plan_strategy_from_string("serial", &s), ==, 0);
-        g_assert_cmpint(s, ==, PLAN_STRATEGY_SERIAL);
+        g_assert_cmpstr(plan_strategy_to_string(PLAN_STRATEGY_QEMU), ==, "qemu");
+        g_assert_cmpstr(plan_strategy_to_string(PLAN_STRATEGY_NAIVE), ==, "naive");
         g_assert_cmpint(plan_strategy_from_string("parallel", &s), ==, 0);
         g_assert_cmpint(s, ==, PLAN_STRATEGY_PARALLEL);
+        g_assert_cmpint(plan_strategy_from_string("qemu", &s), ==, 0);
+        g_assert_cmpint(s, ==, PLAN_STRATEGY_QEMU);
+        g_assert_cmpint(plan_strategy_from_string("naive", &s), ==, 0);
+        g_assert_cmpint(s, ==, PLAN_STRATEGY_NAIVE);
+        /* The old name of naive: accepted, and said to be deprecated. */
+        s = PLAN_STRATEGY_PARALLEL;
+        g_assert_cmpint(plan_strategy_from_string("serial", &s), ==, PLAN_STRATEGY_DEPRECATED_NAME);
+        g_assert_cmpint(s, ==, PLAN_STRATEGY_NAIVE);
         g_assert_cmpint(plan_strategy_from_string("fast", &s), ==, -EINVAL);
+        g_assert_cmpint(plan_strategy_from_string("QEMU", &s), ==, -EINVAL);
+        g_assert_cmpint(plan_strategy_from_string(NULL, &s), ==, -EINVAL);
+        g_assert_cmpint(s, ==, PLAN_STRATEGY_NAIVE);
 
         g_assert_cmpstr(plan_p2p_mode_to_string(PLAN_P2P_REQUIRE), ==, "require-p2p");
         g_assert_cmpstr(plan_p2p_mode_to_string(PLAN_P2P_BLOCKED), ==, "p2p-blocked");
@@ -457,8 +553,7 @@ int main(int argc, char **argv)
                 g_autofree char *path = g_strdup_printf("/plan/%s", cases[i].test);
                 g_test_add_data_func(path, &cases[i], test_case);
         }
-        g_test_add_func("/plan/recovery-ignores-serial", test_safe_order_for_recovery);
-        g_test_add_func("/plan/serial-kept-for-quiesce", test_serial_strategy_is_kept);
+        g_test_add_func("/plan/effective-strategy", test_effective_strategy);
         g_test_add_func("/plan/refusal-without-reason-pointer",
                         test_refusal_without_reason_pointer);
         g_test_add_func("/plan/unknown-op", test_unknown_op_refused);

@@ -181,7 +181,7 @@ static void test_merge_order_later_files_win(void)
                  "\"after-crash\":\"finish\",\"hook-daemon-unavailable\":\"fail-open\"}}"),
                 /* Parenthesized: one string split over two lines, not a missing comma. */
                 ("{\"defaults\":{\"mode\":\"require-p2p\"},"
-                 " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"serial\"}]}"),
+                 " \"vms\":[{\"match\":\"web-*\",\"phase-deadline-ms\":2000,\"strategy\":\"qemu\"}]}"),
                 ("{\"vms\":[{\"match\":\"web-1\",\"phase-deadline-ms\":1000,\"on-failure\":\"reset\","
                  "\"hook-daemon-unavailable\":\"fail-closed\",\"on-start-unmigratable\":\"refuse\"}]}"),
         };
@@ -195,7 +195,7 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpint(d->settings.mode, ==, POLICY_MODE_REQUIRE_P2P);
         g_assert_cmpuint(d->settings.phase_deadline_ms, ==, 1000);
         g_assert_cmpuint(d->settings.parallelism, ==, 4);
-        g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_SERIAL);
+        g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_QEMU);
         g_assert_cmpint(d->settings.on_failure, ==, POLICY_ON_FAILURE_RESET);
         g_assert_cmpint(d->settings.after_crash, ==, POLICY_AFTER_CRASH_FINISH);
         g_assert_cmpint(d->settings.hook_daemon_unavailable, ==, POLICY_HOOK_FAIL_CLOSED);
@@ -203,7 +203,24 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpuint(g_strv_length(d->matched), ==, 2);
         g_assert_cmpstr(d->matched[0], ==, "policy.d/10-site.json: vms[0] (match \"web-*\")");
         g_assert_cmpstr(d->matched[1], ==, "policy.d/20-rack.json: vms[0] (match \"web-1\")");
+        /* Each setting names the entry that set it last. */
+        g_assert_cmpstr(d->sources.mode, ==, "policy.d/10-site.json: defaults");
+        g_assert_cmpstr(d->sources.parallelism, ==, "policy.json: defaults");
+        g_assert_cmpstr(d->sources.strategy, ==, "policy.d/10-site.json: vms[0]");
+        g_assert_cmpstr(d->sources.phase_deadline_ms, ==, "policy.d/20-rack.json: vms[0]");
+        g_assert_cmpstr(d->sources.on_start_unmigratable, ==, "policy.d/20-rack.json: vms[0]");
         policy_decision_free(d);
+
+        /* The p2p override of a VM's registration is its own source; unset ones have none. */
+        {
+                const enum policy_mode blocked = POLICY_MODE_P2P_BLOCKED;
+                g_autoptr(Policy) empty = parse_ok("{}");
+                g_assert_cmpint(policy_evaluate(empty, NULL, &blocked, "web-1", &mlx5, 1, &d), ==,
+                                0);
+                g_assert_cmpstr(d->sources.mode, ==, "VM registration");
+                g_assert_null(d->sources.phase_deadline_ms);
+                policy_decision_free(d);
+        }
 
         /* Another VM sees only the defaults. */
         g_assert_cmpint(policy_evaluate(p, NULL, NULL, "db-1", &mlx5, 1, &d), ==, 0);
@@ -212,6 +229,35 @@ static void test_merge_order_later_files_win(void)
         g_assert_cmpuint(g_strv_length(d->matched), ==, 0);
         policy_decision_free(d);
         policy_free(p);
+}
+
+/* Every strategy by name; "serial", naive's old name, still reads (docs/policy.md). */
+static void test_strategy_names(void)
+{
+        static const struct {
+                const char *name;
+                enum plan_strategy strategy;
+        } rows[] = {{"parallel", PLAN_STRATEGY_PARALLEL},
+                    {"qemu", PLAN_STRATEGY_QEMU},
+                    {"naive", PLAN_STRATEGY_NAIVE},
+                    {"serial", PLAN_STRATEGY_NAIVE}};
+
+        for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+                g_autofree char *text =
+                    g_strdup_printf("{\"defaults\":{\"strategy\":\"%s\"}}", rows[i].name);
+                const char *names[] = {"policy.json"};
+                const char *texts[] = {text};
+                Policy *p = NULL;
+                PolicyDecision *d = NULL;
+                g_autofree char *err = NULL;
+
+                g_assert_cmpint(policy_parse(names, texts, 1, &p, &err), ==, 0);
+                g_assert_null(err);
+                g_assert_cmpint(policy_evaluate(p, NULL, NULL, "vm", &mlx5, 1, &d), ==, 0);
+                g_assert_cmpint(d->settings.strategy, ==, rows[i].strategy);
+                policy_decision_free(d);
+                policy_free(p);
+        }
 }
 
 static void test_builtin_defaults(void)
@@ -225,6 +271,28 @@ static void test_builtin_defaults(void)
         g_assert_cmpuint(d->settings.parallelism, ==, 0);
         g_assert_cmpint(d->settings.on_failure, ==, POLICY_ON_FAILURE_ROLLBACK);
         g_assert_cmpint(d->settings.strategy, ==, PLAN_STRATEGY_PARALLEL);
+        /* several GiB: real devices' state fits */
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, UINT64_C(32) << 30);
+        policy_decision_free(d);
+        policy_free(p);
+}
+
+/* max-device-state-bytes: a default, overridden per VM like every setting. */
+static void test_max_device_state_bytes_per_vm(void)
+{
+        const char *names[] = {"policy.json"};
+        const char *texts[] = {("{\"defaults\":{\"max-device-state-bytes\":1073741824},"
+                                " \"vms\":[{\"match\":\"small-*\",\"max-device-state-bytes\":4096}]}")};
+        Policy *p = NULL;
+        PolicyDecision *d = NULL;
+        g_autofree char *err = NULL;
+
+        g_assert_cmpint(policy_parse(names, texts, 1, &p, &err), ==, 0);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "small-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, 4096);
+        policy_decision_free(d);
+        g_assert_cmpint(policy_evaluate(p, NULL, NULL, "big-1", &mlx5, 1, &d), ==, 0);
+        g_assert_cmpuint(d->settings.max_device_state_bytes, ==, 1073741824);
         policy_decision_free(d);
         policy_free(p);
 }
@@ -244,7 +312,8 @@ static const BadCase bad_cases[] = {
         {"unknown key in a VM entry", "{\"vms\": [\n {\"match\": \"a\"},\n {\"match\": \"b\", \"mod\": \"deny\"}]}",
          "/etc/vfio-migd/policy.json:3:17: unknown key \"mod\" in vms[1]; known keys are: match, "
          "mode, phase-deadline-ms, parallelism, on-failure, strategy, after-crash, "
-         "hook-daemon-unavailable, on-start-unmigratable, migratable, reason, comment"},
+         "hook-daemon-unavailable, on-start-unmigratable, max-device-state-bytes, migratable, "
+         "reason, comment"},
         {"wrong type", "{\"defaults\": {\"phase-deadline-ms\": \"10s\"}}",
          "/etc/vfio-migd/policy.json:1:36: defaults.phase-deadline-ms must be an integer, not a string"},
         {"out of range", "{\"defaults\": {\"phase-deadline-ms\": 0}}",
@@ -253,6 +322,9 @@ static const BadCase bad_cases[] = {
         {"unknown mode", "{\"defaults\": {\"mode\": \"p2p-maybe\"}}",
          "/etc/vfio-migd/policy.json:1:23: defaults.mode is \"p2p-maybe\"; it must be one of "
          "require-p2p, p2p-blocked, single-only, deny"},
+        {"unknown strategy", "{\"defaults\": {\"strategy\": \"qemu-7\"}}",
+         "/etc/vfio-migd/policy.json:1:27: defaults.strategy is \"qemu-7\"; it must be one of "
+         "parallel, qemu, naive"},
         {"unknown after-crash", "{\"defaults\": {\"after-crash\": \"resume\"}}",
          "/etc/vfio-migd/policy.json:1:30: defaults.after-crash is \"resume\"; it must be one of "
          "rollback, finish"},
@@ -262,6 +334,12 @@ static const BadCase bad_cases[] = {
         {"unknown on-start-unmigratable", "{\"vms\": [{\"match\": \"a\", \"on-start-unmigratable\": \"no\"}]}",
          "/etc/vfio-migd/policy.json:1:50: vms[0].on-start-unmigratable is \"no\"; it must be one of "
          "allow, refuse"},
+        {"device state limit zero", "{\"defaults\": {\"max-device-state-bytes\": 0}}",
+         "/etc/vfio-migd/policy.json:1:41: defaults.max-device-state-bytes is 0; it must be "
+         "between 1 and 1099511627776 bytes"},
+        {"device state limit not a number", "{\"vms\": [{\"match\": \"a\", \"max-device-state-bytes\": \"8G\"}]}",
+         "/etc/vfio-migd/policy.json:1:51: vms[0].max-device-state-bytes must be an integer, not a "
+         "string"},
         {"bad glob", "{\"vms\": [{\"match\": \"web-[0-9\"}]}",
          "/etc/vfio-migd/policy.json:1:20: vms[0].match: the glob \"web-[0-9\" has a '[' without "
          "its closing ']'"},
@@ -347,7 +425,9 @@ int main(int argc, char **argv)
         g_test_add_func("/policy/group-blockers", test_group_blockers);
         g_test_add_func("/policy/no-p2p-message", test_no_p2p_message_names_device_and_rule);
         g_test_add_func("/policy/merge-order", test_merge_order_later_files_win);
+        g_test_add_func("/policy/strategy-names", test_strategy_names);
         g_test_add_func("/policy/builtin-defaults", test_builtin_defaults);
+        g_test_add_func("/policy/max-device-state-bytes-per-vm", test_max_device_state_bytes_per_vm);
         g_test_add_func("/policy/bad-files-exact-errors", test_bad_files_exact_errors);
         g_test_add_func("/policy/error-in-second-file-rejects-all", test_error_in_second_file_rejects_all);
         g_test_add_func("/policy/comments-allowed", test_comments_are_allowed_everywhere);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -587,6 +589,102 @@ static void test_save_loads_on_same_kind(Fixture *f, gconstpointer data)
         g_clear_pointer(&d, sim_device_free);
         d = read_device(f, "dst");
         g_assert_cmpstr(d->loaded_sha256, ==, s->saved_sha256);
+}
+
+
+/* How much the data segment (heap and private mappings, RLIMIT_DATA's measure) holds now. */
+static uint64_t vm_data_bytes(void)
+{
+        g_autofree char *status = NULL;
+        const char *line;
+
+        g_assert_true(g_file_get_contents("/proc/self/status", &status, NULL, NULL));
+        line = strstr(status, "VmData:");
+        g_assert_nonnull(line);
+        return g_ascii_strtoull(line + strlen("VmData:"), NULL, 10) * 1024;
+}
+
+/* In the child: save src into its data fd, copy it 1 MiB at a time into dst's, load. */
+static int save_and_load_in(Fixture *f, uint64_t headroom)
+{
+        struct rlimit rl = {0};
+        g_autoptr(Device) src = open_device(f, "src");
+        g_autoptr(Device) dst = open_device(f, "dst");
+        static uint8_t buf[1 << 20];
+        int in = -1, out = -1;
+        ssize_t n;
+
+        g_assert_cmpint(getrlimit(RLIMIT_DATA, &rl), ==, 0);
+        rl.rlim_cur = vm_data_bytes() + headroom;
+        if (setrlimit(RLIMIT_DATA, &rl) < 0)
+                return 10;
+        if (device_set_state(src, MIG_STATE_STOP_COPY, &in) < 0 ||
+            device_set_state(dst, MIG_STATE_RESUMING, &out) < 0)
+                return 11;
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                if (write(out, buf, (size_t)n) != n)
+                        return 12;
+        close(in);
+        close(out);
+        return device_set_state(dst, MIG_STATE_STOP, NULL) < 0 ? 13 : 0;
+}
+
+/*
+ * Issue 11, reproduction 9: a device with 64 MiB of state saves and loads although the data
+ * segment may grow by 16 MiB only: the data fds are files in the device directory, and
+ * records are written and checked a chunk at a time (the old path held the blob in the heap
+ * and the stream in a memfd). Run in a child, which RLIMIT_DATA binds.
+ */
+static void test_large_device_streams_in_bounded_memory(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        g_autoptr(SimDevice) s = NULL, d = NULL;
+        SimSpec big = {.name = "src",
+                       .driver = "mlx5_vfio_pci",
+                       .vendor_id = 0x15b3,
+                       .device_id = 0x101e,
+                       .flags = ALL_FLAGS,
+                       .blob_size = 64u << 20};
+        int status;
+        pid_t pid;
+
+#if defined(__SANITIZE_ADDRESS__)
+        g_test_skip("ASan's allocator does not fit under RLIMIT_DATA");
+        return;
+#endif
+        g_assert_cmpint(sim_device_create(f->dir, &big, &error), ==, 0);
+        create_device(f, "dst", ALL_FLAGS, NULL);
+        pid = fork();
+        g_assert_cmpint(pid, >=, 0);
+        if (pid == 0)
+                _exit(save_and_load_in(f, 16u << 20));
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+        s = read_device(f, "src");
+        d = read_device(f, "dst");
+        g_assert_cmpuint(d->blob_size, ==, 64u << 20);
+        g_assert_cmpstr(d->blob_sha256, ==, s->blob_sha256);
+        g_assert_cmpuint(d->loads, ==, 1);
+}
+
+/* The data fd is a file of the device directory, unlinked: nothing in the daemon's memory. */
+static void test_data_fd_lives_in_the_device_directory(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) dev = NULL;
+        struct stat st, dir;
+        int fd = -1;
+
+        create_device(f, "src", ALL_FLAGS, NULL);
+        dev = open_device(f, "src");
+        g_assert_cmpint(device_set_state(dev, MIG_STATE_STOP_COPY, &fd), ==, 0);
+        g_assert_cmpint(fstat(fd, &st), ==, 0);
+        g_assert_cmpint(stat(f->dir, &dir), ==, 0);
+        g_assert_true(S_ISREG(st.st_mode));
+        g_assert_cmpuint(st.st_nlink, ==, 0);
+        g_assert_cmpuint(st.st_dev, ==, dir.st_dev);
+        g_assert_cmpint(st.st_mode & 0777, ==, 0600);
+        close(fd);
 }
 
 static void test_precopy_then_stop_copy_share_the_fd(Fixture *f, gconstpointer data)
@@ -1292,6 +1390,10 @@ int main(int argc, char **argv)
         ADD("/sim/hang-cancelled", test_hang_cancelled);
         ADD("/sim/hang-released-by-clearing-faults", test_hang_released_by_clearing_faults);
         ADD("/sim/save-loads-on-same-kind", test_save_loads_on_same_kind);
+        ADD("/sim/large-device-streams-in-bounded-memory",
+            test_large_device_streams_in_bounded_memory);
+        ADD("/sim/data-fd-lives-in-the-device-directory",
+            test_data_fd_lives_in_the_device_directory);
         ADD("/sim/precopy-then-stop-copy-share-the-fd", test_precopy_then_stop_copy_share_the_fd);
         ADD("/sim/bad-streams-are-rejected", test_bad_streams_are_rejected);
         ADD("/sim/stream-without-final-is-rejected", test_stream_without_final_is_rejected);

@@ -8,7 +8,7 @@
 # there: a private dbus-daemon, vfio-migd --backend=kernel and vfio-migctl over VMs of
 # migtest mdevs (migration, refusals, rollbacks, streams refused by the daemon and by the
 # device, the driver's arc log against vfio-migd's report), then the quiesce benchmark
-# (8 devices, 20 ms per arc, parallel vs serial). --bench-only runs just the benchmark.
+# (8 devices, 20 ms per arc, parallel vs naive). --bench-only runs just the benchmark.
 # MIGD and MIGCTL name the binaries (default: build/ at the top of the tree); the guest
 # sees the host's files read-only, except under /tmp /run /var/tmp /var/lib, so they must
 # live elsewhere.
