@@ -295,10 +295,12 @@ int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devi
                 return r;
         vm_set_origin(vm, origin);
         bus_vm_observe(d, vm);
+        /* From here on, name the VM by its own copy: `name` and `origin` may belong to the
+         * journal record that recovery_track_vm() replaces. */
         recovery_track_vm(d, vm);
         bus_manager_emit_counts(d, true, false);
         emit_device_vm_changed(d, vm);
-        emit_vm_signal(d, "VMNew", name);
+        emit_vm_signal(d, "VMNew", vm_name(vm));
         if (ret)
                 *ret = vm;
         return 0;

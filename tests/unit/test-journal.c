@@ -491,6 +491,7 @@ static JournalHandoff handoff_on_disk(Fixture *f)
 
 static void test_commit_is_durable_and_outlives_the_save(Fixture *f, gconstpointer data)
 {
+        g_autofree char *text = NULL;
         uint64_t syncs;
 
         put_vm1(f);
@@ -511,7 +512,8 @@ static void test_commit_is_durable_and_outlives_the_save(Fixture *f, gconstpoint
         g_assert_cmpint(journal_set_handoff(f->j, "vm1", JOURNAL_HANDOFF_NONE, NULL), ==, 0);
         g_assert_cmpint(journal_flush(f->j, NULL), ==, 0);
         g_assert_cmpint(handoff_on_disk(f), ==, JOURNAL_HANDOFF_NONE);
-        g_assert_null(strstr(file_text(f), "handoff")); /* absent when none */
+        text = file_text(f);
+        g_assert_null(strstr(text, "handoff")); /* absent when none */
         g_assert_cmpint(journal_commit(f->j, "nope", NULL), ==, -ENOENT);
 }
 
