@@ -279,6 +279,9 @@ int registry_device_state(Registry *r, const char *name, enum mig_state *ret, GE
         if (kd->vm) {
                 ssize_t i = vm_device_index(kd->vm, name);
                 err = i >= 0 ? vm_device_state(kd->vm, (size_t)i, ret) : -ENODEV;
+                /* A cached ERROR that stands for a failed read is told as that failure. */
+                if (err == 0)
+                        err = vm_device_state_error(kd->vm, (size_t)i);
         } else if (r->backend->open_claims_device && !kd->pinned) {
                 g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(ENODATA),
                             "The state of device %s is not read while no VM holds it: reading "
@@ -551,6 +554,8 @@ int registry_attach_device_fd(Registry *r, const char *name, int fd, GError **er
         if (err < 0)
                 return err;
         kd->pinned = true;
+        if (kd->vm && vm_device_index(kd->vm, name) >= 0)
+                vm_device_state_forget(kd->vm, (size_t)vm_device_index(kd->vm, name));
         log_info("Device %s: device fd handed over%s%s.", name, kd->vm ? " for VM " : "",
                  kd->vm ? vm_name(kd->vm) : "");
         return 0;

@@ -53,7 +53,8 @@ bool registry_has_device(const Registry *r, const char *name);
 int registry_open_device(Registry *r, const char *name, Device **ret, GError **error);
 /*
  * The device's state: for a device in a VM, the VM's cached state (vm_device_state(), never a
- * read on the loop); for a free one, read from the device, except where opening it claims it
+ * read on the loop; when the last read failed, that failure as the error);
+ * for a free one, read from the device, except where opening it claims it
  * (Backend.open_claims_device, the kernel backend: its VFIO group): -ENODATA then, with a
  * sentence, and nothing opened.
  */

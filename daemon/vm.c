@@ -68,7 +68,7 @@ typedef struct VmRefresh {
         Device **devices; /* referenced; NULL for a device not to ask (a hung step holds it) */
         enum mig_state *states;
         bool *read;          /* states[i] was read */
-        bool *failed;        /* the read of device i failed (states[i] says ERROR) */
+        int *failed;         /* the read of device i failed with this negative errno, or 0 */
         uint64_t *read_usec; /* when */
 } VmRefresh;
 
@@ -90,7 +90,8 @@ struct Vm {
         int *data_fds;          /* open data sessions, -1 when none; the worker's while busy */
         enum mig_state *states; /* last known state of each device */
         uint64_t *state_usec;   /* when each was learned (CLOCK_MONOTONIC), 0: never */
-        bool *state_unread;     /* the last read failed: ERROR stands for "unknown" */
+        int *state_unread;      /* the last read failed with this negative errno (ERROR then
+                                 * stands for "unknown"), or 0 */
         unsigned run_generation; /* counts started runs: a refresh older than a run is stale */
         VmRefresh *refresh;      /* the read of the states in flight, or NULL */
         VmOptions options;
@@ -349,11 +350,11 @@ int vm_new(sd_event *event, const char *name, Device *const *devices, size_t n,
         vm->data_fds = g_new(int, n);
         vm->states = g_new(enum mig_state, n);
         vm->state_usec = g_new0(uint64_t, n);
-        vm->state_unread = g_new0(bool, n);
+        vm->state_unread = g_new0(int, n);
         for (size_t i = 0; i < n; i++) {
                 vm->devices[i] = device_ref(devices[i]);
                 vm->data_fds[i] = -1;
-                vm->state_unread[i] = device_get_state(devices[i], &vm->states[i]) < 0;
+                vm->state_unread[i] = MIN(device_get_state(devices[i], &vm->states[i]), 0);
                 if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
                 vm->state_usec[i] = now_usec();
@@ -482,7 +483,18 @@ int vm_device_state(Vm *vm, size_t i, enum mig_state *ret)
 
 bool vm_device_state_unread(const Vm *vm, size_t i)
 {
-        return i < vm->n && vm->state_unread[i];
+        return i < vm->n && vm->state_unread[i] < 0;
+}
+
+void vm_device_state_forget(Vm *vm, size_t i)
+{
+        if (i < vm->n)
+                vm->state_usec[i] = 0;
+}
+
+int vm_device_state_error(const Vm *vm, size_t i)
+{
+        return i < vm->n ? vm->state_unread[i] : -EINVAL;
 }
 
 uint64_t vm_states_age_usec(const Vm *vm)
@@ -509,7 +521,7 @@ static void vm_refresh_states(Vm *vm, const SeqReport *skip_hung)
                         if (hung)
                                 continue;
                 }
-                vm->state_unread[i] = device_get_state(vm->devices[i], &vm->states[i]) < 0;
+                vm->state_unread[i] = MIN(device_get_state(vm->devices[i], &vm->states[i]), 0);
                 if (vm->state_unread[i])
                         vm->states[i] = MIG_STATE_ERROR;
                 vm->state_usec[i] = now_usec();
@@ -619,7 +631,7 @@ static gpointer vm_refresh_thread(gpointer userdata)
                 if (!f->devices[i])
                         continue;
                 /* A device that cannot be read counts as ERROR, as everywhere. */
-                f->failed[i] = device_get_state(f->devices[i], &f->states[i]) < 0;
+                f->failed[i] = MIN(device_get_state(f->devices[i], &f->states[i]), 0);
                 if (f->failed[i])
                         f->states[i] = MIG_STATE_ERROR;
                 f->read[i] = true;
@@ -670,7 +682,7 @@ static void vm_refresh_start(Vm *vm)
         f->devices = g_new0(Device *, vm->n);
         f->states = g_new0(enum mig_state, vm->n);
         f->read = g_new0(bool, vm->n);
-        f->failed = g_new0(bool, vm->n);
+        f->failed = g_new0(int, vm->n);
         f->read_usec = g_new0(uint64_t, vm->n);
         for (size_t i = 0; i < vm->n; i++)
                 if (!vm_device_hung(vm, i))

@@ -129,6 +129,10 @@ bool vm_is_busy(const Vm *vm, enum plan_op *ret_op);
 int vm_device_state(Vm *vm, size_t i, enum mig_state *ret);
 /* The last read of device i failed: its cached ERROR means "unknown", not the kernel's ERROR. */
 bool vm_device_state_unread(const Vm *vm, size_t i);
+/* Why that last read failed (a negative errno), or 0 when it succeeded. */
+int vm_device_state_error(const Vm *vm, size_t i);
+/* Device i changed under the cache (its fd was handed over): the next read refreshes it. */
+void vm_device_state_forget(Vm *vm, size_t i);
 /* Microseconds since the least recently learned device state; UINT64_MAX: never learned. */
 uint64_t vm_states_age_usec(const Vm *vm);
 

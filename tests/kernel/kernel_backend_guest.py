@@ -314,7 +314,9 @@ def check_handover(t, h):
                 "a valid device fd from an unprivileged caller: AccessDenied", r.stderr)
         r = h.ctl("attach-fd", RNG, f"fd:{dev_fd}", fds=(dev_fd,))
         t.check(r.returncode == 0, "AttachDeviceFd with the VMM's device fd", r.stderr)
-        t.equal(h.device(RNG, "State")[0], "RUNNING", "the device is read through the fd")
+        # The VM's cached states are read again off the loop: wait for that read.
+        t.check(wait_until(lambda: h.device(RNG, "State")[0] == "RUNNING"),
+                "the device is read through the fd", h.device(RNG, "State"))
         held = h.vfio_fds()
         t.check("anon_inode:[vfio-device]" in held and f"/dev/vfio/{g}" not in held and
                 "/dev/vfio/vfio" not in held,
@@ -364,7 +366,7 @@ def check_migration(t, h, ko):
                 r.stderr)
         t.check(h.ctl("register", "vm-dst", c.uuid, d.uuid).returncode == 0,
                 "RegisterVM of two fresh destination mdevs")
-        r = h.ctl("resume", "vm-dst", stream)
+        r = h.ctl("--renamed-from", "vm-mig", "resume", "vm-dst", stream)
         t.check(r.returncode == 0, "Resume loads the stream through RESUMING", r.stderr)
         t.equal([h.device(m.uuid, "State")[0] for m in (c, d)], ["RUNNING", "RUNNING"],
                 "the destination devices run")
