@@ -501,25 +501,40 @@ static void test_reader_fd_count_must_match(void)
 
 /* ---- the writer ---- */
 
+#define FEEDERS 4
+
 typedef struct Feeder {
         int fd;
         GBytes *data;
         size_t piece;
 } Feeder;
 
-/* Feeds a pipe in small pieces with pauses, so concurrent pumps interleave their frames. */
-static void *feed(void *p)
+/*
+ * Feeds FEEDERS pipes in turn, one piece each per round, each pipe holding one piece: a pipe
+ * takes piece k + 1 only once its pump has read piece k, which it does only after writing its
+ * frame of piece k - 1. No pump can run more than a few frames ahead of another, so the frames
+ * interleave however the threads are scheduled.
+ */
+static void *feed_in_turn(void *p)
 {
         Feeder *f = p;
-        const uint8_t *d = g_bytes_get_data(f->data, NULL);
-        size_t len = g_bytes_get_size(f->data);
+        gboolean more = TRUE;
 
-        for (size_t off = 0; off < len; off += f->piece) {
-                size_t k = MIN(f->piece, len - off);
-                g_assert_cmpint(write(f->fd, d + off, k), ==, (ssize_t)k);
-                g_usleep(200);
+        for (size_t off = 0; more; off += f[0].piece) {
+                more = FALSE;
+                for (size_t i = 0; i < FEEDERS; i++) {
+                        const uint8_t *d = g_bytes_get_data(f[i].data, NULL);
+                        size_t len = g_bytes_get_size(f[i].data), k;
+
+                        if (off >= len)
+                                continue;
+                        k = MIN(f[i].piece, len - off);
+                        g_assert_cmpint(write(f[i].fd, d + off, k), ==, (ssize_t)k);
+                        more |= off + k < len;
+                }
         }
-        close(f->fd);
+        for (size_t i = 0; i < FEEDERS; i++)
+                close(f[i].fd);
         return NULL;
 }
 
@@ -549,8 +564,8 @@ static void test_concurrent_pumps(void)
         g_autoptr(GError) error = NULL;
         _cleanup_close_ int out = memfd_create("stream", MFD_CLOEXEC);
         GBytes *data[4];
-        GThread *threads[8];
-        Feeder feeders[4];
+        GThread *threads[5];
+        Feeder feeders[FEEDERS];
         Pump pumps[4];
         g_autoptr(GBytes) s = NULL;
         GBytes *got[4];
@@ -563,16 +578,17 @@ static void test_concurrent_pumps(void)
 
         g_assert_cmpint(migstream_writer_new(out, "vm1", test_id, devs, 4, NULL, &w, &error), ==,
                         0);
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < FEEDERS; i++) {
                 int pfd[2];
                 g_assert_cmpint(pipe(pfd), ==, 0);
+                g_assert_cmpint(fcntl(pfd[1], F_SETPIPE_SZ, 65536), >=, 65536);
                 data[i] = pattern(2 * 1024 * 1024 + i * 333, (uint8_t)i);
                 feeders[i] = (Feeder){pfd[1], data[i], 65536};
                 pumps[i] = (Pump){w, i, pfd[0], 1};
-                threads[i] = g_thread_new("feed", feed, &feeders[i]);
-                threads[4 + i] = g_thread_new("pump", pump, &pumps[i]);
+                threads[i] = g_thread_new("pump", pump, &pumps[i]);
         }
-        for (size_t i = 0; i < 8; i++)
+        threads[FEEDERS] = g_thread_new("feed", feed_in_turn, feeders);
+        for (size_t i = 0; i < G_N_ELEMENTS(threads); i++)
                 g_thread_join(threads[i]);
         for (size_t i = 0; i < 4; i++)
                 g_assert_cmpint(pumps[i].result, ==, 0);
