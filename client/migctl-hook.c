@@ -634,12 +634,12 @@ int verb_libvirt_hook(Ctl *c, int argc, char **argv)
         uint64_t timeout_usec;
         int r;
 
-        /* A name vfio-migd could take is shown whole; any other is input, echoed bounded. */
-        h.shown = vm_name_is_valid(h.domain) ? g_strdup(h.domain) : vm_name_shown(h.domain);
         h.action = hook_action(h.op, h.subop);
-        h.at_start = strcmp(h.op, "start") == 0;
         if (h.action == HOOK_IGNORE)
                 return MIGCTL_EXIT_OK;
+        h.at_start = strcmp(h.op, "start") == 0;
+        /* A name vfio-migd could take is shown whole; any other is input, echoed bounded. */
+        h.shown = vm_name_is_valid(h.domain) ? g_strdup(h.domain) : vm_name_shown(h.domain);
 
         timeout_usec = hook_timeout_usec(&h);
         load_policy(&h, h.domain);
