@@ -319,6 +319,7 @@ json_t *sim_device_to_json(const SimDevice *d)
         json_object_set_new(o, "faults", faults);
         json_object_set_new(o, "events", events);
         json_object_set_new(o, "events_dropped", json_integer((json_int_t)d->events_dropped));
+        json_object_set_new(o, "dma_off", json_boolean(d->dma_off));
         json_object_set_new(o, "last_save_sha256", json_string(d->saved_sha256 ? d->saved_sha256 : ""));
         json_object_set_new(o, "last_load_sha256", json_string(d->loaded_sha256 ? d->loaded_sha256 : ""));
         json_object_set_new(o, "counters",
@@ -553,6 +554,11 @@ static int parse_state(const Parser *p, json_t *o, SimDevice *d)
         if (json_is_string(json_object_get(o, "last_load_sha256")) &&
             *json_string_value(json_object_get(o, "last_load_sha256")))
                 d->loaded_sha256 = g_strdup(json_string_value(json_object_get(o, "last_load_sha256")));
+        if (json_object_get(o, "dma_off")) {
+                if (!json_is_boolean(json_object_get(o, "dma_off")))
+                        return bad_field(p, "dma_off", "is not true or false");
+                d->dma_off = json_is_true(json_object_get(o, "dma_off"));
+        }
         if (!json_is_object(counters) || get_uint(p, counters, "loads", INT64_MAX, &d->loads) < 0 ||
             get_uint(p, counters, "saves", INT64_MAX, &d->saves) < 0 ||
             get_uint(p, counters, "resets", INT64_MAX, &d->resets) < 0)
@@ -1246,6 +1252,7 @@ static int state_force(SimDevice *d, void *userdata, GError **error)
                                  "flags support",
                                  d->name, mig_flags_to_string(d->flags), mig_state_to_string(s));
         d->state = s;
+        d->dma_off = false;
         return 0;
 }
 
@@ -1298,7 +1305,14 @@ out:
 typedef struct SimPeer {
         char *name;
         enum mig_state state;
+        bool dma_off;
 } SimPeer;
+
+/* Whether a device in state s can write into a peer now (SimDevice.dma_off). */
+static bool sim_initiates_p2p(enum mig_state s, bool dma_off)
+{
+        return mig_state_initiates_p2p(s) && !dma_off;
+}
 
 static void sim_peer_clear(gpointer p)
 {
@@ -1384,7 +1398,8 @@ static GArray *sim_peers_read(const char *dir, const SimDevice *self)
                         continue;
                 }
                 if (strcmp(d->p2p_group, self->p2p_group) == 0)
-                        g_array_append_val(peers, ((SimPeer){g_strdup(d->name), d->state}));
+                        g_array_append_val(peers,
+                                           ((SimPeer){g_strdup(d->name), d->state, d->dma_off}));
         }
         return peers;
 }
@@ -1395,7 +1410,8 @@ static GArray *sim_peers_read(const char *dir, const SimDevice *self)
  */
 static GPtrArray *sim_peers_check(const char *dir, SimDevice *d)
 {
-        bool stopped = state_is_stopped(d->state), initiates = mig_state_initiates_p2p(d->state);
+        bool stopped = state_is_stopped(d->state);
+        bool initiates = sim_initiates_p2p(d->state, d->dma_off);
         GPtrArray *victims;
         GArray *peers;
 
@@ -1406,7 +1422,7 @@ static GPtrArray *sim_peers_check(const char *dir, SimDevice *d)
         for (guint i = 0; i < peers->len; i++) {
                 const SimPeer *p = &g_array_index(peers, SimPeer, i);
 
-                if (stopped && mig_state_initiates_p2p(p->state))
+                if (stopped && sim_initiates_p2p(p->state, p->dma_off))
                         sim_device_add_event(d, p->name, p->state);
                 if (initiates && state_is_stopped(p->state))
                         g_ptr_array_add(victims, g_strdup(p->name));
@@ -1672,8 +1688,10 @@ static int arc_apply(SimHandle *h, SimDevice *d, enum mig_state from, enum mig_s
                 r = resume_load(h, d, error);
         else
                 r = session_step(h, d, from, to, ret_fd, error);
-        if (r >= 0)
+        if (r >= 0) {
                 d->state = to;
+                d->dma_off = false; /* moving again: its driver runs it (SimDevice.dma_off) */
+        }
         return r;
 }
 
@@ -1910,6 +1928,7 @@ static int reset_apply(SimDevice *d, void *userdata, GError **error)
         if (r < 0)
                 return r;
         d->state = MIG_STATE_RUNNING;
+        d->dma_off = true;
         d->resets++;
         c->victims = sim_peers_check(c->dir, d);
         return 0;

@@ -99,6 +99,10 @@ typedef struct SimDevice {
         char *saved_sha256, *loaded_sha256;
         uint64_t seed;           /* what the blob's pages are generated from */
         uint64_t events_dropped; /* older events dropped to keep the newest SIM_EVENTS_MAX */
+        /* Reset since its last arc: a function-level reset clears the PCI command register's
+         * Bus Master Enable, so the device initiates no DMA, P2P included, until it moves
+         * again (on real hardware: until its driver sets the bit). */
+        bool dma_off;
 } SimDevice;
 
 /* A naive sequence over many peers records events on every arc; the file is read on every

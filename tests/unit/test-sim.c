@@ -298,6 +298,19 @@ static void test_malformed_file_is_an_error(Fixture *f, gconstpointer data)
         g_assert_cmpint(sim_device_read(f->dir, "nic0", &d, &error), ==, -EBADMSG);
         g_assert_nonnull(strstr(error->message, "'state'"));
         g_clear_error(&error);
+        {
+                g_autofree char *broken = NULL;
+                char *at = strstr(text, "\"dma_off\": false");
+
+                g_assert_nonnull(at);
+                broken = g_strdup_printf("%.*s\"dma_off\": 1%s", (int)(at - text), text,
+                                         at + strlen("\"dma_off\": false"));
+                g_assert_true(g_file_set_contents(badstate, broken, -1, NULL));
+        }
+        g_assert_cmpint(sim_device_read(f->dir, "nic0", &d, &error), ==, -EBADMSG);
+        g_assert_nonnull(strstr(error->message, "'dma_off'"));
+        g_assert_nonnull(strstr(error->message, "true or false"));
+        g_clear_error(&error);
         /* Removing is how one gets rid of a broken device. */
         g_assert_cmpint(sim_device_remove(f->dir, "junk", &error), ==, 0);
 }
@@ -900,6 +913,62 @@ static void test_corruption_when_peer_starts_running(Fixture *f, gconstpointer d
         g_assert_cmpint(e->peer_state, ==, MIG_STATE_RUNNING);
 }
 
+/* A reset clears Bus Master Enable: the reset device writes into no peer until it moves again,
+ * so resetting one device of a failed destination spoils nothing of a peer still RESUMING. */
+static void test_reset_device_initiates_no_dma_until_it_moves(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) a = NULL;
+        g_autoptr(SimDevice) d = NULL;
+        const SimEvent *e;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        force_state(f, "a", MIG_STATE_STOP);
+        force_state(f, "b", MIG_STATE_RESUMING);
+        a = open_device(f, "a");
+        g_assert_cmpint(device_reset(a), ==, 0);
+        d = read_device(f, "a");
+        g_assert_cmpint(d->state, ==, MIG_STATE_RUNNING);
+        g_assert_true(d->dma_off);
+        g_clear_pointer(&d, sim_device_free);
+        g_assert_cmpuint(events_of(f, "b"), ==, 0);
+        /* b stops meanwhile: still nobody writes into it */
+        force_state(f, "b", MIG_STATE_STOP);
+        g_assert_cmpuint(events_of(f, "b"), ==, 0);
+        /* a moves again (RUNNING -> RUNNING_P2P -> RUNNING): its driver runs it, b is hit */
+        g_assert_cmpint(device_set_state(a, MIG_STATE_RUNNING_P2P, NULL), ==, 0);
+        d = read_device(f, "a");
+        g_assert_false(d->dma_off);
+        g_assert_cmpuint(events_of(f, "b"), ==, 0);
+        g_assert_cmpint(device_set_state(a, MIG_STATE_RUNNING, NULL), ==, 0);
+        g_clear_pointer(&d, sim_device_free);
+        d = read_device(f, "b");
+        g_assert_cmpuint(d->events->len, ==, 1);
+        e = d->events->pdata[0];
+        g_assert_cmpstr(e->peer, ==, "a");
+        g_assert_cmpint(e->state, ==, MIG_STATE_STOP);
+}
+
+/* A reset device's peer that stops sees it as no initiator either, from the peer's side. */
+static void test_stopping_beside_a_reset_device_is_no_corruption(Fixture *f, gconstpointer data)
+{
+        g_autoptr(Device) a = NULL;
+        g_autoptr(Device) b = NULL;
+
+        create_device(f, "a", ALL_FLAGS, "vm1");
+        create_device(f, "b", ALL_FLAGS, "vm1");
+        a = open_device(f, "a");
+        b = open_device(f, "b");
+        g_assert_cmpint(device_reset(a), ==, 0);
+        g_assert_cmpint(device_set_state(b, MIG_STATE_STOP, NULL), ==, 0);
+        g_assert_cmpuint(events_of(f, "b"), ==, 0);
+        /* without the reset, the same stop is corruption (test_corruption_when_peer_still_running) */
+        force_state(f, "a", MIG_STATE_RUNNING);
+        force_state(f, "b", MIG_STATE_RUNNING);
+        g_assert_cmpint(device_set_state(b, MIG_STATE_STOP, NULL), ==, 0);
+        g_assert_cmpuint(events_of(f, "b"), ==, 1);
+}
+
 static void test_events_are_capped(Fixture *f, gconstpointer data)
 {
         g_autoptr(Device) a = NULL;
@@ -1386,6 +1455,10 @@ int main(int argc, char **argv)
         ADD("/sim/fail-leaves-original-state", test_fail_leaves_original_state);
         ADD("/sim/fail-leaves-intermediate-state", test_fail_leaves_intermediate_state);
         ADD("/sim/error-then-reset-loses-state", test_error_then_reset_loses_state);
+        ADD("/sim/reset-device-initiates-no-dma-until-it-moves",
+            test_reset_device_initiates_no_dma_until_it_moves);
+        ADD("/sim/stopping-beside-a-reset-device-is-no-corruption",
+            test_stopping_beside_a_reset_device_is_no_corruption);
         ADD("/sim/fault-times-counts-down", test_fault_times_counts_down);
         ADD("/sim/hang-cancelled", test_hang_cancelled);
         ADD("/sim/hang-released-by-clearing-faults", test_hang_released_by_clearing_faults);
