@@ -34,7 +34,7 @@ the console log.
   --env NAME=VALUE   set NAME in COMMAND's environment (repeatable; the rest is cleared)
   --append ARGS      extra kernel command line
   --kernel FILE      boot FILE instead of the cached Debian kernel (its modules must match)
-  --cache DIR        kernel cache (default build/kernel-cache; or \$GUEST_KERNEL_CACHE)
+  --cache DIR        kernel cache (default /var/cache/vfio-migd-tests/kernel; or \$GUEST_KERNEL_CACHE)
   --print-paths      fetch what is missing, print the cache paths as NAME=VALUE, exit
   --prepare          fetch and build what is missing, exit
 
@@ -48,7 +48,7 @@ fail_noboot() { echo "$prog: $*" >&2; exit $EXIT_NOBOOT; }
 
 accel=${GUEST_ACCEL:-auto}
 timeout=240 mem=1024 out='' log='' kernel='' append='' mode=run accel_note=''
-cache=${GUEST_KERNEL_CACHE:-$top/build/kernel-cache}
+cache=${GUEST_KERNEL_CACHE:-/var/cache/vfio-migd-tests/kernel}
 envs=()
 while [ $# -gt 0 ]; do
   case $1 in
