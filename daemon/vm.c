@@ -1483,7 +1483,7 @@ static int vm_start(Vm *vm, enum plan_op op, int fd, const char *renamed_from,
         vm->run = run;
         vm->run_generation++;
         log_info("VM %s: %s (%s, %zu phases, %zu devices) started", vm->name, plan_op_to_string(op),
-                 plan_strategy_to_string(vm->options.strategy), plan->n_phases, vm->n);
+                 plan_strategy_to_string(plan->strategy), plan->n_phases, vm->n);
         run->thread = g_thread_try_new("vm-sequence", vm_run_thread, run, &thread_error);
         if (!run->thread) {
                 vm->run = NULL;

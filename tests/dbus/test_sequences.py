@@ -429,6 +429,16 @@ class StrategyTest(MigdTestCase):
         self.assertEqual(phase_names(report), [f"device {n}" for n in NAMES])
         self.assertOneStepAtATime(report)
 
+    def test_naive_start_takes_and_logs_the_parallel_order(self):
+        """naive exists for the stops and starts around a stream; a Start takes the parallel
+        order, and both of its log lines say so (the first once named the VM's strategy)."""
+        self.quiesce_and_count_events("naive")
+        self.assertOk(self.h.ctl("start", "vm1"))
+        log = self.h.daemon.read_log()
+        self.assertIn("VM vm1: start (parallel, 2 phases,", log)
+        self.assertRegex(log, r"VM vm1: start \(parallel, \d+ devices\) ok in")
+        self.assertNotIn("start (naive", log)
+
     def test_qemu_strategy_records_no_corruption_one_device_at_a_time(self):
         """qemu: each device to RUNNING_P2P in turn, then each to STOP; no corruption events."""
         report, events = self.quiesce_and_count_events("qemu")
