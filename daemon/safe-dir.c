@@ -87,7 +87,8 @@ int safe_dir_open(const char *path, mode_t create_mode, const SafeDirUse *use, i
                   GError **error)
 {
         _cleanup_close_ int fd = -1;
-        int r;
+        struct stat st;
+        int err, r;
 
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && create_mode != 0) {
@@ -96,14 +97,16 @@ int safe_dir_open(const char *path, mode_t create_mode, const SafeDirUse *use, i
                         return r;
                 fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
-        if (fd < 0 && errno == ELOOP)
+        err = fd < 0 ? errno : 0;
+        /* O_DIRECTORY|O_NOFOLLOW on a link says ENOTDIR; on a dangling one ELOOP. */
+        if ((err == ELOOP || err == ENOTDIR) && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
                 return safe_error(error, -ELOOP,
                                   "The %s %s is a symbolic link, which another user may be able "
                                   "to point elsewhere; give the directory itself with %s.",
                                   use->what, path, use->option);
-        if (fd < 0)
-                return safe_error(error, -errno, "Cannot open the %s %s: %s; give another one with %s.",
-                                  use->what, path, g_strerror(errno), use->option);
+        if (err)
+                return safe_error(error, -err, "Cannot open the %s %s: %s; give another one with %s.",
+                                  use->what, path, g_strerror(err), use->option);
         r = safe_dir_check(fd, path, use, error);
         if (r < 0)
                 return r;
