@@ -15,9 +15,9 @@
 #include "devices/sim.h"
 #include "log.h"
 
-#define EXIT_USAGE  2
+#define EXIT_USAGE      2
 #define EXIT_UNSAFE_DIR 73 /* EX_CANTCREAT, as vfio-migd exits for the same directory */
-#define DEFAULT_DIR "/var/lib/vfio-migd/sim"
+#define DEFAULT_DIR     "/var/lib/vfio-migd/sim"
 
 static char *arg_dir;
 static gboolean arg_json;

@@ -44,8 +44,9 @@ int safe_dir_check(int dir_fd, const char *path, const SafeDirUse *use, GError *
                 return safe_error(error, -errno, "Cannot stat the %s %s: %s.", use->what, path,
                                   g_strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return safe_error(error, -ENOTDIR, "The %s %s is not a directory; give one with %s.",
-                                  use->what, path, use->option);
+                return safe_error(error, -ENOTDIR,
+                                  "The %s %s is not a directory; give one with %s.", use->what,
+                                  path, use->option);
         if (st.st_uid != 0 && st.st_uid != geteuid())
                 return safe_error(error, -EPERM,
                                   "The %s %s is owned by uid %u, who could plant links under the "
@@ -105,8 +106,9 @@ int safe_dir_open(const char *path, mode_t create_mode, const SafeDirUse *use, i
                                   "to point elsewhere; give the directory itself with %s.",
                                   use->what, path, use->option);
         if (err)
-                return safe_error(error, -err, "Cannot open the %s %s: %s; give another one with %s.",
-                                  use->what, path, g_strerror(err), use->option);
+                return safe_error(error, -err,
+                                  "Cannot open the %s %s: %s; give another one with %s.", use->what,
+                                  path, g_strerror(err), use->option);
         r = safe_dir_check(fd, path, use, error);
         if (r < 0)
                 return r;
@@ -248,6 +250,10 @@ int safe_file_replace(int dir_fd, const char *dir_path, const char *name, const 
         if (r >= 0 && !named) {
                 step = "link";
                 r = temp_link(fd, dir_fd, tmp_name);
+                /* Neither the capability nor /proc: the way without O_TMPFILE, then. */
+                if (r == -ENOENT || r == -EPERM)
+                        return safe_file_replace(dir_fd, dir_path, name, tmp_name, data, len,
+                                                 mode, flags | SAFE_FILE_NO_TMPFILE, error);
                 named = r >= 0;
         }
         if (r >= 0) {

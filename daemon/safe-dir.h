@@ -58,8 +58,7 @@ enum {
  * as tmp_name, then renamed over name. dir_path is for the sentences.
  */
 int safe_file_replace(int dir_fd, const char *dir_path, const char *name, const char *tmp_name,
-                      const void *data, size_t len, mode_t mode, unsigned flags,
-                      GError **error);
+                      const void *data, size_t len, mode_t mode, unsigned flags, GError **error);
 
 /*
  * An empty file at dir_fd/tmp_name, open O_RDWR, created O_EXCL|O_NOFOLLOW with mode after

@@ -257,8 +257,7 @@ static void test_replace_follows_no_temporary_link(Fixture *f, gconstpointer dat
         assert_absent(f, ".data.tmp");
 }
 
-static void test_replace_creates_nothing_through_a_dangling_link(Fixture *f,
-                                                                 gconstpointer data)
+static void test_replace_creates_nothing_through_a_dangling_link(Fixture *f, gconstpointer data)
 {
         plant(f, ".data.tmp", f->absent);
         g_assert_cmpint(replace(f, "mine\n", write_flags(data), NULL), ==, 0);
@@ -468,13 +467,13 @@ int main(int argc, char **argv)
                 g_test_skip("needs root (chown to another user)");
                 return g_test_run();
         }
-#define ADD(path, fn)           g_test_add(path, Fixture, NULL, setup, fn, teardown)
-#define ADD_DATA(path, d, fn)   g_test_add(path, Fixture, d, setup, fn, teardown)
-#define ADD_BOTH(path, fn)                                                                     \
-        do {                                                                                   \
-                ADD_DATA("/safe-dir/replace/o-tmpfile/" path, GUINT_TO_POINTER(0), fn);        \
-                ADD_DATA("/safe-dir/replace/o-excl/" path,                                     \
-                         GUINT_TO_POINTER(SAFE_FILE_NO_TMPFILE), fn);                          \
+#define ADD(path, fn)         g_test_add(path, Fixture, NULL, setup, fn, teardown)
+#define ADD_DATA(path, d, fn) g_test_add(path, Fixture, d, setup, fn, teardown)
+#define ADD_BOTH(path, fn)                                                                         \
+        do {                                                                                       \
+                ADD_DATA("/safe-dir/replace/o-tmpfile/" path, GUINT_TO_POINTER(0), fn);            \
+                ADD_DATA("/safe-dir/replace/o-excl/" path, GUINT_TO_POINTER(SAFE_FILE_NO_TMPFILE), \
+                         fn);                                                                      \
         } while (0)
         ADD("/safe-dir/open/private-dir-is-accepted", test_private_dir_is_accepted);
         ADD("/safe-dir/open/missing-dir-is-created-with-its-mode",
@@ -505,7 +504,8 @@ int main(int argc, char **argv)
         ADD("/safe-dir/temp/does-not-reuse-a-hard-link", test_temp_does_not_reuse_a_hard_link);
         ADD("/safe-dir/temp/does-not-reuse-another-users-file",
             test_temp_does_not_reuse_another_users_file);
-        ADD_DATA("/safe-dir/temp/follows-no-link", GINT_TO_POINTER(FALSE), test_temp_follows_no_link);
+        ADD_DATA("/safe-dir/temp/follows-no-link", GINT_TO_POINTER(FALSE),
+                 test_temp_follows_no_link);
         ADD_DATA("/safe-dir/temp/reuse-follows-no-link", GINT_TO_POINTER(TRUE),
                  test_temp_follows_no_link);
         ADD("/safe-dir/temp/directory-at-the-name-is-an-error",

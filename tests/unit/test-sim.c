@@ -1455,13 +1455,11 @@ static void test_planted_lock_is_refused(Fixture *f, gconstpointer data)
 
         create_device(f, "nic9", ALL_FLAGS, NULL);
         plant_link(f, ".nic9.lock", victim);
-        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==,
-                        -ELOOP);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
         g_assert_nonnull(strstr(error->message, ".nic9.lock is a symbolic link"));
         g_clear_error(&error);
         plant_link(f, ".nic9.lock", absent);
-        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==,
-                        -ELOOP);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
         g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
         victim_assert_untouched(victim);
 }
