@@ -307,8 +307,11 @@ int main(int argc, char **argv)
         if (r < 0) {
                 log_error("%s", error ? error->message : strerror(-r));
                 /* EX_CONFIG: systemd and operators can tell a bad policy from a crash;
-                 * EX_CANTCREAT: a sim directory others could write, as for --state-dir. */
-                return r == -EINVAL ? EXIT_CONFIG : r == -EPERM ? EXIT_CANTCREAT : EXIT_FAILURE;
+                 * EX_CANTCREAT: a sim directory others could write or a link, as for
+                 * --state-dir. */
+                if (r == -EINVAL)
+                        return EXIT_CONFIG;
+                return r == -EPERM || r == -ELOOP ? EXIT_CANTCREAT : EXIT_FAILURE;
         }
         r = daemon_run(d);
         if (r == -ENOTCONN) {

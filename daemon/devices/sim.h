@@ -112,7 +112,6 @@ typedef struct SimDevice {
 void sim_device_free(SimDevice *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SimDevice, sim_device_free)
 
-/* Management API (vfio-migsim, tests). dir is created when missing. */
 /*
  * Checks dir as safe-dir.h does (owned by root or the caller's user, writable by no one
  * else, not a link), creating it 0755 when create and it is missing: in a directory
@@ -122,6 +121,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SimDevice, sim_device_free)
  */
 int sim_dir_check(const char *dir, bool create, GError **error);
 
+/* Management API (vfio-migsim, tests). dir is created when missing. */
 int sim_device_create(const char *dir, const SimSpec *spec, GError **error);
 int sim_device_remove(const char *dir, const char *name, GError **error);
 int sim_device_read(const char *dir, const char *name, SimDevice **ret, GError **error);

@@ -147,6 +147,14 @@ class SimDirTest(HostileDirTest):
         self.assertEqual(r.returncode, EXIT_CANTCREAT, r.stderr)
         self.assertIn(f"The sim directory {h.sim.dir} is writable by others", r.stderr)
         self.assertIn(f"chmod go-w {h.sim.dir}", r.stderr)
+        os.chmod(h.sim.dir, 0o755)
+        link = os.path.join(h.workdir, "sim-link")
+        os.symlink(h.sim.dir, link)
+        d = Daemon(h.bus, link, h.workdir, label="refused-link")
+        r = subprocess.run(d.argv, env=h.bus.env, capture_output=True, text=True,
+                           timeout=seconds(30))
+        self.assertEqual(r.returncode, EXIT_CANTCREAT, r.stderr)
+        self.assertIn(f"The sim directory {link} is a symbolic link", r.stderr)
 
     def test_vfio_migsim_refuses_a_bad_dir_with_73(self):
         h = self.new_host(start=False, devices=[("nic0", "mlx5")])
