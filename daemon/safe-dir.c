@@ -35,6 +35,63 @@ static char *owner_name(void)
         return uid == 0 ? g_strdup("root") : g_strdup_printf("%u", (unsigned)uid);
 }
 
+/* The path of an open directory, for a sentence; "a directory above it" without /proc. */
+static char *fd_path(int fd)
+{
+        g_autofree char *proc = g_strdup_printf("/proc/self/fd/%d", fd);
+        char *target = g_file_read_link(proc, NULL);
+
+        return target ? target : g_strdup("a directory above it");
+}
+
+/*
+ * Whoever can write a directory above ours can move ours away and put a link in its place,
+ * and every path we open would lead there. Sticky parents (/tmp) are fine: others cannot
+ * move what is ours out of them. Walks "..", so links in the path given do not matter.
+ */
+static int ancestors_check(int dir_fd, const char *path, const SafeDirUse *use, GError **error)
+{
+        _cleanup_close_ int cur = -1;
+        struct stat st, up;
+
+        if (fstat(dir_fd, &st) < 0)
+                return safe_error(error, -errno, "Cannot stat the %s %s: %s.", use->what, path,
+                                  g_strerror(errno));
+        cur = openat(dir_fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        for (;;) {
+                g_autofree char *where = NULL;
+                int next;
+
+                if (cur < 0 || fstat(cur, &up) < 0)
+                        return safe_error(error, -errno,
+                                          "Cannot check the directories above the %s %s: %s.",
+                                          use->what, path, g_strerror(errno));
+                if (up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+                        return 0; /* "/": its own parent */
+                if (up.st_uid != 0 && up.st_uid != geteuid()) {
+                        where = fd_path(cur);
+                        return safe_error(error, -EPERM,
+                                          "The %s %s is inside %s, which uid %u owns and could "
+                                          "replace it with a link; give a directory whose every "
+                                          "parent is root's with %s.",
+                                          use->what, path, where, (unsigned)up.st_uid, use->option);
+                }
+                if ((up.st_mode & (S_IWGRP | S_IWOTH)) && !(up.st_mode & S_ISVTX)) {
+                        where = fd_path(cur);
+                        return safe_error(error, -EPERM,
+                                          "The %s %s is inside %s, which others may write (mode "
+                                          "%04o) and so replace it with a link; fix it with "
+                                          "chmod go-w %s, or give another one with %s.",
+                                          use->what, path, where, (unsigned)(up.st_mode & 07777),
+                                          where, use->option);
+                }
+                st = up;
+                next = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                close(cur);
+                cur = next;
+        }
+}
+
 int safe_dir_check(int dir_fd, const char *path, const SafeDirUse *use, GError **error)
 {
         g_autofree char *owner = owner_name();
@@ -68,7 +125,7 @@ int safe_dir_check(int dir_fd, const char *path, const SafeDirUse *use, GError *
                                   "%s, or give another one with %s.",
                                   use->what, path, st.st_mode & S_IWOTH ? "others" : "its group",
                                   (unsigned)(st.st_mode & 07777), path, use->option);
-        return 0;
+        return ancestors_check(dir_fd, path, use, error);
 }
 
 /* Creates path with mode (its parents 0755); one that appeared meanwhile is fine. */
@@ -252,8 +309,8 @@ int safe_file_replace(int dir_fd, const char *dir_path, const char *name, const 
                 r = temp_link(fd, dir_fd, tmp_name);
                 /* Neither the capability nor /proc: the way without O_TMPFILE, then. */
                 if (r == -ENOENT || r == -EPERM)
-                        return safe_file_replace(dir_fd, dir_path, name, tmp_name, data, len,
-                                                 mode, flags | SAFE_FILE_NO_TMPFILE, error);
+                        return safe_file_replace(dir_fd, dir_path, name, tmp_name, data, len, mode,
+                                                 flags | SAFE_FILE_NO_TMPFILE, error);
                 named = r >= 0;
         }
         if (r >= 0) {

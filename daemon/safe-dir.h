@@ -9,7 +9,9 @@
  *
  *   - safe_dir_open() refuses a directory that is not owned by root or the effective uid,
  *     or that group or others may write (sticky or not: /tmp itself is refused), or whose
- *     path ends in a symbolic link; it returns an fd every later open is relative to.
+ *     path ends in a symbolic link; and one inside a directory another user owns or may
+ *     write without the sticky bit (who could move it away and put a link in its place).
+ *     It returns an fd every later open is relative to.
  *   - safe_file_replace() writes a whole file atomically under a name, through a temporary
  *     that is never an existing file: O_TMPFILE linked under the temporary name, or a file
  *     created O_CREAT|O_EXCL|O_NOFOLLOW; whatever stood at the temporary name is unlinked,
@@ -21,7 +23,8 @@
  *
  * Errors: negative errno, passed up unchanged, with a GError sentence (G_FILE_ERROR) that
  * names the path and what would fix it:
- *   -EPERM    the directory is owned by another user or writable by group or others
+ *   -EPERM    the directory, or one above it, is owned by another user or writable by
+ *             group or others (above it: unless sticky)
  *   -ELOOP    the path (or a file's name) is a symbolic link
  *   -ENOTDIR  the path is not a directory
  * plus the errnos of mkdir, open, write, fsync, link and rename.

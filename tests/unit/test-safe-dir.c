@@ -191,6 +191,32 @@ static void test_shared_sticky_dir_is_refused(Fixture *f, gconstpointer data)
         assert_refused(f->dir, 0, -EPERM, "mktemp -d");
 }
 
+/* Whoever may write a parent can move the directory away and put a link in its place. */
+static void test_parent_of_another_user_is_refused(Fixture *f, gconstpointer data)
+{
+        g_assert_cmpint(chown(f->top, NOBODY, NOBODY), ==, 0);
+        assert_refused(f->dir, 0, -EPERM, "which uid 65534 owns");
+}
+
+static void test_writable_parent_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autofree char *words = NULL;
+
+        g_assert_cmpint(chmod(f->top, 0777), ==, 0);
+        words = g_strdup_printf("inside %s, which others may write (mode 0777)", f->top);
+        assert_refused(f->dir, 0, -EPERM, words);
+}
+
+/* As under /tmp: others cannot move what is ours out of a sticky directory. */
+static void test_sticky_parent_is_accepted(Fixture *f, gconstpointer data)
+{
+        int fd = -1;
+
+        g_assert_cmpint(chmod(f->top, 01777), ==, 0);
+        g_assert_cmpint(safe_dir_open(f->dir, 0, &use, &fd, NULL), ==, 0);
+        close(fd);
+}
+
 static void test_dir_link_is_refused(Fixture *f, gconstpointer data)
 {
         g_autofree char *link = g_build_filename(f->top, "link", NULL);
@@ -486,6 +512,10 @@ int main(int argc, char **argv)
         ADD("/safe-dir/open/group-writable-dir-is-refused", test_group_writable_dir_is_refused);
         ADD("/safe-dir/open/world-writable-dir-is-refused", test_world_writable_dir_is_refused);
         ADD("/safe-dir/open/shared-sticky-dir-is-refused", test_shared_sticky_dir_is_refused);
+        ADD("/safe-dir/open/parent-of-another-user-is-refused",
+            test_parent_of_another_user_is_refused);
+        ADD("/safe-dir/open/writable-parent-is-refused", test_writable_parent_is_refused);
+        ADD("/safe-dir/open/sticky-parent-is-accepted", test_sticky_parent_is_accepted);
         ADD("/safe-dir/open/dir-link-is-refused", test_dir_link_is_refused);
         ADD("/safe-dir/open/dangling-dir-link-creates-nothing",
             test_dangling_dir_link_creates_nothing);
