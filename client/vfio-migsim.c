@@ -15,8 +15,9 @@
 #include "devices/sim.h"
 #include "log.h"
 
-#define EXIT_USAGE  2
-#define DEFAULT_DIR "/var/lib/vfio-migd/sim"
+#define EXIT_USAGE      2
+#define EXIT_UNSAFE_DIR 73 /* EX_CANTCREAT, as vfio-migd exits for the same directory */
+#define DEFAULT_DIR     "/var/lib/vfio-migd/sim"
 
 static char *arg_dir;
 static gboolean arg_json;
@@ -519,7 +520,9 @@ static char *commands_help(void)
                 g_string_append_printf(s, "  %-14s %-11s %s\n", commands[i].name,
                                        commands[i].params, commands[i].summary);
         g_string_append(s, "\nRun 'vfio-migsim COMMAND --help' for a command's options.\n"
-                           "Exit status: 0 ok, 1 failure, 2 usage error.");
+                           "Exit status: 0 ok, 1 failure, 2 usage error, 73 the directory is\n"
+                           "unsafe: owned by another user, writable by group or others, or a\n"
+                           "symbolic link (another user could plant links in it).");
         return g_string_free(s, FALSE);
 }
 
@@ -540,6 +543,13 @@ static int run_command(const Command *c, int argc, char **argv)
                 return usage(c->name, "'%s' takes %s%s", c->name,
                              c->n_args ? "the arguments " : "no arguments",
                              c->n_args ? c->params : "");
+        /* Every command writes there (a lock at least); a missing one is each command's
+         * own answer (create makes it, list says so). */
+        if (sim_dir_check(sim_dir(), false, &error) < 0 &&
+            !g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+                g_printerr("vfio-migsim: %s\n", error->message);
+                return EXIT_UNSAFE_DIR;
+        }
         return c->run(argv + 1);
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "safe-dir.h"
 #include "util.h"
 
 #define JOURNAL_TMP JOURNAL_FILE ".tmp"
@@ -114,26 +115,26 @@ static long lock_holder(int fd)
         return n > 0 ? strtol(buf, NULL, 10) : 0;
 }
 
+static const SafeDirUse state_dir_use = {"state directory", "--state-dir"};
+
 int journal_lock_dir(const char *dir, int *ret_fd, GError **error)
 {
         g_autofree char *path = g_build_filename(dir, JOURNAL_LOCK_FILE, NULL);
         g_autofree char *pid = g_strdup_printf("%ld\n", (long)getpid());
-        _cleanup_close_ int fd = -1;
+        _cleanup_close_ int dir_fd = -1, fd = -1;
         long holder;
         int r;
 
-        if (g_mkdir_with_parents(dir, 0700) < 0)
-                return journal_error(error, -errno,
-                                     "Cannot create the state directory %s: %s; create it "
-                                     "(mode 0700) or give another one with --state-dir.",
-                                     dir, g_strerror(errno));
-        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        r = safe_dir_open(dir, 0700, &state_dir_use, &dir_fd, error);
+        if (r < 0)
+                return r;
+        fd = safe_file_open(dir_fd, JOURNAL_LOCK_FILE, O_RDWR | O_CREAT, 0600);
         if (fd < 0)
-                return journal_error(error, -errno,
+                return journal_error(error, fd,
                                      "Cannot open the state directory's lock %s: %s. The state "
                                      "directory must be writable (the crash journal lives "
                                      "there): fix it, or give another one with --state-dir.",
-                                     path, g_strerror(errno));
+                                     path, g_strerror(-fd));
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
                 r = -errno;
                 if (r != -EWOULDBLOCK)
@@ -159,6 +160,7 @@ int journal_lock_dir(const char *dir, int *ret_fd, GError **error)
 int journal_open(const char *dir, Journal **ret, GError **error)
 {
         g_autoptr(Journal) j = g_new0(Journal, 1);
+        int r;
 
         j->dir_fd = -1;
         j->dir = g_strdup(dir);
@@ -166,17 +168,9 @@ int journal_open(const char *dir, Journal **ret, GError **error)
         j->vms =
             g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)journal_vm_free);
         j->payload = json_pack("{s:{}}", "vms");
-        if (g_mkdir_with_parents(dir, 0700) < 0)
-                return journal_error(error, -errno,
-                                     "Cannot create the state directory %s: %s; create it "
-                                     "(mode 0700) or give another one with --state-dir.",
-                                     dir, g_strerror(errno));
-        j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (j->dir_fd < 0)
-                return journal_error(error, -errno,
-                                     "Cannot open the state directory %s: %s; give another one "
-                                     "with --state-dir.",
-                                     dir, g_strerror(errno));
+        r = safe_dir_open(dir, 0700, &state_dir_use, &j->dir_fd, error);
+        if (r < 0)
+                return r;
         *ret = g_steal_pointer(&j);
         return 0;
 }
@@ -286,20 +280,6 @@ static json_t *vm_to_json(const JournalVm *v)
 
 /* ---- writing ---- */
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 static char *payload_checksum(const char *payload)
 {
         return g_compute_checksum_for_string(G_CHECKSUM_SHA256, payload, -1);
@@ -314,8 +294,7 @@ static int journal_write(Journal *j, bool sync, GError **error)
 {
         g_autofree char *payload = json_dumps(j->payload, JSON_COMPACT | JSON_SORT_KEYS);
         g_autofree char *sum = NULL, *text = NULL;
-        _cleanup_close_ int fd = -1;
-        const char *step;
+        g_autoptr(GError) local = NULL;
         int r;
 
         if (!payload)
@@ -325,42 +304,15 @@ static int journal_write(Journal *j, bool sync, GError **error)
                                "\"payload\":%s}\n",
                                JOURNAL_FORMAT, JOURNAL_VERSION, sum, payload);
 
-        step = "create";
-        fd = openat(j->dir_fd, JOURNAL_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        r = fd < 0 ? -errno : 0;
-        if (r >= 0) {
-                step = "write";
-                r = write_all(fd, text, strlen(text));
-        }
-        if (r >= 0 && sync) {
-                step = "fsync";
-                r = fsync(fd) < 0 ? -errno : 0;
-        }
-        if (r >= 0) {
-                step = "close";
-                r = close(steal_fd(&fd)) < 0 ? -errno : 0;
-        }
-        if (r >= 0) {
-                step = "rename";
-                r = renameat(j->dir_fd, JOURNAL_TMP, j->dir_fd, JOURNAL_FILE) < 0 ? -errno : 0;
-        }
-        if (r < 0) {
-                (void)unlinkat(j->dir_fd, JOURNAL_TMP, 0);
-                return journal_error(error, r,
-                                     "Cannot write the journal %s (%s of %s/%s failed: %s); "
-                                     "the previous journal stays. Free space or fix the state "
-                                     "directory's permissions.",
-                                     j->path, step, j->dir, JOURNAL_TMP, g_strerror(-r));
-        }
+        r = safe_file_replace(j->dir_fd, j->dir, JOURNAL_FILE, JOURNAL_TMP, text, strlen(text),
+                              0600, sync ? SAFE_FILE_SYNC : 0, &local);
+        if (r < 0)
+                return journal_error(error, r, "Journal %s: %s; the previous journal stays.",
+                                     j->path, local->message);
         j->n_writes++;
         j->dirty = false;
-        if (!sync)
-                return 0;
-        /* The rename is durable only once the directory is. */
-        if (fsync(j->dir_fd) < 0)
-                return journal_error(error, -errno, "Cannot sync the state directory %s: %s.",
-                                     j->dir, g_strerror(errno));
-        j->n_syncs++;
+        if (sync)
+                j->n_syncs++;
         return 0;
 }
 
@@ -555,20 +507,25 @@ static int compare_vm_names(gconstpointer a, gconstpointer b)
 int journal_load(Journal *j, GPtrArray **ret_vms, GError **error)
 {
         g_autoptr(GPtrArray) vms = g_ptr_array_new_with_free_func((GDestroyNotify)journal_vm_free);
-        g_autoptr(GError) read_error = NULL;
         g_autofree char *text = NULL;
         json_error_t jerr;
         json_t *root, *payload = NULL, *records = NULL, *rec;
         const char *name;
-        gsize len;
+        size_t len;
         int r;
 
-        if (!g_file_get_contents(j->path, &text, &len, &read_error)) {
-                if (g_error_matches(read_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-                        return journal_error(error, -ENOENT, "No journal at %s.", j->path);
-                return journal_error(error, -EIO, "Cannot read the journal: %s.",
-                                     read_error->message);
-        }
+        r = safe_file_read(j->dir_fd, JOURNAL_FILE, &text, &len);
+        if (r == -ENOENT)
+                return journal_error(error, -ENOENT, "No journal at %s.", j->path);
+        /* Never written by us: whoever put a link there wants it read as ours. */
+        if (r == -ELOOP)
+                return journal_error(error, -EBADMSG,
+                                     "Journal %s is a symbolic link, not a journal this daemon "
+                                     "wrote.",
+                                     j->path);
+        if (r < 0)
+                return journal_error(error, -EIO, "Cannot read the journal %s: %s.", j->path,
+                                     g_strerror(-r));
         root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
                 return journal_error(error, -EBADMSG,

@@ -96,13 +96,21 @@ typedef struct Journal Journal;
  * The state directory is one daemon's: DIR/lock (created 0600, opened O_NOFOLLOW|O_CLOEXEC)
  * locked with flock(LOCK_EX|LOCK_NB) and the holder's pid written in it. *ret_fd holds the
  * lock until it is closed (the daemon keeps it for its life). Creates DIR (0700) first.
+ * DIR must be safe_dir_open()'s: owned by root (or the daemon's user), written by nobody else.
+ *   -EPERM, -ELOOP  DIR is another user's, writable by others, or a link (safe-dir.h)
  *   -EWOULDBLOCK  another process holds it; the GError names its pid
  *   -EROFS, -EACCES, ...  the directory cannot be written (a read-only state directory
  *                 would lose every record): the GError says so
  */
 int journal_lock_dir(const char *dir, int *ret_fd, GError **error);
 
-/* Opens dir, creating it (mode 0700, parents too) when missing. Reads nothing yet. */
+/*
+ * Opens dir, creating it (mode 0700, parents too) when missing, and checks it as
+ * journal_lock_dir() does. Reads nothing yet. The journal and its temporary are opened
+ * relative to dir and never through a link: a journal.json that is a link reads as
+ * -EBADMSG (so recovery moves it aside), and a journal.json.tmp of any kind is unlinked,
+ * not written through. The file is 0600.
+ */
 int journal_open(const char *dir, Journal **ret, GError **error);
 void journal_free(Journal *j);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Journal, journal_free)

@@ -33,7 +33,8 @@ static void print_help(void)
                "\n"
                "  --backend=NAME               device backend: sim (simulated devices) or kernel\n"
                "                               (VFIO devices of this host) (default: sim)\n"
-               "  --sim-dir=DIR                the simulated devices' directory\n"
+               "  --sim-dir=DIR                the simulated devices' directory; like\n"
+               "                               --state-dir, root's and writable by no one else\n"
                "                               (default: /var/lib/vfio-migd/sim)\n"
                "  --sysfs-root=DIR             where the kernel backend reads sysfs\n"
                "                               (default: /sys)\n"
@@ -57,7 +58,9 @@ static void print_help(void)
                "  --allow-default-policy       run with built-in defaults if the policy is invalid\n"
                "                               (default: refuse to start, exit status 78)\n"
                "  --state-dir=DIR              the crash journal's directory, created 0700, one\n"
-               "                               daemon's only (locked: a second daemon exits 75)\n"
+               "                               daemon's only (locked: a second daemon exits 75);\n"
+               "                               one owned by another user or writable by group\n"
+               "                               or others is refused (exit status 73)\n"
                "                               (default: /var/lib/vfio-migd)\n"
                "  --libvirt-uri=URI            track the running domains of this libvirt; none:\n"
                "                               no libvirt (default: qemu:///system)\n"
@@ -303,8 +306,12 @@ int main(int argc, char **argv)
         r = daemon_new(&options, &d, &error);
         if (r < 0) {
                 log_error("%s", error ? error->message : strerror(-r));
-                /* EX_CONFIG: systemd and operators can tell a bad policy from a crash. */
-                return r == -EINVAL ? EXIT_CONFIG : EXIT_FAILURE;
+                /* EX_CONFIG: systemd and operators can tell a bad policy from a crash;
+                 * EX_CANTCREAT: a sim directory others could write or a link, as for
+                 * --state-dir. */
+                if (r == -EINVAL)
+                        return EXIT_CONFIG;
+                return r == -EPERM || r == -ELOOP ? EXIT_CANTCREAT : EXIT_FAILURE;
         }
         r = daemon_run(d);
         if (r == -ENOTCONN) {

@@ -872,7 +872,6 @@ void recovery_retry(Daemon *d, const char *why)
                 return;
         for (guint i = 0; i < rec->vms->len; i++) {
                 RecoveredVm *e = rec->vms->pdata[i];
-                g_autoptr(JournalVm) v = NULL;
                 g_autoptr(GError) err = NULL;
                 VmOptions options = *registry_defaults(d->registry);
                 const JournalVm *rv;

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "safe-dir.h"
 #include "util.h"
 
 #define RECORD_MAGIC     "VMSIMREC"
@@ -158,7 +159,7 @@ static int state_file_open(const char *path, int flags, uint32_t size, GError **
 {
         uint64_t want = size + (uint64_t)sim_blob_n_pages(size) * SIM_DIGEST_LEN;
         struct stat st;
-        int fd = open(path, flags | O_CLOEXEC);
+        int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
 
         if (fd < 0)
                 return sim_error(error, -errno,
@@ -694,28 +695,31 @@ static int file_replace_with(const char *path, int (*write_fn)(int fd, void *use
 {
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
-        g_autofree char *tmp = g_strdup_printf("%s/.%s.tmp", dir, base);
-        _cleanup_close_ int fd = -1;
+        g_autofree char *tmp = g_strdup_printf(".%s.tmp", base);
+        _cleanup_close_ int dir_fd = -1, fd = -1;
         int r;
 
-        fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return sim_error(error, -errno, "Cannot open the directory of %s: %s", path,
+                                 g_strerror(errno));
+        /* The spare is reused only if it is our own regular file: anything else at its
+         * name (a link someone planted) is unlinked, never written through. */
+        fd = safe_file_open_temp(dir_fd, dir, tmp, 0600, true, error);
         if (fd < 0)
-                return sim_error(error, -errno,
-                                 "Cannot create %s: %s; check the directory's permissions "
-                                 "and free space",
-                                 tmp, g_strerror(errno));
+                return fd;
         r = flock_retry(fd, LOCK_EX);
         if (r >= 0)
                 r = write_fn(fd, userdata);
         if (r < 0)
-                return sim_error(error, r, "Cannot write %s: %s; check free space", tmp,
+                return sim_error(error, r, "Cannot write %s/%s: %s; check free space", dir, tmp,
                                  g_strerror(-r));
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
+        if (renameat2(dir_fd, tmp, dir_fd, base, RENAME_EXCHANGE) == 0)
                 return 0;
         /* No old version yet, or a file system without exchange: a plain atomic rename. */
-        if (rename(tmp, path) < 0) {
+        if (renameat(dir_fd, tmp, dir_fd, base) < 0) {
                 r = -errno;
-                unlink(tmp);
+                unlinkat(dir_fd, tmp, 0);
                 return sim_error(error, r, "Cannot replace %s: %s", path, g_strerror(-r));
         }
         return 0;
@@ -723,7 +727,7 @@ static int file_replace_with(const char *path, int (*write_fn)(int fd, void *use
 
 int sim_file_read(const char *path, char **ret_text, size_t *ret_len)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         struct stat st;
         char *buf;
         ssize_t n;

@@ -16,6 +16,7 @@
 
 #include "devices/sim-stream.h"
 #include "log.h"
+#include "safe-dir.h"
 #include "util.h"
 
 #define SIM_FORMAT            1
@@ -834,7 +835,7 @@ static void version_bump(int lock_fd)
 static int version_read(const char *dir, const char *name, uint64_t *ret)
 {
         g_autofree char *path = lock_path(dir, name);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
         if (fd < 0)
                 return -errno;
@@ -874,8 +875,14 @@ static int sim_lock(const char *dir, const char *name, GError **error)
 
         for (;;) {
                 struct stat held, named;
-                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+                /* Never through a link: the version counter is written into the lock. */
+                int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
+                if (fd < 0 && errno == ELOOP)
+                        return sim_error(error, -ELOOP,
+                                         "Lock file %s is a symbolic link, which vfio-migd never "
+                                         "makes; remove it",
+                                         path);
                 if (fd < 0)
                         return sim_error(error, -errno,
                                          "Cannot create lock file %s: %s; check that the "
@@ -888,7 +895,7 @@ static int sim_lock(const char *dir, const char *name, GError **error)
                                 return sim_error(error, r, "Cannot lock %s: %s", path,
                                                  g_strerror(-r));
                         }
-                if (fstat(fd, &held) == 0 && stat(path, &named) == 0 &&
+                if (fstat(fd, &held) == 0 && lstat(path, &named) == 0 &&
                     held.st_ino == named.st_ino && held.st_dev == named.st_dev)
                         return fd;
                 close(fd);
@@ -962,6 +969,14 @@ static int sim_dir_names(const char *dir, GPtrArray **ret, GError **error)
 }
 
 /* ---- management API ---- */
+
+int sim_dir_check(const char *dir, bool create, GError **error)
+{
+        static const SafeDirUse use = {"sim directory", "--sim-dir (vfio-migsim: --dir)"};
+        _cleanup_close_ int fd = -1;
+
+        return safe_dir_open(dir, create ? 0755 : 0, &use, &fd, error);
+}
 
 static uint64_t seed_from_name(const char *name)
 {
@@ -1054,9 +1069,9 @@ int sim_device_create(const char *dir, const SimSpec *spec, GError **error)
         r = check_spec(spec, error);
         if (r < 0)
                 return r;
-        if (g_mkdir_with_parents(dir, 0755) < 0)
-                return sim_error(error, -errno, "Cannot create sim directory %s: %s", dir,
-                                 g_strerror(errno));
+        r = sim_dir_check(dir, true, error);
+        if (r < 0)
+                return r;
         fd = sim_lock(dir, spec->name, error);
         if (fd < 0)
                 return fd;
@@ -2036,12 +2051,13 @@ static void sim_backend_free(Backend *b)
 int sim_backend_new(const char *dir, Backend **ret, GError **error)
 {
         Backend *b;
+        int r;
 
         if (!dir || !*dir)
                 return sim_error(error, -EINVAL, "No sim directory given");
-        if (g_mkdir_with_parents(dir, 0755) < 0)
-                return sim_error(error, -errno, "Cannot create sim directory %s: %s", dir,
-                                 g_strerror(errno));
+        r = sim_dir_check(dir, true, error);
+        if (r < 0)
+                return r;
         b = g_new0(Backend, 1);
         b->name = "sim";
         b->enumerate = sim_backend_enumerate;

@@ -28,6 +28,10 @@
  *   index rebuilt. A device file whose p2p_group was edited by hand gets its entry on its
  *   next write; to be sure, remove DIR/.p2p while nothing runs. Directory watchers should
  *   ignore dot files: .p2p, .NAME.lock and the .NAME.json.tmp / .NAME.state.tmp spares.
+ * - Files are 0600 and never opened through a link: a spare that is not a regular file of
+ *   ours with one link is unlinked and created again (O_EXCL|O_NOFOLLOW), a lock or device
+ *   file that is a link is refused (-ELOOP), and the directory itself must pass
+ *   sim_dir_check().
  *
  * Errors: 0 or negative errno; functions taking GError** also fill it with a sentence
  * naming the file or input and what would fix it.
@@ -111,6 +115,15 @@ typedef struct SimDevice {
 
 void sim_device_free(SimDevice *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SimDevice, sim_device_free)
+
+/*
+ * Checks dir as safe-dir.h does (owned by root or the caller's user, writable by no one
+ * else, not a link), creating it 0755 when create and it is missing: in a directory
+ * another user can write, that user could plant a link under a name written next.
+ * sim_device_create() and sim_backend_new() check; so do front ends before other calls.
+ *   -EPERM, -ELOOP, -ENOTDIR, -ENOENT (without create)  with a sentence naming the fix
+ */
+int sim_dir_check(const char *dir, bool create, GError **error);
 
 /* Management API (vfio-migsim, tests). dir is created when missing. */
 int sim_device_create(const char *dir, const SimSpec *spec, GError **error);

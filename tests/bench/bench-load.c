@@ -571,7 +571,7 @@ static int parse_args(int *argc, char ***argv, Config *cfg)
             {"call-timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "Per-call timeout (30)", "SEC"},
             {"no-peers", 0, 0, G_OPTION_ARG_NONE, &no_peers,
              "No p2p_group: the sim does not scan its directory for peers on every arc", NULL},
-            {NULL},
+            G_OPTION_ENTRY_NULL,
         };
         g_autoptr(GOptionContext) ctx = g_option_context_new("VFIO_MIGD BUS_CONF");
         g_autoptr(GError) error = NULL;

@@ -638,6 +638,98 @@ static void test_choose(gconstpointer data)
                 g_assert_cmpint(op, ==, c->run);
 }
 
+/* ---- a state directory another user could write ---- */
+
+#define VICTIM_TEXT "root's secret\n"
+
+static char *victim_new(const Fixture *f)
+{
+        char *path = g_build_filename(f->dir, "victim", NULL);
+
+        g_assert_true(g_file_set_contents(path, VICTIM_TEXT, -1, NULL));
+        g_assert_cmpint(chmod(path, 0600), ==, 0);
+        return path;
+}
+
+static void victim_assert_untouched(const char *victim)
+{
+        g_autofree char *text = NULL;
+        struct stat st;
+
+        g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
+        g_assert_cmpstr(text, ==, VICTIM_TEXT);
+        g_assert_cmpint(stat(victim, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+}
+
+static void assert_dir_refused(const Fixture *f, const char *words)
+{
+        g_autoptr(GError) error = NULL, open_error = NULL;
+        Journal *j = NULL;
+        int fd = -1;
+
+        g_assert_cmpint(journal_lock_dir(f->state, &fd, &error), ==, -EPERM);
+        g_assert_nonnull(strstr(error->message, f->state));
+        g_assert_nonnull(strstr(error->message, "--state-dir"));
+        g_assert_nonnull(strstr(error->message, words));
+        g_assert_cmpint(journal_open(f->state, &j, &open_error), ==, -EPERM);
+        g_assert_null(j);
+}
+
+/* Reproduction: a state directory pre-created by nobody. */
+static void test_other_users_dir_is_refused(Fixture *f, gconstpointer data)
+{
+        g_assert_cmpint(chown(f->state, 65534, 65534), ==, 0);
+        assert_dir_refused(f, "chown root:");
+}
+
+static void test_world_writable_dir_is_refused(Fixture *f, gconstpointer data)
+{
+        g_assert_cmpint(chmod(f->state, 0777), ==, 0);
+        assert_dir_refused(f, "chmod go-w");
+}
+
+/* Reproduction: journal.json.tmp -> a root file was truncated. */
+static void test_planted_temporary_is_not_followed(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autofree char *absent = g_build_filename(f->dir, "absent", NULL);
+        g_autofree char *tmp = g_strconcat(journal_path(f->j), ".tmp", NULL);
+        g_autoptr(GPtrArray) vms = NULL;
+        struct stat st;
+
+        g_assert_cmpint(symlink(victim, tmp), ==, 0);
+        put_vm1(f);
+        g_assert_cmpint(unlink(tmp) < 0 ? errno : 0, ==, ENOENT);
+        g_assert_cmpint(symlink(absent, tmp), ==, 0);
+        begin_quiesce(f, NULL, 0);
+        victim_assert_untouched(victim);
+        g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
+        g_assert_cmpint(lstat(journal_path(f->j), &st), ==, 0);
+        g_assert_true(S_ISREG(st.st_mode));
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(reload(f, &vms, NULL), ==, 0);
+        g_assert_cmpuint(vms->len, ==, 1);
+}
+
+/* Reproduction: journal.json became the attacker's link. It is not read, and moves aside. */
+static void test_journal_link_is_refused_and_moved_aside(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autofree char *moved = NULL;
+        g_autoptr(GError) error = NULL;
+        struct stat st;
+
+        g_assert_cmpint(symlink(victim, journal_path(f->j)), ==, 0);
+        g_assert_cmpint(journal_load(f->j, NULL, &error), ==, -EBADMSG);
+        g_assert_nonnull(strstr(error->message, "symbolic link"));
+        g_assert_cmpint(journal_quarantine(f->j, &moved, NULL), ==, 0);
+        g_assert_cmpint(lstat(moved, &st), ==, 0);
+        g_assert_true(S_ISLNK(st.st_mode));
+        put_vm1(f);
+        victim_assert_untouched(victim);
+}
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
@@ -649,6 +741,12 @@ int main(int argc, char **argv)
         ADD("/journal/dir/second-lock-is-refused-naming-the-holder",
             test_second_lock_is_refused_naming_the_holder);
         ADD("/journal/dir/lock-symlink-is-refused", test_lock_symlink_is_refused);
+        ADD("/journal/dir/other-users-dir-is-refused", test_other_users_dir_is_refused);
+        ADD("/journal/dir/world-writable-dir-is-refused", test_world_writable_dir_is_refused);
+        ADD("/journal/write/planted-temporary-is-not-followed",
+            test_planted_temporary_is_not_followed);
+        ADD("/journal/load/journal-link-is-refused-and-moved-aside",
+            test_journal_link_is_refused_and_moved_aside);
         ADD("/journal/round-trip", test_round_trip);
         ADD("/journal/round-trip-before-the-first-phase",
             test_sequence_before_its_first_phase_loads);

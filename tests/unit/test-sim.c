@@ -1437,6 +1437,131 @@ static void test_state_reads_see_other_writers(Fixture *f, gconstpointer data)
 
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
+/* ---- a directory others could write, and links planted in it ---- */
+
+#define VICTIM_TEXT "root's secret\n"
+
+/* A root 0600 file outside the directory, where planted links point. */
+static char *victim_new(Fixture *f)
+{
+        char *path = g_strdup_printf("%s.victim", f->dir);
+
+        g_assert_true(g_file_set_contents(path, VICTIM_TEXT, -1, NULL));
+        g_assert_cmpint(chmod(path, 0600), ==, 0);
+        return path;
+}
+
+static void victim_assert_untouched(const char *victim)
+{
+        g_autofree char *text = NULL;
+        struct stat st;
+
+        g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
+        g_assert_cmpstr(text, ==, VICTIM_TEXT);
+        g_assert_cmpint(stat(victim, &st), ==, 0);
+        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        g_assert_cmpint(unlink(victim), ==, 0);
+}
+
+static void plant_link(Fixture *f, const char *name, const char *target)
+{
+        g_autofree char *path = g_build_filename(f->dir, name, NULL);
+
+        (void)unlink(path);
+        g_assert_cmpint(symlink(target, path), ==, 0);
+}
+
+static void assert_mode(Fixture *f, const char *name, mode_t mode)
+{
+        g_autofree char *path = g_build_filename(f->dir, name, NULL);
+        struct stat st;
+
+        g_assert_cmpint(lstat(path, &st), ==, 0);
+        g_assert_true(S_ISREG(st.st_mode));
+        g_assert_cmpint(st.st_mode & 07777, ==, mode);
+}
+
+static void test_files_are_0600(Fixture *f, gconstpointer data)
+{
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        force_state(f, "nic9", MIG_STATE_STOP);
+        force_state(f, "nic9", MIG_STATE_RUNNING);
+        assert_mode(f, "nic9.json", 0600);
+        assert_mode(f, "nic9.state", 0600);
+        assert_mode(f, ".nic9.lock", 0600);
+        assert_mode(f, ".nic9.json.tmp", 0600);
+}
+
+/* A spare is rewritten in place on the next write: one planted as a link is not. */
+static void test_planted_spares_are_not_followed(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autofree char *absent = g_strdup_printf("%s.absent", f->dir);
+        g_autoptr(Device) dev = NULL;
+
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        plant_link(f, ".nic9.json.tmp", victim);
+        plant_link(f, ".nic9.state.tmp", absent);
+        force_state(f, "nic9", MIG_STATE_STOP);
+        dev = open_device(f, "nic9");
+        g_assert_cmpint(device_reset(dev), ==, 0); /* rewrites the state blob */
+        plant_link(f, ".nic9.json.tmp", absent);
+        plant_link(f, ".nic9.state.tmp", victim);
+        g_assert_cmpint(device_reset(dev), ==, 0);
+        g_assert_cmpint(state_of(f, "nic9"), ==, MIG_STATE_RUNNING);
+        assert_mode(f, "nic9.json", 0600);
+        assert_mode(f, "nic9.state", 0600);
+        g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
+        victim_assert_untouched(victim);
+}
+
+/* The lock carries the version counter: written through a link, it changed 8 bytes. */
+static void test_planted_lock_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autofree char *absent = g_strdup_printf("%s.absent", f->dir);
+        g_autoptr(GError) error = NULL;
+
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        plant_link(f, ".nic9.lock", victim);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
+        g_assert_nonnull(strstr(error->message, ".nic9.lock is a symbolic link"));
+        g_clear_error(&error);
+        plant_link(f, ".nic9.lock", absent);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
+        g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
+        victim_assert_untouched(victim);
+}
+
+static void test_device_file_link_is_not_read(Fixture *f, gconstpointer data)
+{
+        g_autofree char *victim = victim_new(f);
+        g_autoptr(SimDevice) d = NULL;
+
+        create_device(f, "nic9", ALL_FLAGS, NULL);
+        plant_link(f, "nic9.json", victim);
+        g_assert_cmpint(sim_device_read(f->dir, "nic9", &d, NULL), ==, -ELOOP);
+        g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, NULL), ==, -ELOOP);
+        victim_assert_untouched(victim);
+}
+
+static void test_unsafe_directory_is_refused(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GError) error = NULL;
+        Backend *b = NULL;
+        SimSpec spec = {.name = "nic9", .flags = ALL_FLAGS};
+
+        g_assert_cmpint(chmod(f->dir, 0777), ==, 0);
+        g_assert_cmpint(sim_backend_new(f->dir, &b, &error), ==, -EPERM);
+        g_assert_nonnull(strstr(error->message, f->dir));
+        g_assert_nonnull(strstr(error->message, "chmod go-w"));
+        g_clear_error(&error);
+        g_assert_cmpint(sim_device_create(f->dir, &spec, &error), ==, -EPERM);
+        g_assert_cmpint(sim_dir_check(f->dir, false, NULL), ==, -EPERM);
+        g_assert_cmpint(chmod(f->dir, 0755), ==, 0);
+        g_assert_cmpint(sim_dir_check(f->dir, false, NULL), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
         g_test_init(&argc, &argv, NULL);
@@ -1444,6 +1569,11 @@ int main(int argc, char **argv)
         log_set_max_level(g_test_verbose() ? LOG_DEBUG : LOG_ERR);
 
         ADD("/sim/create-read-list-remove", test_create_read_list_remove);
+        ADD("/sim/files/are-0600", test_files_are_0600);
+        ADD("/sim/files/planted-spares-are-not-followed", test_planted_spares_are_not_followed);
+        ADD("/sim/files/planted-lock-is-refused", test_planted_lock_is_refused);
+        ADD("/sim/files/device-file-link-is-not-read", test_device_file_link_is_not_read);
+        ADD("/sim/files/unsafe-directory-is-refused", test_unsafe_directory_is_refused);
         ADD("/sim/bad-names-and-duplicates", test_bad_names_and_duplicates);
         ADD("/sim/malformed-file-is-an-error", test_malformed_file_is_an_error);
         ADD("/sim/fault-arc-strings", test_fault_arc_strings);
