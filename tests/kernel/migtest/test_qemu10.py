@@ -236,11 +236,18 @@ def check_no_overlap_with_running_peer(logs, devs, what, since=0):
             for p in devs:
                 if p is d:
                     continue
-                # p was RUNNING at time e if its last arc ending before e reached RUNNING
-                before = [x for x in spans[p.name] if x[1] <= e]
-                if before and before[-1][2].endswith(">RUNNING"):
+                if state_at(spans[p.name], e) == "RUNNING":
                     raise AssertionError(f"{what}: {d.name} reached {a} at {e} us while "
-                                         f"{p.name} was RUNNING ({before[-1]})")
+                                         f"{p.name} was RUNNING")
+
+
+def state_at(log, t):
+    """Where a device was at time t by its timed arcs: where its last arc ended by t took it,
+    else where its first arc started (an arc in progress has not left its state yet)."""
+    done = [a for _, e, a in log if e <= t]
+    if done:
+        return done[-1].split(">")[1]
+    return log[0][2].split(">")[0] if log else None
 
 
 # ---- tests ----
