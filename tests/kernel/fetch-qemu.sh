@@ -10,14 +10,12 @@
 # directories to pass with -L) and QEMU10_VERSION. The binary runs on Debian 12: every
 # library it links is bookworm's.
 #
-# The cache lives outside the clone, keyed by version, so a fresh clone (CI) reuses it:
-# $GUEST_QEMU_CACHE, else /var/cache/vfio-migd when it is writable, else build/qemu-cache.
-# The guest sees it read-only (the host root is shared; only /run /tmp /var/tmp /var/lib
-# are the guest's own). A newer QEMU is picked up by changing the pin below.
+# The cache lives outside the clone beside guest.sh's kernel cache, keyed by version, so a
+# fresh clone (CI) reuses it: /var/cache/vfio-migd-tests/qemu, or --cache, or
+# $GUEST_QEMU_CACHE. The guest sees it read-only (the host root is shared; only /run /tmp
+# /var/tmp /var/lib are the guest's own). A newer QEMU is picked up by changing the pin below.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-top=$(cd "$here/../.." && pwd)
 prog=fetch-qemu.sh
 
 # The pin. bookworm-backports keeps only its newest build of a package: when this one is
@@ -27,31 +25,20 @@ SEABIOS_VERSION='1.16.3-2~bpo12+1'
 SUITE='bookworm-backports'
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-default_cache() {
-  if [ -n "${GUEST_QEMU_CACHE:-}" ]; then
-    echo "$GUEST_QEMU_CACHE"
-  elif mkdir -p /var/cache/vfio-migd 2>/dev/null && [ -w /var/cache/vfio-migd ]; then
-    echo /var/cache/vfio-migd
-  else
-    echo "$top/build/qemu-cache"
-  fi
-}
-
-cache='' print=''
+cache=${GUEST_QEMU_CACHE:-/var/cache/vfio-migd-tests/qemu} print=''
 while [ $# -gt 0 ]; do
   case $1 in
     --cache) cache=${2:?}; shift ;;
     --print-paths) print=yes ;;
-    -h | --help) sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "$prog: unknown option '$1' (see $prog --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ -n "$cache" ] || cache=$(default_cache)
-mkdir -p "$cache"
+mkdir -p "$cache" || { echo "$prog: cannot create the QEMU cache $cache (--cache DIR)" >&2; exit 1; }
 cache=$(cd "$cache" && pwd)
 # The version as a directory name: the epoch colon and tilde are awkward in paths.
-dir=$cache/qemu-$(echo "$VERSION" | tr ':~' '_-')
+dir=$cache/$(echo "$VERSION" | tr ':~' '_-')
 root=$dir/root
 
 fetch() {
@@ -89,7 +76,7 @@ fetch() {
   touch "$root/.complete"
 }
 
-exec {lockfd}>"$cache/.qemu.lock" # one fetch fills the cache; the others wait for it
+exec {lockfd}>"$cache/.lock" # one fetch fills the cache; the others wait for it
 flock "$lockfd"
 [ -f "$root/.complete" ] || fetch
 exec {lockfd}>&-
