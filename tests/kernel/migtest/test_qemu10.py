@@ -220,6 +220,14 @@ def shape(logs, devs):
     return [(i, a) for _, i, a in seq]
 
 
+def check_one_arc_at_a_time(logs, devs, what):
+    """No two arcs overlap in time: each began after the one before it ended."""
+    seq = sorted((s, e, d.name, a) for d in devs for s, e, a in logs[d.uuid])
+    for x, y in zip(seq, seq[1:]):
+        check(y[0] >= x[1], f"{what}: {y[2]} {y[3]} began at {y[0]} us, before {x[2]} {x[3]} "
+                            f"ended at {x[1]} us")
+
+
 def shape_text(sh):
     return ", ".join(f"{i}:{a}" for i, a in sh)
 
@@ -324,6 +332,8 @@ def qemu_strategy_issues_the_arcs_qemu10_issued():
             got, want = (x[x.index(next(y for y in x if y[1] == "RESUMING>STOP")):] for x in (got, want))
         # One arc at a time, and across devices the same arcs of the same devices in the same
         # order (QEMU stops the VM's last device first, and so does the qemu strategy).
+        check_one_arc_at_a_time(qlogs, devs, f"QEMU 10 {side}")
+        check_one_arc_at_a_time(logs, devs, f"vfio-migd qemu {side}")
         eq(got, want, f"{side}: the order of arcs across devices (device position:arc)")
     migd.ctl_ok("unregister", "src")
     migd.ctl_ok("unregister", "dst")
