@@ -294,18 +294,20 @@ static void phase_quiesce_stop(PlanBuilder *b, const char *prefix)
  * QEMU >= 8.1: a "prepare" VM state handler per P2P device takes it to RUNNING_P2P (or
  * PRE_COPY_P2P), and every prepare handler runs before any main handler, which then takes
  * each device to STOP (or STOP_COPY when pre-copying). One device at a time: a phase each.
+ * On a VM stop QEMU walks its handlers backwards (vm_state_notify), so the VM's last device
+ * goes first; QEMU 10 does so to migtest devices in the guest (tests/kernel, test-qemu10).
  */
 static void qemu_quiesce(PlanBuilder *b, const char *prefix)
 {
-        for (size_t i = 0; i < b->n; i++) {
-                phase_begin(b, PLAN_PHASE_TRANSITION, "%sp2p %s", prefix, b->devices[i].name);
-                add_p2p_quiesce(b, i);
+        for (size_t k = b->n; k-- > 0;) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "%sp2p %s", prefix, b->devices[k].name);
+                add_p2p_quiesce(b, k);
                 phase_end(b);
         }
-        for (size_t i = 0; i < b->n; i++) {
-                phase_begin(b, PLAN_PHASE_TRANSITION, "%sstop %s", prefix, b->devices[i].name);
-                if (mig_state_is_running(b->cur[i]))
-                        add_transition(b, i, stop_target(b->cur[i]));
+        for (size_t k = b->n; k-- > 0;) {
+                phase_begin(b, PLAN_PHASE_TRANSITION, "%sstop %s", prefix, b->devices[k].name);
+                if (mig_state_is_running(b->cur[k]))
+                        add_transition(b, k, stop_target(b->cur[k]));
                 phase_end(b);
         }
 }

@@ -440,12 +440,14 @@ class StrategyTest(MigdTestCase):
         self.assertNotIn("start (naive", log)
 
     def test_qemu_strategy_records_no_corruption_one_device_at_a_time(self):
-        """qemu: each device to RUNNING_P2P in turn, then each to STOP; no corruption events."""
+        """qemu: each device to RUNNING_P2P in turn, then each to STOP, the last device first as
+        QEMU's VM stop does; no corruption events."""
         report, events = self.quiesce_and_count_events("qemu")
         self.assertEqual(sum(events.values()), 0, events)
         self.assertEqual(self.h.busctl_get(vm_path("vm1"), VM_IFACE, "Strategy"), "qemu")
+        last_first = list(reversed(NAMES))
         self.assertEqual(phase_names(report),
-                         [f"p2p {n}" for n in NAMES] + [f"stop {n}" for n in NAMES])
+                         [f"p2p {n}" for n in last_first] + [f"stop {n}" for n in last_first])
         self.assertOneStepAtATime(report)
         p2p = [s for s in report["steps"] if s["phase"].startswith("p2p ")]
         stop = [s for s in report["steps"] if s["phase"].startswith("stop ")]

@@ -69,18 +69,19 @@ static const PlanCase cases[] = {
      "mlx:SC|P2P|PC:PRE_COPY hisi:SC|PC:PRE_COPY ap:SC:STOP",
      "device mlx: mlx=PRE_COPY>PRE_COPY_P2P>STOP_COPY | device hisi: hisi=PRE_COPY>STOP_COPY", 0,
      NULL},
-    /* QEMU >= 8.1: one device per phase, every P2P quiesce before any stop */
-    {"quiesce/qemu/p2p-each-then-stop-each", PLAN_OP_QUIESCE, QEMU, REQUIRE,
+    /* QEMU >= 8.1: one device per phase, every P2P quiesce before any stop; a VM stop runs
+     * QEMU's handlers backwards, so the last device goes first */
+    {"quiesce/qemu/p2p-each-then-stop-each-last-device-first", PLAN_OP_QUIESCE, QEMU, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING mlx2:SC|P2P|PC:PRE_COPY",
-     "p2p mlx: mlx=RUNNING>RUNNING_P2P | p2p pds: pds=RUNNING>RUNNING_P2P"
-     " | p2p mlx2: mlx2=PRE_COPY>PRE_COPY_P2P"
-     " | stop mlx: mlx=RUNNING_P2P>STOP | stop pds: pds=RUNNING_P2P>STOP"
-     " | stop mlx2: mlx2=PRE_COPY_P2P>STOP_COPY",
+     "p2p mlx2: mlx2=PRE_COPY>PRE_COPY_P2P | p2p pds: pds=RUNNING>RUNNING_P2P"
+     " | p2p mlx: mlx=RUNNING>RUNNING_P2P"
+     " | stop mlx2: mlx2=PRE_COPY_P2P>STOP_COPY | stop pds: pds=RUNNING_P2P>STOP"
+     " | stop mlx: mlx=RUNNING_P2P>STOP",
      0, NULL},
     {"quiesce/qemu/partly-quiesced", PLAN_OP_QUIESCE, QEMU, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING_P2P pds:SC|P2P:RUNNING",
-     "p2p pds: pds=RUNNING>RUNNING_P2P | stop mlx: mlx=RUNNING_P2P>STOP"
-     " | stop pds: pds=RUNNING_P2P>STOP",
+     "p2p pds: pds=RUNNING>RUNNING_P2P | stop pds: pds=RUNNING_P2P>STOP"
+     " | stop mlx: mlx=RUNNING_P2P>STOP",
      0, NULL},
     {"quiesce/qemu/single-non-p2p-device", PLAN_OP_QUIESCE, QEMU, BLOCKED, "hisi:SC|PC:RUNNING",
      "stop hisi: hisi=RUNNING>STOP", 0, NULL},
@@ -131,8 +132,8 @@ static const PlanCase cases[] = {
      0, NULL},
     {"save/qemu/stop-copy-and-save-each-then-stop-each", PLAN_OP_SAVE, QEMU, REQUIRE,
      "mlx:SC|P2P|PC:PRE_COPY pds:SC|P2P:RUNNING",
-     "p2p mlx: mlx=PRE_COPY>PRE_COPY_P2P | p2p pds: pds=RUNNING>RUNNING_P2P"
-     " | stop mlx: mlx=PRE_COPY_P2P>STOP_COPY | stop pds: pds=RUNNING_P2P>STOP"
+     "p2p pds: pds=RUNNING>RUNNING_P2P | p2p mlx: mlx=PRE_COPY>PRE_COPY_P2P"
+     " | stop pds: pds=RUNNING_P2P>STOP | stop mlx: mlx=PRE_COPY_P2P>STOP_COPY"
      " | save mlx<save>: mlx=STOP_COPY"
      " | stop-copy pds: pds=STOP>STOP_COPY | save pds<save>: pds=STOP_COPY"
      " | stopped mlx: mlx=STOP_COPY>STOP | stopped pds: pds=STOP_COPY>STOP",
@@ -181,8 +182,8 @@ static const PlanCase cases[] = {
     /* QEMU takes a fresh device straight to RESUMING; qemu first quiesces it QEMU's way. */
     {"resume/qemu/fresh-devices", PLAN_OP_RESUME, QEMU, REQUIRE,
      "mlx:SC|P2P|PC:RUNNING pds:SC|P2P:RUNNING",
-     "quiesce-p2p mlx: mlx=RUNNING>RUNNING_P2P | quiesce-p2p pds: pds=RUNNING>RUNNING_P2P"
-     " | quiesce-stop mlx: mlx=RUNNING_P2P>STOP | quiesce-stop pds: pds=RUNNING_P2P>STOP"
+     "quiesce-p2p pds: pds=RUNNING>RUNNING_P2P | quiesce-p2p mlx: mlx=RUNNING>RUNNING_P2P"
+     " | quiesce-stop pds: pds=RUNNING_P2P>STOP | quiesce-stop mlx: mlx=RUNNING_P2P>STOP"
      " | resuming mlx: mlx=STOP>RESUMING | resuming pds: pds=STOP>RESUMING"
      " | load<load>: mlx=RESUMING pds=RESUMING"
      " | p2p mlx: mlx=RESUMING>STOP>RUNNING_P2P | p2p pds: pds=RESUMING>STOP>RUNNING_P2P"

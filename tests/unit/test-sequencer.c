@@ -390,12 +390,13 @@ static void test_qemu_quiesce_of_peers_corrupts_nothing(void)
         rm_rf(dir);
 }
 
-/* One device per phase, in QEMU's order: N p2p phases, then N stop phases, each at least one
- * arc's latency, so the whole costs at least 2 x N arcs. */
+/* One device per phase, in QEMU's order: N p2p phases, then N stop phases, last device first
+ * (QEMU walks its VM-stop handlers backwards), each at least one arc's latency, so the whole
+ * costs at least 2 x N arcs. */
 static void test_qemu_quiesce_is_one_device_per_phase(void)
 {
-        static const char *const order[] = {"p2p nic0",  "p2p nic1",  "p2p nic2",  "p2p nic3",
-                                            "stop nic0", "stop nic1", "stop nic2", "stop nic3"};
+        static const char *const order[] = {"p2p nic3",  "p2p nic2",  "p2p nic1",  "p2p nic0",
+                                            "stop nic3", "stop nic2", "stop nic1", "stop nic0"};
         g_autofree char *dir = tmp_dir();
         TestVm *vm = vm_uniform(dir, "nic", 4, MLX5, 20, "ctx");
         g_autoptr(SeqReport) rep = NULL;

@@ -452,7 +452,7 @@ static DEVICE_ATTR_RW(fault);
 
 static ssize_t arc_log_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
-	return migtest_log_show(dev_to_migtest(dev), buf);
+	return migtest_log_show(dev_to_migtest(dev), buf, false);
 }
 
 /* Any write clears the log. */
@@ -467,6 +467,13 @@ static ssize_t arc_log_store(struct device *dev, struct device_attribute *attr, 
 	return count;
 }
 static DEVICE_ATTR_RW(arc_log);
+
+/* The same log with each arc's start and end (µs, CLOCK_MONOTONIC): the benchmarks' clock. */
+static ssize_t arc_times_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return migtest_log_show(dev_to_migtest(dev), buf, true);
+}
+static DEVICE_ATTR_RO(arc_times);
 
 static struct attribute *migtest_attrs[] = {
 	&dev_attr_type.attr,
@@ -487,6 +494,7 @@ static struct attribute *migtest_attrs[] = {
 	&dev_attr_delay_ms.attr,
 	&dev_attr_fault.attr,
 	&dev_attr_arc_log.attr,
+	&dev_attr_arc_times.attr,
 	NULL,
 };
 

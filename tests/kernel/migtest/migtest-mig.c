@@ -53,17 +53,27 @@ static bool migtest_state_running(enum vfio_device_mig_state s)
 
 /* ---- the arc log ---- */
 
-void migtest_log_add(struct migtest_device *md, u8 kind, u8 from, u8 to, int result)
+/* start_ns: when the arc began (0: an event without duration, OPEN or RESET). */
+void migtest_log_add(struct migtest_device *md, u8 kind, u8 from, u8 to, int result,
+		     u64 start_ns)
 {
 	struct migtest_log_entry *e;
+	u64 now = ktime_get_ns();
 
 	mutex_lock(&md->data_lock);
 	e = &md->log[md->log_next++ % MIGTEST_LOG_ENTRIES];
-	*e = (struct migtest_log_entry){ .kind = kind, .from = from, .to = to, .result = result };
+	*e = (struct migtest_log_entry){ .kind = kind, .from = from, .to = to, .result = result,
+					 .start_ns = start_ns ?: now, .end_ns = now };
 	mutex_unlock(&md->data_lock);
 }
 
-ssize_t migtest_log_show(struct migtest_device *md, char *buf)
+/*
+ * arc_log, or with times arc_times: each line prefixed with when its arc began and ended,
+ * in microseconds of CLOCK_MONOTONIC (one clock for every device, so the arcs of a VM can be
+ * ordered and timed across devices). scnprintf stops at the page: 96 lines of arc_times
+ * take about 4 KiB, and the tests clear the log long before that.
+ */
+ssize_t migtest_log_show(struct migtest_device *md, char *buf, bool times)
 {
 	unsigned int i, first;
 	ssize_t n = 0;
@@ -75,6 +85,11 @@ ssize_t migtest_log_show(struct migtest_device *md, char *buf)
 	for (i = first; i < md->log_next; i++) {
 		const struct migtest_log_entry *e = &md->log[i % MIGTEST_LOG_ENTRIES];
 		const char *from = migtest_state_name(e->from), *to = migtest_state_name(e->to);
+
+		if (times)
+			n += scnprintf(buf + n, PAGE_SIZE - n, "%llu %llu ",
+				       div_u64(e->start_ns, NSEC_PER_USEC),
+				       div_u64(e->end_ns, NSEC_PER_USEC));
 
 		switch (e->kind) {
 		case MIGTEST_LOG_ARC:
@@ -269,6 +284,7 @@ static struct file *migtest_arc(struct migtest_device *md, u32 from, u32 to)
 {
 	struct migtest_fault fault;
 	struct file *res;
+	u64 start = ktime_get_ns();
 	int ret;
 
 	/* The last outbound DMA of a device that is about to quiesce or stop. */
@@ -277,7 +293,7 @@ static struct file *migtest_arc(struct migtest_device *md, u32 from, u32 to)
 
 	ret = migtest_arc_delay(md);
 	if (ret) {
-		migtest_log_add(md, MIGTEST_LOG_ARC, from, to, ret);
+		migtest_log_add(md, MIGTEST_LOG_ARC, from, to, ret, start);
 		return ERR_PTR(ret);
 	}
 
@@ -288,20 +304,20 @@ static struct file *migtest_arc(struct migtest_device *md, u32 from, u32 to)
 		if (fault.to_error) {
 			migtest_disable_fds(md);
 			migtest_set_mig_state(md, VFIO_DEVICE_STATE_ERROR);
-			migtest_log_add(md, MIGTEST_LOG_ARC_TO_ERROR, from, to, -fault.err);
+			migtest_log_add(md, MIGTEST_LOG_ARC_TO_ERROR, from, to, -fault.err, start);
 		} else {
-			migtest_log_add(md, MIGTEST_LOG_ARC, from, to, -fault.err);
+			migtest_log_add(md, MIGTEST_LOG_ARC, from, to, -fault.err, start);
 		}
 		return ERR_PTR(-fault.err);
 	}
 
 	res = migtest_arc_action(md, from, to);
 	if (IS_ERR(res)) {
-		migtest_log_add(md, MIGTEST_LOG_ARC, from, to, PTR_ERR(res));
+		migtest_log_add(md, MIGTEST_LOG_ARC, from, to, PTR_ERR(res), start);
 		return res;
 	}
 	migtest_set_mig_state(md, to);
-	migtest_log_add(md, MIGTEST_LOG_ARC, from, to, 0);
+	migtest_log_add(md, MIGTEST_LOG_ARC, from, to, 0, start);
 
 	/* The first DMA of a device that runs again. */
 	if (to == VFIO_DEVICE_STATE_RUNNING)
@@ -388,7 +404,7 @@ void migtest_mig_open(struct migtest_device *md)
 	mutex_lock(&md->state_mutex);
 	migtest_disable_fds(md);
 	migtest_set_mig_state(md, VFIO_DEVICE_STATE_RUNNING);
-	migtest_log_add(md, MIGTEST_LOG_OPEN, 0, 0, 0);
+	migtest_log_add(md, MIGTEST_LOG_OPEN, 0, 0, 0, 0);
 	mutex_unlock(&md->state_mutex);
 }
 
@@ -410,7 +426,7 @@ int migtest_mig_reset(struct migtest_device *md)
 	migtest_state_generate(md, ((u64)md->id << 32) | md->resets);
 	md->mig_state = VFIO_DEVICE_STATE_RUNNING;
 	mutex_unlock(&md->data_lock);
-	migtest_log_add(md, MIGTEST_LOG_RESET, 0, 0, 0);
+	migtest_log_add(md, MIGTEST_LOG_RESET, 0, 0, 0, 0);
 	mutex_unlock(&md->state_mutex);
 	return 0;
 }

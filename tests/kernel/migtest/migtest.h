@@ -50,6 +50,7 @@ struct migtest_log_entry {
 	u8 kind; /* MIGTEST_LOG_* */
 	u8 from, to;
 	int result; /* ARC: 0 or -errno */
+	u64 start_ns, end_ns; /* ktime_get_ns() when the arc began and ended (arc_times) */
 };
 
 enum {
@@ -127,8 +128,9 @@ extern const struct vfio_migration_ops migtest_mig_ops;
 void migtest_mig_open(struct migtest_device *md);
 void migtest_mig_close(struct migtest_device *md);
 int migtest_mig_reset(struct migtest_device *md);
-void migtest_log_add(struct migtest_device *md, u8 kind, u8 from, u8 to, int result);
-ssize_t migtest_log_show(struct migtest_device *md, char *buf);
+void migtest_log_add(struct migtest_device *md, u8 kind, u8 from, u8 to, int result,
+		     u64 start_ns);
+ssize_t migtest_log_show(struct migtest_device *md, char *buf, bool times);
 void migtest_tick_start(void);
 void migtest_tick_stop(void);
 
