@@ -66,10 +66,8 @@ void recovery_retry(Daemon *d, const char *why);
 int recovery_append_last(sd_bus_message *m, const Daemon *d);
 
 /*
- * The decision, pure: what to do with a VM whose sequence (op, last phase begun at
- * phase_index of phases) was interrupted, its devices now in states[]. Returns true with
- * *ret_op to run, false when nothing needs doing; *ret_action is "rollback" or "finish"
- * (or "none"), *ret_reason a sentence (owned by the caller).
+ * The decision on the journal's record of an interrupted sequence: recovery_decide()
+ * (core/recovery-decide.h), pure, with the same results.
  */
 bool recovery_choose(enum policy_after_crash policy, const JournalSequence *seq,
                      const enum mig_state *states, size_t n, enum plan_op *ret_op,
