@@ -5,13 +5,12 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "bus/bus-device.h"
-#include "bus/bus-manager.h"
 #include "bus/bus-util.h"
 #include "core/recovery-decide.h"
 #include "crash-point.h"
 #include "daemon.h"
 #include "log.h"
+#include "model/manager.h"
 
 /* What the start did with one VM of the journal: an entry of LastRecovery's "vms". */
 typedef struct RecoveredVm {
@@ -380,8 +379,8 @@ static void restore_vm(Daemon *d, Recovery *rec, const JournalVm *v)
 
         vm_options_overlay(&options, &v->options);
         /* The registrant's origin, so the libvirt tracker keeps managing the VMs it made. */
-        r = bus_manager_register_vm(d, v->name, (const char *const *)v->devices, v->n_devices,
-                                    &options, v->origin ? v->origin : "journal", &vm, &err);
+        r = manager_register_vm(&d->manager, v->name, (const char *const *)v->devices, v->n_devices,
+                                &options, v->origin ? v->origin : "journal", &vm, &err);
         if (r < 0) {
                 log_error("Journal %s: VM %s (registered by %s%s%s) is not restored: %s",
                           journal_path(rec->journal), v->name, v->origin,
@@ -489,25 +488,8 @@ static void recovery_settle(Daemon *d)
 static void on_recovery_event(Vm *vm, const SeqEvent *ev, void *userdata)
 {
         RecoveryRun *run = userdata;
-        static const char *const status[] = {
-            [SEQ_EVENT_PHASE_START] = "started",
-            [SEQ_EVENT_PHASE_DONE] = "done",
-            [SEQ_EVENT_PHASE_FAILED] = "failed",
-            [SEQ_EVENT_ROLLBACK_START] = "rollback",
-        };
 
-        if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
-                Device *dev = vm_device(vm, ev->device);
-                if (dev)
-                        bus_device_emit_state_changed(run->daemon, dev->info.name, ev->old_state,
-                                                      ev->new_state);
-                return;
-        }
-        if ((size_t)ev->kind < G_N_ELEMENTS(status) && status[ev->kind])
-                bus_manager_emit_sequence_progress(
-                    run->daemon, vm_name(vm), plan_op_to_string(run->entry->run_op),
-                    ev->phase ? ev->phase : "", (unsigned)ev->phase_index, (unsigned)ev->n_phases,
-                    status[ev->kind], ev->elapsed_us);
+        manager_sequence_event(&run->daemon->manager, vm, run->entry->run_op, ev);
 }
 
 static void on_recovery_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
@@ -787,9 +769,9 @@ void recovery_retry(Daemon *d, const char *why)
                         continue;
                 }
                 vm_options_overlay(&options, &rv->options);
-                r = bus_manager_register_vm(d, rv->name, (const char *const *)rv->devices,
-                                            rv->n_devices, &options,
-                                            rv->origin ? rv->origin : "journal", &vm, &err);
+                r = manager_register_vm(&d->manager, rv->name, (const char *const *)rv->devices,
+                                        rv->n_devices, &options,
+                                        rv->origin ? rv->origin : "journal", &vm, &err);
                 if (r < 0) {
                         log_info("VM %s: still not restored (%s): %s", e->vm, why, err->message);
                         continue;

@@ -50,7 +50,7 @@ void recovery_start(Daemon *d);
 void recovery_free(Recovery *rec);
 
 /*
- * Registration bookkeeping (bus_manager_register_vm()/_unregister_vm()); no-ops without a
+ * Registration bookkeeping (manager_register_vm()/_unregister_vm()); no-ops without a
  * journal. A registration whose write fails is logged and stands, and the write is retried
  * on a timer (1 s doubling to 30 s) as is every failed write. An unregistration whose write
  * fails is refused (-EIO with a sentence): the VM would come back after a restart.

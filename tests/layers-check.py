@@ -49,8 +49,6 @@ KNOWN_DEBT = {
     ("daemon-hotplug", "bus/bus-manager"),
     ("daemon-hotplug", "bus/bus-util"),
     ("daemon-hotplug", "daemon"),
-    ("recovery", "bus/bus-device"),
-    ("recovery", "bus/bus-manager"),
     ("recovery", "bus/bus-util"),
     ("recovery", "daemon"),
     ("bus/bus-device", "daemon"),

@@ -30,8 +30,8 @@ static bool resume_past_validate(const RecoveryInterrupted *seq)
 }
 
 /* The finishing operation of op, or PLAN_OP_COUNT when op cannot be finished from here. */
-static enum plan_op finish_op(const RecoveryInterrupted *seq, const enum mig_state *states, size_t n,
-                              const char **why)
+static enum plan_op finish_op(const RecoveryInterrupted *seq, const enum mig_state *states,
+                              size_t n, const char **why)
 {
         bool broken = any_in(states, n, MIG_STATE_ERROR, MIG_STATE_RESUMING);
 
@@ -119,4 +119,3 @@ bool recovery_decide(enum policy_after_crash policy, const RecoveryInterrupted *
                                               why ? why : "", why ? "; " : "");
         return true;
 }
-
