@@ -34,6 +34,7 @@ typedef struct DecideCase {
 #define FI POLICY_AFTER_CRASH_FINISH
 #define NO PLAN_OP_COUNT
 
+/* clang-format off: one row per case reads better than one field per line */
 static const DecideCase cases[] = {
     /* rollback */
     {"rollback/quiesce-half-stopped-aborts", RB, PLAN_OP_QUIESCE, 1, false, {ST, P2}, true,
@@ -78,6 +79,7 @@ static const DecideCase cases[] = {
     {"finish/reset-is-not-finished-but-rolled-back", FI, PLAN_OP_RESET, 0, false, {RS, R}, true,
      PLAN_OP_ABORT, "rollback", "a reset is not finished"},
 };
+/* clang-format on */
 
 static void test_decide(gconstpointer data)
 {
