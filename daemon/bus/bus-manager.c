@@ -316,10 +316,27 @@ static void on_sequence_event(void *userdata, Vm *vm, enum plan_op op, const Seq
         bus_vm_emit_sequence_event(userdata, vm, op, ev);
 }
 
+static void on_group_changed(void *userdata, const GroupChange *c)
+{
+        bus_manager_emit_group_changed(userdata, c->group, c->added, c->removed, c->vms);
+}
+
+static void on_vm_blockers_changed(void *userdata, const char *vm)
+{
+        Daemon *d = userdata;
+        g_autofree char *path = bus_vm_path(vm);
+
+        if (path)
+                (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, "Migratable",
+                                                     "Blockers", NULL);
+}
+
 static const ManagerEvents manager_events = {
     .counts_changed = on_counts_changed,
     .vm_new = on_vm_new,
     .vm_removed = on_vm_removed,
+    .group_changed = on_group_changed,
+    .vm_blockers_changed = on_vm_blockers_changed,
     .sequence_event = on_sequence_event,
 };
 

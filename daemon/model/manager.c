@@ -88,6 +88,17 @@ int manager_rescan(Manager *m, GError **error)
         return r;
 }
 
+void manager_report_host_change(Manager *m, const GroupWatchResult *result, bool devices_changed)
+{
+        const ManagerEvents *ev = m->events;
+
+        for (guint i = 0; ev && ev->group_changed && i < result->changes->len; i++)
+                ev->group_changed(m->userdata, result->changes->pdata[i]);
+        for (guint i = 0; ev && ev->vm_blockers_changed && i < result->vms_changed->len; i++)
+                ev->vm_blockers_changed(m->userdata, result->vms_changed->pdata[i]);
+        report_counts(m, false, devices_changed);
+}
+
 void manager_sequence_event(Manager *m, Vm *vm, enum plan_op op, const SeqEvent *ev)
 {
         if (m->events && m->events->sequence_event)

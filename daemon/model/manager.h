@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "group-watch.h"
 #include "registry.h"
 #include "vm.h"
 
@@ -31,6 +32,10 @@ typedef struct ManagerEvents {
          * says whether the device count changed. */
         void (*vm_removed)(void *userdata, const char *name, const GPtrArray *former_devices,
                            bool devices_changed);
+        /* A re-evaluation of the host (daemon-hotplug.h) found group's membership changed. */
+        void (*group_changed)(void *userdata, const GroupChange *change);
+        /* ... and vm's hotplug blockers (Migratable, Blockers) changed. */
+        void (*vm_blockers_changed)(void *userdata, const char *vm);
         /* A sequence of vm running op moved: a device's state, a phase, a hung step. */
         void (*sequence_event)(void *userdata, Vm *vm, enum plan_op op, const SeqEvent *ev);
 } ManagerEvents;
@@ -60,5 +65,8 @@ int manager_register_vm(Manager *m, const char *name, const char *const *devices
 int manager_unregister_vm(Manager *m, const char *name, GError **error);
 /* registry_rescan(), reporting DeviceCount when it changed; the number of devices known. */
 int manager_rescan(Manager *m, GError **error);
+/* Reports what a re-evaluation of the host found: each group change, each VM whose blockers
+ * changed, then DeviceCount when devices_changed. */
+void manager_report_host_change(Manager *m, const GroupWatchResult *result, bool devices_changed);
 /* Reports a sequence's event (the one place a sequence event becomes a signal). */
 void manager_sequence_event(Manager *m, Vm *vm, enum plan_op op, const SeqEvent *ev);

@@ -47,10 +47,27 @@ static void on_vm_removed(void *userdata, const char *name, const GPtrArray *for
         g_string_append(f->reported, devices_changed ? "; devices changed\n" : "\n");
 }
 
+static void on_group_changed(void *userdata, const GroupChange *c)
+{
+        Fixture *f = userdata;
+
+        g_string_append_printf(f->reported, "group %s +%u -%u\n", c->group, c->added->len,
+                               c->removed->len);
+}
+
+static void on_vm_blockers_changed(void *userdata, const char *vm)
+{
+        Fixture *f = userdata;
+
+        g_string_append_printf(f->reported, "blockers %s\n", vm);
+}
+
 static const ManagerEvents events = {
     .counts_changed = on_counts_changed,
     .vm_new = on_vm_new,
     .vm_removed = on_vm_removed,
+    .group_changed = on_group_changed,
+    .vm_blockers_changed = on_vm_blockers_changed,
 };
 
 static void create_device(Fixture *f, const char *name)
@@ -193,6 +210,25 @@ static void test_rescan_reports_only_a_change(Fixture *f, gconstpointer data)
         g_assert_cmpstr(f->reported->str, ==, "counts devices\n");
 }
 
+static void test_host_change_reports_groups_then_vms_then_counts(Fixture *f, gconstpointer data)
+{
+        g_autoptr(GPtrArray) added = g_ptr_array_new();
+        g_autoptr(GPtrArray) removed = g_ptr_array_new();
+        g_autoptr(GPtrArray) vms = g_ptr_array_new();
+        GroupChange change = {.group = "7", .added = added, .removed = removed, .vms = vms};
+        g_autoptr(GPtrArray) changes = g_ptr_array_new();
+        g_autoptr(GPtrArray) vms_changed = g_ptr_array_new();
+        g_autoptr(GPtrArray) gone = g_ptr_array_new();
+        GroupWatchResult result = {.changes = changes, .vms_changed = vms_changed, .gone = gone};
+
+        g_ptr_array_add(added, "nic2");
+        g_ptr_array_add(vms, "vm1");
+        g_ptr_array_add(changes, &change);
+        g_ptr_array_add(vms_changed, "vm1");
+        manager_report_host_change(&f->manager, &result, true);
+        g_assert_cmpstr(f->reported->str, ==, "group 7 +1 -0\nblockers vm1\ncounts devices\n");
+}
+
 static void test_without_events_nothing_is_reported(Fixture *f, gconstpointer data)
 {
         const char *const devices[] = {"nic0", NULL};
@@ -218,6 +254,8 @@ int main(int argc, char **argv)
             test_unregister_reports_the_former_devices);
         ADD("/manager/unregister/unknown-is-refused", test_unregister_unknown_is_refused);
         ADD("/manager/rescan/reports-only-a-change", test_rescan_reports_only_a_change);
+        ADD("/manager/host-change/reports-groups-then-vms-then-counts",
+            test_host_change_reports_groups_then_vms_then_counts);
         ADD("/manager/without-events-nothing-is-reported", test_without_events_nothing_is_reported);
         return g_test_run();
 }
