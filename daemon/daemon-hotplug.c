@@ -1,12 +1,11 @@
-/* daemon-hotplug: the daemon's answer to a host change: rescan, compare groups, tell the bus */
+/* daemon-hotplug: the daemon's answer to a host change: rescan, compare groups, report */
 #include "daemon-hotplug.h"
 
 #include <errno.h>
 
-#include "bus/bus-manager.h"
-#include "bus/bus-util.h"
 #include "host/hotplug.h"
 #include "log.h"
+#include "model/manager.h"
 #include "recovery.h"
 
 static char *join(const GPtrArray *strings)
@@ -62,20 +61,11 @@ int daemon_reevaluate(Daemon *d, const char *why, GError **error)
                             "the VM is cancelled and new ones are refused.",
                             parts[0], parts[1] ? parts[1] : "?");
         }
-        for (guint i = 0; i < res->changes->len; i++) {
-                const GroupChange *c = res->changes->pdata[i];
-                log_change(c);
-                bus_manager_emit_group_changed(d, c->group, c->added, c->removed, c->vms);
-        }
-        for (guint i = 0; i < res->vms_changed->len; i++) {
-                g_autofree char *path = bus_vm_path(res->vms_changed->pdata[i]);
+        for (guint i = 0; i < res->changes->len; i++)
+                log_change(res->changes->pdata[i]);
+        for (guint i = 0; i < res->vms_changed->len; i++)
                 log_vm_blockers(d, res->vms_changed->pdata[i]);
-                if (path)
-                        (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM,
-                                                             "Migratable", "Blockers", NULL);
-        }
-        if (registry_n_devices(d->registry) != before)
-                bus_manager_emit_counts(d, false, true);
+        manager_report_host_change(&d->manager, res, registry_n_devices(d->registry) != before);
         /* A device a journal VM was waiting for may be back (recovery.h). */
         recovery_retry(d, why);
         return (int)registry_n_devices(d->registry);

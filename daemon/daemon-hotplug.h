@@ -1,4 +1,4 @@
-/* daemon-hotplug: the daemon's answer to a host change: rescan, compare groups, tell the bus */
+/* daemon-hotplug: the daemon's answer to a host change: rescan, compare groups, report */
 #pragma once
 
 /*
@@ -9,9 +9,9 @@
  * a warning.
  *
  * daemon_reevaluate() is the one re-evaluation, for the watch's bursts and for Rescan:
- * registry_reevaluate(), then on the bus GroupChanged per changed group, PropertiesChanged of
- * Migratable and Blockers for each VM whose hotplug blockers changed, DeviceCount when it
- * changed; in the log, a warning per change and per new blocker. Returns the number of
+ * registry_reevaluate(), then through the manager (manager_report_host_change()) on the bus
+ * GroupChanged per changed group, PropertiesChanged of Migratable and Blockers for each VM
+ * whose hotplug blockers changed, DeviceCount when it changed; in the log, a warning per change and per new blocker. Returns the number of
  * devices known, or a negative errno with *error set (the rescan failed).
  */
 

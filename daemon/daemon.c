@@ -323,6 +323,7 @@ int daemon_new(const DaemonOptions *options, Daemon **ret, GError **error)
                             "Cannot set up the registry: %s.", g_strerror(-r));
                 return r;
         }
+        manager_init(&d->manager, d->registry, d);
         r = registry_rescan(d->registry, error);
         if (r < 0)
                 return r;

@@ -26,6 +26,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus/bus-util.h"
+#include "model/manager.h"
 #include "registry.h"
 #include "vm.h"
 
@@ -52,6 +53,7 @@ typedef struct Daemon {
         sd_event *event;
         sd_bus *bus;
         Registry *registry;
+        Manager manager; /* registration and rescan over the registry (model/manager.h) */
         BusAuth auth;
         bool stopping;
         uint32_t stop_timeout_ms;

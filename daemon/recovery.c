@@ -5,12 +5,12 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "bus/bus-device.h"
-#include "bus/bus-manager.h"
 #include "bus/bus-util.h"
+#include "core/recovery-decide.h"
 #include "crash-point.h"
 #include "daemon.h"
 #include "log.h"
+#include "model/manager.h"
 
 /* What the start did with one VM of the journal: an entry of LastRecovery's "vms". */
 typedef struct RecoveredVm {
@@ -353,120 +353,18 @@ int recovery_untrack_vm(Daemon *d, const char *name, GError **error)
 
 /* ---- the decision ---- */
 
-static bool all_in(const enum mig_state *states, size_t n, enum mig_state s)
-{
-        for (size_t i = 0; i < n; i++)
-                if (states[i] != s)
-                        return false;
-        return true;
-}
-
-static bool any_in(const enum mig_state *states, size_t n, enum mig_state a, enum mig_state b)
-{
-        for (size_t i = 0; i < n; i++)
-                if (states[i] == a || states[i] == b)
-                        return true;
-        return false;
-}
-
-/* A Resume whose devices had all validated the stream (a phase after "validate" began). */
-static bool resume_past_validate(const JournalSequence *seq)
-{
-        for (int64_t i = 0; seq->phases && seq->phases[i]; i++)
-                if (strcmp(seq->phases[i], "validate") == 0)
-                        return !seq->rollback && seq->phase_index > i;
-        return false;
-}
-
-/* The finishing operation of op, or PLAN_OP_COUNT when op cannot be finished from here. */
-static enum plan_op finish_op(const JournalSequence *seq, const enum mig_state *states, size_t n,
-                              const char **why)
-{
-        bool broken = any_in(states, n, MIG_STATE_ERROR, MIG_STATE_RESUMING);
-
-        switch (seq->op) {
-        case PLAN_OP_QUIESCE:
-        case PLAN_OP_PRECOPY:
-                if (broken) {
-                        *why = "a device is in ERROR or RESUMING, so the sequence cannot be "
-                               "finished";
-                        return PLAN_OP_COUNT;
-                }
-                if (any_in(states, n, MIG_STATE_PRE_COPY, MIG_STATE_PRE_COPY_P2P) ||
-                    any_in(states, n, MIG_STATE_STOP_COPY, MIG_STATE_STOP_COPY)) {
-                        *why = "a device's data session died with the daemon, so its pre-copy "
-                               "data cannot be saved";
-                        return PLAN_OP_COUNT;
-                }
-                return seq->op;
-        case PLAN_OP_START:
-        case PLAN_OP_ABORT:
-                return seq->op;
-        case PLAN_OP_RESUME:
-                if (!broken && resume_past_validate(seq))
-                        return PLAN_OP_START;
-                *why = "a Resume cannot be finished before every device validated the stream, "
-                       "and the stream died with the daemon";
-                return PLAN_OP_COUNT;
-        case PLAN_OP_SAVE:
-                *why = "a Save cannot be finished without its data stream, which died with the "
-                       "daemon";
-                return PLAN_OP_COUNT;
-        default:
-                *why = "a reset is not finished but repeated as a rollback";
-                return PLAN_OP_COUNT;
-        }
-}
-
 bool recovery_choose(enum policy_after_crash policy, const JournalSequence *seq,
                      const enum mig_state *states, size_t n, enum plan_op *ret_op,
                      const char **ret_action, char **ret_reason)
 {
-        const char *why = NULL;
-        enum plan_op op;
+        const RecoveryInterrupted interrupted = {
+            .op = seq->op,
+            .phases = seq->phases,
+            .phase_index = seq->phase_index,
+            .rollback = seq->rollback,
+        };
 
-        if (policy == POLICY_AFTER_CRASH_FINISH) {
-                op = finish_op(seq, states, n, &why);
-                if (op == PLAN_OP_QUIESCE && all_in(states, n, MIG_STATE_STOP)) {
-                        *ret_action = "none";
-                        *ret_reason = g_strdup("every device is in STOP: the quiesce had "
-                                               "completed.");
-                        return false;
-                }
-                if ((op == PLAN_OP_START || op == PLAN_OP_ABORT) &&
-                    all_in(states, n, MIG_STATE_RUNNING)) {
-                        *ret_action = "none";
-                        *ret_reason = g_strdup("every device is RUNNING: the sequence had "
-                                               "completed.");
-                        return false;
-                }
-                if (op != PLAN_OP_COUNT) {
-                        *ret_op = op;
-                        *ret_action = "finish";
-                        *ret_reason = g_strdup_printf("after-crash finish: %s to the end.",
-                                                      plan_op_to_string(op));
-                        return true;
-                }
-        }
-        op = plan_op_rollback(seq->op);
-        if (all_in(states, n, MIG_STATE_RUNNING)) {
-                *ret_action = "none";
-                *ret_reason = g_strdup("every device is RUNNING already: nothing to roll back.");
-                return false;
-        }
-        *ret_op = op;
-        *ret_action = "rollback";
-        if (op == PLAN_OP_RESET)
-                *ret_reason = g_strdup_printf("%s%sthe interrupted Resume is rolled back by "
-                                              "resetting every device: the state it was loading "
-                                              "is lost.",
-                                              why ? why : "", why ? "; " : "");
-        else
-                *ret_reason = g_strdup_printf("%s%severy device goes back to RUNNING by the "
-                                              "kernel's paths (a device in ERROR or RESUMING is "
-                                              "reset and its state lost).",
-                                              why ? why : "", why ? "; " : "");
-        return true;
+        return recovery_decide(policy, &interrupted, states, n, ret_op, ret_action, ret_reason);
 }
 
 /* ---- on start, before the name: the journal read, the VMs registered again ---- */
@@ -481,8 +379,8 @@ static void restore_vm(Daemon *d, Recovery *rec, const JournalVm *v)
 
         vm_options_overlay(&options, &v->options);
         /* The registrant's origin, so the libvirt tracker keeps managing the VMs it made. */
-        r = bus_manager_register_vm(d, v->name, (const char *const *)v->devices, v->n_devices,
-                                    &options, v->origin ? v->origin : "journal", &vm, &err);
+        r = manager_register_vm(&d->manager, v->name, (const char *const *)v->devices, v->n_devices,
+                                &options, v->origin ? v->origin : "journal", &vm, &err);
         if (r < 0) {
                 log_error("Journal %s: VM %s (registered by %s%s%s) is not restored: %s",
                           journal_path(rec->journal), v->name, v->origin,
@@ -590,25 +488,8 @@ static void recovery_settle(Daemon *d)
 static void on_recovery_event(Vm *vm, const SeqEvent *ev, void *userdata)
 {
         RecoveryRun *run = userdata;
-        static const char *const status[] = {
-            [SEQ_EVENT_PHASE_START] = "started",
-            [SEQ_EVENT_PHASE_DONE] = "done",
-            [SEQ_EVENT_PHASE_FAILED] = "failed",
-            [SEQ_EVENT_ROLLBACK_START] = "rollback",
-        };
 
-        if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
-                Device *dev = vm_device(vm, ev->device);
-                if (dev)
-                        bus_device_emit_state_changed(run->daemon, dev->info.name, ev->old_state,
-                                                      ev->new_state);
-                return;
-        }
-        if ((size_t)ev->kind < G_N_ELEMENTS(status) && status[ev->kind])
-                bus_manager_emit_sequence_progress(
-                    run->daemon, vm_name(vm), plan_op_to_string(run->entry->run_op),
-                    ev->phase ? ev->phase : "", (unsigned)ev->phase_index, (unsigned)ev->n_phases,
-                    status[ev->kind], ev->elapsed_us);
+        manager_sequence_event(&run->daemon->manager, vm, run->entry->run_op, ev);
 }
 
 static void on_recovery_done(Vm *vm, int error, const SeqReport *rep, void *userdata)
@@ -887,9 +768,9 @@ void recovery_retry(Daemon *d, const char *why)
                         continue;
                 }
                 vm_options_overlay(&options, &rv->options);
-                r = bus_manager_register_vm(d, rv->name, (const char *const *)rv->devices,
-                                            rv->n_devices, &options,
-                                            rv->origin ? rv->origin : "journal", &vm, &err);
+                r = manager_register_vm(&d->manager, rv->name, (const char *const *)rv->devices,
+                                        rv->n_devices, &options,
+                                        rv->origin ? rv->origin : "journal", &vm, &err);
                 if (r < 0) {
                         log_info("VM %s: still not restored (%s): %s", e->vm, why, err->message);
                         continue;

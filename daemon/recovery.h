@@ -50,7 +50,7 @@ void recovery_start(Daemon *d);
 void recovery_free(Recovery *rec);
 
 /*
- * Registration bookkeeping (bus_manager_register_vm()/_unregister_vm()); no-ops without a
+ * Registration bookkeeping (manager_register_vm()/_unregister_vm()); no-ops without a
  * journal. A registration whose write fails is logged and stands, and the write is retried
  * on a timer (1 s doubling to 30 s) as is every failed write. An unregistration whose write
  * fails is refused (-EIO with a sentence): the VM would come back after a restart.
@@ -66,10 +66,8 @@ void recovery_retry(Daemon *d, const char *why);
 int recovery_append_last(sd_bus_message *m, const Daemon *d);
 
 /*
- * The decision, pure: what to do with a VM whose sequence (op, last phase begun at
- * phase_index of phases) was interrupted, its devices now in states[]. Returns true with
- * *ret_op to run, false when nothing needs doing; *ret_action is "rollback" or "finish"
- * (or "none"), *ret_reason a sentence (owned by the caller).
+ * The decision on the journal's record of an interrupted sequence: recovery_decide()
+ * (core/recovery-decide.h), pure, with the same results.
  */
 bool recovery_choose(enum policy_after_crash policy, const JournalSequence *seq,
                      const enum mig_state *states, size_t n, enum plan_op *ret_op,

@@ -20,28 +20,25 @@ static int tracker_register_vm(void *userdata, const char *name, const char *con
 {
         Daemon *d = userdata;
 
-        return bus_manager_register_vm(d, name, devices, n, registry_defaults(d->registry),
-                                       "libvirt", NULL, error);
+        return manager_register_vm(&d->manager, name, devices, n, registry_defaults(d->registry),
+                                   "libvirt", NULL, error);
 }
 
 static int tracker_unregister_vm(void *userdata, const char *name, GError **error)
 {
-        return bus_manager_unregister_vm(userdata, name, error);
+        Daemon *d = userdata;
+
+        return manager_unregister_vm(&d->manager, name, error);
 }
 
 static int rescan(Daemon *d)
 {
-        size_t before = registry_n_devices(d->registry);
         g_autoptr(GError) gerr = NULL;
         int r;
 
-        r = registry_rescan(d->registry, &gerr);
-        if (r < 0) {
+        r = manager_rescan(&d->manager, &gerr);
+        if (r < 0)
                 log_warning("Rescan: %s", gerr->message);
-                return r;
-        }
-        if ((size_t)r != before)
-                bus_manager_emit_counts(d, false, true);
         return r;
 }
 
@@ -244,14 +241,14 @@ static int register_vm_from_xml_parsed(sd_bus_message *m, Daemon *d, LvDomain *p
         if (r < 0)
                 return r;
         if (existing) {
-                r = bus_manager_unregister_vm(d, dom->name, &gerr);
+                r = manager_unregister_vm(&d->manager, dom->name, &gerr);
                 if (r < 0)
                         return bus_error_set_model(error, r, gerr->message);
                 log_info("VM %s: registered again from its domain XML (its hostdevs changed).",
                          dom->name);
         }
-        r = bus_manager_register_vm(d, dom->name, names, devices->len, &options, "libvirt-xml",
-                                    NULL, &gerr);
+        r = manager_register_vm(&d->manager, dom->name, names, devices->len, &options,
+                                "libvirt-xml", NULL, &gerr);
         if (r < 0)
                 return bus_error_set_model(error, r, gerr->message);
         return reply_vm_path(m, dom->name);

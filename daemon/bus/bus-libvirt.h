@@ -6,7 +6,7 @@
  * LibvirtConnected (docs/dbus-api.md) are entries of the Manager vtable (bus-manager.c) and
  * are served here: thin handlers over libvirt/lv-xml.h and libvirt/lv-tracker.h.
  * bus_libvirt_start() creates the tracker when d->libvirt_uri is set, registering the VMs it
- * finds through bus_manager_register_vm() (origin "libvirt") so the usual signals go out.
+ * finds through manager_register_vm() (origin "libvirt") so the usual signals go out.
  *
  * Errors: negative errno; handlers set the named error (bus-errors.h).
  */

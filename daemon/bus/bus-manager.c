@@ -279,70 +279,66 @@ static void emit_vm_signal(Daemon *d, const char *member, const char *name)
                                          name, path);
 }
 
-int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devices, size_t n,
-                            const VmOptions *options, const char *origin, Vm **ret,
-                            GError **error)
-{
-        size_t devices_before = registry_n_devices(d->registry);
-        Vm *vm;
-        int r;
+/* ---- what the model reports (model/manager.h), as signals ---- */
 
-        r = registry_register_vm(d->registry, name, devices, n, options, &vm, error);
-        /* A rescan may have found devices even when the registration failed. */
-        if (registry_n_devices(d->registry) != devices_before)
-                bus_manager_emit_counts(d, false, true);
-        if (r < 0)
-                return r;
-        vm_set_origin(vm, origin);
+static void on_counts_changed(void *userdata, bool vm_count, bool device_count)
+{
+        bus_manager_emit_counts(userdata, vm_count, device_count);
+}
+
+static void on_vm_new(void *userdata, Vm *vm)
+{
+        Daemon *d = userdata;
+
         bus_vm_observe(d, vm);
-        /* From here on, name the VM by its own copy: `name` and `origin` may belong to the
-         * journal record that recovery_track_vm() replaces. */
-        recovery_track_vm(d, vm);
         bus_manager_emit_counts(d, true, false);
         emit_device_vm_changed(d, vm);
         emit_vm_signal(d, "VMNew", vm_name(vm));
-        if (ret)
-                *ret = vm;
-        return 0;
 }
 
-int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error)
+static void on_vm_removed(void *userdata, const char *name, const GPtrArray *former_devices,
+                          bool devices_changed)
 {
-        g_autofree char *vm_name_copy = g_strdup(name);
-        g_autoptr(GPtrArray) device_names = g_ptr_array_new_with_free_func(g_free);
-        size_t devices_before = registry_n_devices(d->registry);
-        Vm *vm = registry_get_vm(d->registry, name);
-        Device *dev;
-        int r;
+        Daemon *d = userdata;
 
-        /* A VM only the journal holds (not restored at start): forgetting it is the removal. */
-        if (!vm && recovery_has_unrestored(d, name))
-                return recovery_untrack_vm(d, vm_name_copy, error);
-        /* The VM's devices change their VM property once it is gone. */
-        if (vm)
-                VM_FOREACH_DEVICE (vm, i, dev)
-                        g_ptr_array_add(device_names, g_strdup(dev->info.name));
-        /* The journal first: a removal it cannot record is refused, or the VM would come
-         * back after a restart although its caller was told it was gone. */
-        if (vm && !vm_is_busy(vm, NULL)) {
-                r = recovery_untrack_vm(d, vm_name_copy, error);
-                if (r < 0)
-                        return r;
-        }
-        r = registry_unregister_vm(d->registry, vm_name_copy, error);
-        if (r < 0)
-                return r;
-
-        bus_manager_emit_counts(d, true, registry_n_devices(d->registry) != devices_before);
-        for (guint i = 0; i < device_names->len; i++) {
-                g_autofree char *path = bus_device_path(device_names->pdata[i]);
-                if (path && registry_has_device(d->registry, device_names->pdata[i]))
+        bus_manager_emit_counts(d, true, devices_changed);
+        for (guint i = 0; i < former_devices->len; i++) {
+                g_autofree char *path = bus_device_path(former_devices->pdata[i]);
+                if (path && registry_has_device(d->registry, former_devices->pdata[i]))
                         (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_DEVICE, "VM",
                                                              NULL);
         }
-        emit_vm_signal(d, "VMRemoved", vm_name_copy);
-        return 0;
+        emit_vm_signal(d, "VMRemoved", name);
 }
+
+static void on_sequence_event(void *userdata, Vm *vm, enum plan_op op, const SeqEvent *ev)
+{
+        bus_vm_emit_sequence_event(userdata, vm, op, ev);
+}
+
+static void on_group_changed(void *userdata, const GroupChange *c)
+{
+        bus_manager_emit_group_changed(userdata, c->group, c->added, c->removed, c->vms);
+}
+
+static void on_vm_blockers_changed(void *userdata, const char *vm)
+{
+        Daemon *d = userdata;
+        g_autofree char *path = bus_vm_path(vm);
+
+        if (path)
+                (void)sd_bus_emit_properties_changed(d->bus, path, BUS_IFACE_VM, "Migratable",
+                                                     "Blockers", NULL);
+}
+
+static const ManagerEvents manager_events = {
+    .counts_changed = on_counts_changed,
+    .vm_new = on_vm_new,
+    .vm_removed = on_vm_removed,
+    .group_changed = on_group_changed,
+    .vm_blockers_changed = on_vm_blockers_changed,
+    .sequence_event = on_sequence_event,
+};
 
 static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
@@ -379,8 +375,8 @@ static int method_register_vm(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
 
-        r = bus_manager_register_vm(d, name, (const char *const *)devices, n_devices, &options,
-                                    "dbus", NULL, &gerr);
+        r = manager_register_vm(&d->manager, name, (const char *const *)devices, n_devices,
+                                &options, "dbus", NULL, &gerr);
         if (r < 0)
                 return reply_gerror(error, r, gerr);
         path = bus_vm_path(name);
@@ -411,7 +407,7 @@ static int method_unregister_vm(sd_bus_message *m, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
 
-        r = bus_manager_unregister_vm(d, name, &gerr);
+        r = manager_unregister_vm(&d->manager, name, &gerr);
         if (r < 0)
                 return reply_gerror(error, r, gerr);
         return sd_bus_reply_method_return(m, "");
@@ -726,6 +722,7 @@ int bus_manager_register(Daemon *d)
         if (r < 0)
                 return r;
         g_ptr_array_add(d->slots, slot);
+        manager_set_events(&d->manager, &manager_events, d);
         return 0;
 }
 

@@ -8,22 +8,10 @@
 int bus_manager_register(Daemon *d);
 
 /*
- * Registers a VM (registry_register_vm(), same errors) and emits what a registration changes:
- * VMCount/DeviceCount, each device's VM property, VMNew. origin as vm_set_origin(). Every
- * front end registers through here (RegisterVM, RegisterVMFromXML, the libvirt tracker, the
- * journal's restore), so the bus always shows the same thing.
- */
-int bus_manager_register_vm(Daemon *d, const char *name, const char *const *devices, size_t n,
-                            const VmOptions *options, const char *origin, Vm **ret,
-                            GError **error);
-/*
  * Reads RegisterVM's options a{sv} into o (which holds the defaults): InvalidArgs naming an
  * unknown key, a wrong type, a bad value or a key given twice.
  */
 int bus_manager_read_vm_options(sd_bus_message *m, VmOptions *o, sd_bus_error *error);
-/* Unregisters (registry_unregister_vm(), same errors) and emits counts, devices' VM, VMRemoved. */
-int bus_manager_unregister_vm(Daemon *d, const char *name, GError **error);
-
 /* PropertiesChanged for VMCount and/or DeviceCount. */
 void bus_manager_emit_counts(Daemon *d, bool vm_count, bool device_count);
 /* DeviceStateChanged and SequenceProgress, on the Manager (docs/dbus-api.md, "Signals"). */

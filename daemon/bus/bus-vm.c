@@ -204,10 +204,9 @@ static const char *progress_status(SeqEventKind kind)
 
 static void emit_vm_changed(Daemon *d, const Vm *vm, const char *property, const char *other);
 
-static void emit_sequence_event(Daemon *d, Vm *vm, const SeqEvent *ev)
+void bus_vm_emit_sequence_event(Daemon *d, Vm *vm, enum plan_op op, const SeqEvent *ev)
 {
         const char *status;
-        enum plan_op op = PLAN_OP_COUNT;
 
         if (ev->kind == SEQ_EVENT_DEVICE_STATE) {
                 Device *dev = vm_device(vm, ev->device);
@@ -224,23 +223,33 @@ static void emit_sequence_event(Daemon *d, Vm *vm, const SeqEvent *ev)
         status = progress_status(ev->kind);
         if (!status)
                 return;
-        (void)vm_is_busy(vm, &op);
         bus_manager_emit_sequence_progress(d, vm_name(vm), plan_op_to_string(op),
                                            ev->phase ? ev->phase : "", (unsigned)ev->phase_index,
                                            (unsigned)ev->n_phases, status, ev->elapsed_us);
+}
+
+/* The operation a VM's sequence runs, for its events. */
+static enum plan_op running_op(Vm *vm)
+{
+        enum plan_op op = PLAN_OP_COUNT;
+
+        (void)vm_is_busy(vm, &op);
+        return op;
 }
 
 static void on_sequence_event(Vm *vm, const SeqEvent *ev, void *userdata)
 {
         VmCall *call = userdata;
 
-        emit_sequence_event(call->daemon, vm, ev);
+        manager_sequence_event(&call->daemon->manager, vm, running_op(vm), ev);
 }
 
 /* The VM's own sequences (the deferred rollback) and a hung step's late return. */
 static void on_observed_event(Vm *vm, const SeqEvent *ev, void *userdata)
 {
-        emit_sequence_event(userdata, vm, ev);
+        Daemon *d = userdata;
+
+        manager_sequence_event(&d->manager, vm, running_op(vm), ev);
         if (ev->kind == SEQ_EVENT_DEVICE_STATE && g_strcmp0(ev->phase, "late") == 0)
                 emit_vm_changed(userdata, vm, "Blockers", "State");
 }
