@@ -227,6 +227,35 @@ class ShutdownTest(MigdTestCase):
         self.assertEqual(entry["operation"], "", entry)
         self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
 
+    def test_sigterm_exits_without_a_step_that_ignores_cancel(self):
+        """gpu0's RUNNING_P2P>STOP takes 8 s and ignores cancel (a kernel ioctl cannot be
+        cancelled): SIGTERM's abort ends the sequence with its rollback deferred (the peers
+        held at RUNNING_P2P, never beside a stopped gpu0) and the daemon exits 0 without
+        waiting for the step, leaving the journal record in flight; the restart recovers the
+        VM from it: every device RUNNING, no corruption event."""
+        self.h.sim.latency("gpu0", 8000, arc="RUNNING_P2P>STOP")
+        quiesce = Background(self.h, "quiesce", "vm1")
+        wait_for(lambda: self.h.sim.states(["nic0", "nic1"]) == {"nic0": "STOP", "nic1": "STOP"},
+                 seconds(10), "the stop phase to be under way")
+        self.assertEqual(self.sigterm(), 0)
+        log = self.h.daemon.read_log()
+        self.assertIn("aborting its quiesce", log)
+        self.assertIn("device gpu0 did not return from its step (RUNNING_P2P>STOP) even "
+                      "after cancel", log)
+        self.assertIn("VM vm1: the rollback waits for 1 outstanding step(s)", log)
+        self.assertIn("Every sequence finished: stopping.", log)
+        quiesce.proc.kill()
+        quiesce.wait(seconds(10))
+        self.h.sim.latency("gpu0", 0, arc="RUNNING_P2P>STOP")
+        self.h.restart_daemon()
+        wait_for(lambda: self.h.busctl_get(ROOT, MANAGER, "LastRecovery")["status"]
+                 != "recovering", seconds(20), "the recovery to end")
+        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
+        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        self.assertEqual(entry["operation"], "quiesce", entry)
+        self.assertStates(self.h, NAMES, "RUNNING")
+        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
+
     def test_sigterm_does_not_wait_forever_for_a_stalled_save(self):
         """Save into a FIFO nobody reads: the stream stalls; SIGTERM's abort preempts the
         stalled write (stream I/O polls the abort request), the Save rolls back and the daemon
