@@ -14,6 +14,7 @@
 
 #include "journal.h"
 #include "recovery.h"
+#include "victim.h"
 
 static const char *const DEVICES[] = {"nic0", "gpu0"};
 
@@ -640,26 +641,13 @@ static void test_choose(gconstpointer data)
 
 /* ---- a state directory another user could write ---- */
 
-#define VICTIM_TEXT "root's secret\n"
 
 static char *victim_new(const Fixture *f)
 {
         char *path = g_build_filename(f->dir, "victim", NULL);
 
-        g_assert_true(g_file_set_contents(path, VICTIM_TEXT, -1, NULL));
-        g_assert_cmpint(chmod(path, 0600), ==, 0);
+        victim_create(path);
         return path;
-}
-
-static void victim_assert_untouched(const char *victim)
-{
-        g_autofree char *text = NULL;
-        struct stat st;
-
-        g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
-        g_assert_cmpstr(text, ==, VICTIM_TEXT);
-        g_assert_cmpint(stat(victim, &st), ==, 0);
-        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
 }
 
 static void assert_dir_refused(const Fixture *f, const char *words)

@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "safe-dir.h"
+#include "victim.h"
 
-#define VICTIM_TEXT "root's secret\n"
 #define NOBODY      65534
 
 static const SafeDirUse use = {"test directory", "--test-dir"};
@@ -41,8 +41,7 @@ static void setup(Fixture *f, gconstpointer data)
         f->victim = g_build_filename(f->top, "victim", NULL);
         f->absent = g_build_filename(f->top, "absent", NULL);
         g_assert_cmpint(g_mkdir(f->dir, 0700), ==, 0);
-        g_assert_true(g_file_set_contents(f->victim, VICTIM_TEXT, -1, &error));
-        g_assert_cmpint(chmod(f->victim, 0600), ==, 0);
+        victim_create(f->victim);
         g_assert_cmpint(safe_dir_open(f->dir, 0, &use, &f->dir_fd, &error), ==, 0);
         g_assert_no_error(error);
 }
@@ -73,14 +72,7 @@ static void plant(const Fixture *f, const char *name, const char *target)
 
 static void assert_victim_untouched(const Fixture *f)
 {
-        g_autofree char *text = NULL;
-        struct stat st;
-
-        g_assert_true(g_file_get_contents(f->victim, &text, NULL, NULL));
-        g_assert_cmpstr(text, ==, VICTIM_TEXT);
-        g_assert_cmpint(stat(f->victim, &st), ==, 0);
-        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
-        g_assert_cmpuint(st.st_nlink, ==, 1);
+        victim_assert_untouched(f->victim);
         g_assert_false(g_file_test(f->absent, G_FILE_TEST_EXISTS | G_FILE_TEST_IS_SYMLINK));
 }
 

@@ -18,6 +18,7 @@
 #include "devices/sim-stream.h"
 #include "devices/sim.h"
 #include "log.h"
+#include "victim.h"
 
 #define ALL_FLAGS (MIG_FLAG_STOP_COPY | MIG_FLAG_P2P | MIG_FLAG_PRE_COPY)
 
@@ -1439,27 +1440,20 @@ static void test_state_reads_see_other_writers(Fixture *f, gconstpointer data)
 
 /* ---- a directory others could write, and links planted in it ---- */
 
-#define VICTIM_TEXT "root's secret\n"
 
 /* A root 0600 file outside the directory, where planted links point. */
 static char *victim_new(Fixture *f)
 {
         char *path = g_strdup_printf("%s.victim", f->dir);
 
-        g_assert_true(g_file_set_contents(path, VICTIM_TEXT, -1, NULL));
-        g_assert_cmpint(chmod(path, 0600), ==, 0);
+        victim_create(path);
         return path;
 }
 
-static void victim_assert_untouched(const char *victim)
+/* The victim lies beside the sim directory, so it goes once checked. */
+static void victim_check_and_remove(const char *victim)
 {
-        g_autofree char *text = NULL;
-        struct stat st;
-
-        g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
-        g_assert_cmpstr(text, ==, VICTIM_TEXT);
-        g_assert_cmpint(stat(victim, &st), ==, 0);
-        g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+        victim_assert_untouched(victim);
         g_assert_cmpint(unlink(victim), ==, 0);
 }
 
@@ -1512,7 +1506,7 @@ static void test_planted_spares_are_not_followed(Fixture *f, gconstpointer data)
         assert_mode(f, "nic9.json", 0600);
         assert_mode(f, "nic9.state", 0600);
         g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
-        victim_assert_untouched(victim);
+        victim_check_and_remove(victim);
 }
 
 /* The lock carries the version counter: written through a link, it changed 8 bytes. */
@@ -1530,7 +1524,7 @@ static void test_planted_lock_is_refused(Fixture *f, gconstpointer data)
         plant_link(f, ".nic9.lock", absent);
         g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, &error), ==, -ELOOP);
         g_assert_false(g_file_test(absent, G_FILE_TEST_EXISTS));
-        victim_assert_untouched(victim);
+        victim_check_and_remove(victim);
 }
 
 static void test_device_file_link_is_not_read(Fixture *f, gconstpointer data)
@@ -1542,7 +1536,7 @@ static void test_device_file_link_is_not_read(Fixture *f, gconstpointer data)
         plant_link(f, "nic9.json", victim);
         g_assert_cmpint(sim_device_read(f->dir, "nic9", &d, NULL), ==, -ELOOP);
         g_assert_cmpint(sim_device_force_state(f->dir, "nic9", MIG_STATE_STOP, NULL), ==, -ELOOP);
-        victim_assert_untouched(victim);
+        victim_check_and_remove(victim);
 }
 
 static void test_unsafe_directory_is_refused(Fixture *f, gconstpointer data)
