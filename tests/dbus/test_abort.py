@@ -44,7 +44,23 @@ class Background:
         return self.proc.returncode, out, err
 
 
-class AbortTest(MigdTestCase):
+class VmCase(MigdTestCase):
+    """What every test here checks at its end."""
+
+    def assertNoCorruption(self):
+        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES},
+                         "P2P corruption events")
+
+    def entry_after_restart(self):
+        """Restarts the daemon, waits for its recovery, returns vm1's LastRecovery entry."""
+        self.h.restart_daemon()
+        wait_for(lambda: self.h.busctl_get(ROOT, MANAGER, "LastRecovery")["status"]
+                 != "recovering", seconds(20), "the recovery to end")
+        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
+        return next(v for v in rec["vms"] if v["vm"] == "vm1")
+
+
+class AbortTest(VmCase):
 
     def setUp(self):
         super().setUp()
@@ -59,10 +75,6 @@ class AbortTest(MigdTestCase):
 
     def blockers(self):
         return self.h.busctl_get(self.path, VM_IFACE, "Blockers")
-
-    def assertNoCorruption(self):
-        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES},
-                         "P2P corruption events")
 
     def test_abort_preempts_a_hanging_quiesce(self):
         """Reproduction 4: hang fault, 20 s deadline; Abort during the stop phase answers
@@ -184,7 +196,7 @@ class AbortTest(MigdTestCase):
         self.assertNoCorruption()
 
 
-class ShutdownTest(MigdTestCase):
+class ShutdownTest(VmCase):
     """SIGTERM aborts the running sequences, waits for them at most --stop-timeout-ms, exits
     0, and leaves every VM in a state its journal record explains."""
 
@@ -221,11 +233,9 @@ class ShutdownTest(MigdTestCase):
         self.assertIn("aborting its quiesce", log)
         self.assertNotIn("exiting without it", log)
         # a restart finds nothing in flight: the record was closed by the rollback
-        self.h.restart_daemon()
-        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
-        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        entry = self.entry_after_restart()
         self.assertEqual(entry["operation"], "", entry)
-        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
+        self.assertNoCorruption()
 
     def test_sigterm_exits_without_a_step_that_ignores_cancel(self):
         """gpu0's RUNNING_P2P>STOP takes 8 s and ignores cancel (a kernel ioctl cannot be
@@ -247,14 +257,10 @@ class ShutdownTest(MigdTestCase):
         quiesce.proc.kill()
         quiesce.wait(seconds(10))
         self.h.sim.latency("gpu0", 0, arc="RUNNING_P2P>STOP")
-        self.h.restart_daemon()
-        wait_for(lambda: self.h.busctl_get(ROOT, MANAGER, "LastRecovery")["status"]
-                 != "recovering", seconds(20), "the recovery to end")
-        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
-        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        entry = self.entry_after_restart()
         self.assertEqual(entry["operation"], "quiesce", entry)
         self.assertStates(self.h, NAMES, "RUNNING")
-        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
+        self.assertNoCorruption()
 
     def test_sigterm_does_not_wait_forever_for_a_stalled_save(self):
         """Save into a FIFO nobody reads: the stream stalls; SIGTERM's abort preempts the
@@ -282,14 +288,10 @@ class ShutdownTest(MigdTestCase):
             save.wait(seconds(10))
         finally:
             os.close(reader)
-        self.h.restart_daemon()
-        wait_for(lambda: self.h.busctl_get(ROOT, MANAGER, "LastRecovery")["status"]
-                 != "recovering", seconds(20), "the recovery to end")
-        rec = self.h.busctl_get(ROOT, MANAGER, "LastRecovery")
-        entry = next(v for v in rec["vms"] if v["vm"] == "vm1")
+        entry = self.entry_after_restart()
         self.assertEqual(entry["operation"], "", entry)
         self.assertStates(self.h, NAMES, "RUNNING")
-        self.assertEqual({n: self.h.sim.events(n) for n in NAMES}, {n: [] for n in NAMES})
+        self.assertNoCorruption()
 
 if __name__ == "__main__":
     main()
